@@ -1,0 +1,229 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/deplo-sh/deplo-auth/policy"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("deplo_auth", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("deplo_auth", httpcaddyfile.After, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler Handler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	deplo_auth [<matcher>] {
+//		keys file <path>
+//		cache {
+//			ttl <duration>
+//			negative_ttl <duration>
+//			max_entries <n>
+//		}
+//		realm <name>
+//		header_prefix <prefix>
+//		forward_authorization
+//		checksum off
+//		route <METHOD|*> <path-pattern> <scope>...|public|authenticated [{
+//			via api_key|jwt...
+//			project_tokens
+//		}]
+//		default deny|authenticated
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	var routeLines []string
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "keys":
+			if err := h.parseKeys(d); err != nil {
+				return err
+			}
+		case "cache":
+			if err := h.parseCache(d); err != nil {
+				return err
+			}
+		case "realm":
+			if !d.AllArgs(&h.Realm) {
+				return d.ArgErr()
+			}
+		case "header_prefix":
+			if !d.AllArgs(&h.HeaderPrefix) {
+				return d.ArgErr()
+			}
+		case "forward_authorization":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.ForwardAuthorization = true
+		case "checksum":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			switch v {
+			case "off":
+				h.DisableChecksum = true
+			case "on":
+				h.DisableChecksum = false
+			default:
+				return d.Errf("checksum: want on or off, got %q", v)
+			}
+		case "route":
+			where := d.File() + ":" + strconv.Itoa(d.Line())
+			rc, err := parseRoute(d)
+			if err != nil {
+				return err
+			}
+			h.Routes = append(h.Routes, rc)
+			routeLines = append(routeLines, where)
+		case "default":
+			if !d.AllArgs(&h.Default) {
+				return d.ArgErr()
+			}
+			if h.Default != "deny" && h.Default != "authenticated" {
+				return d.Errf("default: want deny or authenticated, got %q", h.Default)
+			}
+		default:
+			return d.Errf("unrecognized deplo_auth subdirective %q", d.Val())
+		}
+	}
+	// Compile the policy now so that a conflict or bad pattern is reported
+	// with the Caddyfile line of the route, not only at provision.
+	specs, def, err := h.policySpec()
+	if err == nil {
+		_, err = policy.New(specs, def)
+	}
+	var re *policy.RouteError
+	if errors.As(err, &re) && re.Index < len(routeLines) {
+		return fmt.Errorf("%s: deplo_auth %w", routeLines[re.Index], err)
+	}
+	return err
+}
+
+func (h *Handler) parseKeys(d *caddyfile.Dispenser) error {
+	if h.Keys != nil {
+		return d.Err("keys: only one key store may be configured")
+	}
+	var kind, arg string
+	if !d.AllArgs(&kind, &arg) {
+		return d.ArgErr()
+	}
+	switch kind {
+	case "file":
+		h.Keys = &KeysConfig{File: arg}
+	default:
+		return d.Errf("keys: unknown key store %q (want file)", kind)
+	}
+	return nil
+}
+
+func (h *Handler) parseCache(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if h.Cache == nil {
+		h.Cache = new(CacheConfig)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		switch sub {
+		case "ttl", "negative_ttl":
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("cache %s: want a positive duration, got %q", sub, v)
+			}
+			if sub == "ttl" {
+				h.Cache.TTL = caddy.Duration(dur)
+			} else {
+				h.Cache.NegativeTTL = caddy.Duration(dur)
+			}
+		case "max_entries":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return d.Errf("cache max_entries: want a positive integer, got %q", v)
+			}
+			h.Cache.MaxEntries = n
+		default:
+			return d.Errf("unrecognized cache subdirective %q", sub)
+		}
+	}
+	return nil
+}
+
+func parseRoute(d *caddyfile.Dispenser) (RouteConfig, error) {
+	var rc RouteConfig
+	args := d.RemainingArgs()
+	if len(args) < 3 {
+		return rc, d.Err("route: want <METHOD|*> <path-pattern> <scope>...|public|authenticated")
+	}
+	rc.Method, rc.Path = args[0], args[1]
+	if rc.Method == "*" {
+		rc.Method = ""
+	}
+	for _, a := range args[2:] {
+		switch a {
+		case "public":
+			rc.Public = true
+		case "authenticated":
+			rc.Authenticated = true
+		default:
+			if _, ok := policy.ParseScope(a); !ok {
+				return rc, d.Errf("route %s %s: unknown scope %q (want read, deploy, delete, admin, public or authenticated)", args[0], args[1], a)
+			}
+			rc.Scopes = append(rc.Scopes, a)
+		}
+	}
+	if (rc.Public || rc.Authenticated) && len(args) != 3 {
+		return rc, d.Errf("route %s %s: public and authenticated stand alone, without scopes", args[0], args[1])
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "via":
+			kinds := d.RemainingArgs()
+			if len(kinds) == 0 {
+				return rc, d.ArgErr()
+			}
+			for _, k := range kinds {
+				if _, ok := policy.ParseKind(k); !ok {
+					return rc, d.Errf("route %s %s: via: unknown credential kind %q (want api_key or jwt)", args[0], args[1], k)
+				}
+			}
+			rc.Via = append(rc.Via, kinds...)
+		case "project_tokens":
+			if d.NextArg() {
+				return rc, d.ArgErr()
+			}
+			rc.ProjectTokens = true
+		default:
+			return rc, d.Errf("route %s %s: unrecognized option %q", args[0], args[1], d.Val())
+		}
+	}
+	if rc.Public && (len(rc.Via) > 0 || rc.ProjectTokens) {
+		return rc, d.Errf("route %s %s: a public route takes no credential options", args[0], args[1])
+	}
+	return rc, nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,158 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	tests := []struct {
+		name, input, want string
+	}{
+		{
+			name:  "minimal",
+			input: "deplo_auth {\n keys file keys.json\n}",
+			want:  `{"keys":{"file":"keys.json"}}`,
+		},
+		{
+			name: "everything",
+			input: `deplo_auth {
+				keys file /etc/deplo/keys.json
+				cache {
+					ttl 10m
+					negative_ttl 1m
+					max_entries 5000
+				}
+				realm acme
+				header_prefix X-Acme-
+				forward_authorization
+				checksum off
+				route GET /healthz public
+				route GET /v1/me authenticated
+				route * /v1/workspaces/{workspace}/tokens/ admin
+				route POST /v1/workspaces/{workspace}/projects/{project}/promote deploy delete {
+					via api_key
+				}
+				route GET /v1/workspaces/{workspace}/projects read {
+					project_tokens
+					via api_key jwt
+				}
+				default authenticated
+			}`,
+			want: `{"keys":{"file":"/etc/deplo/keys.json"},"cache":{"ttl":600000000000,"negative_ttl":60000000000,"max_entries":5000},"realm":"acme","header_prefix":"X-Acme-","forward_authorization":true,"disable_checksum":true,"routes":[` +
+				`{"method":"GET","path":"/healthz","public":true},` +
+				`{"method":"GET","path":"/v1/me","authenticated":true},` +
+				`{"path":"/v1/workspaces/{workspace}/tokens/","scopes":["admin"]},` +
+				`{"method":"POST","path":"/v1/workspaces/{workspace}/projects/{project}/promote","scopes":["deploy","delete"],"via":["api_key"]},` +
+				`{"method":"GET","path":"/v1/workspaces/{workspace}/projects","scopes":["read"],"via":["api_key","jwt"],"project_tokens":true}` +
+				`],"default":"authenticated"}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Handler
+			if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := json.Marshal(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestUnmarshalCaddyfileErrors(t *testing.T) {
+	tests := []struct {
+		name, input, want string
+	}{
+		{"argument on directive", "deplo_auth foo {\n keys file k\n}", "wrong argument count"},
+		{"unknown subdirective", "deplo_auth {\n keys file k\n frobnicate\n}", `unrecognized deplo_auth subdirective "frobnicate"`},
+		{"unknown store", "deplo_auth {\n keys redis x\n}", `unknown key store "redis"`},
+		{"two stores", "deplo_auth {\n keys file a\n keys file b\n}", "only one key store"},
+		{"keys without path", "deplo_auth {\n keys file\n}", "wrong argument count"},
+		{"bad ttl", "deplo_auth {\n cache {\n ttl soon\n }\n}", "cache ttl"},
+		{"negative ttl", "deplo_auth {\n cache {\n negative_ttl -1s\n }\n}", "cache negative_ttl"},
+		{"bad max_entries", "deplo_auth {\n cache {\n max_entries 0\n }\n}", "max_entries"},
+		{"unknown cache option", "deplo_auth {\n cache {\n size 1\n }\n}", `unrecognized cache subdirective "size"`},
+		{"unknown scope", "deplo_auth {\n route GET /a write\n}", `unknown scope "write"`},
+		{"route too short", "deplo_auth {\n route GET /a\n}", "route: want"},
+		{"public with scope", "deplo_auth {\n route GET /a public read\n}", "stand alone"},
+		{"bad via", "deplo_auth {\n route GET /a read {\n via cookie\n }\n}", `unknown credential kind "cookie"`},
+		{"unknown route option", "deplo_auth {\n route GET /a read {\n sometimes\n }\n}", `unrecognized option "sometimes"`},
+		{"public with via", "deplo_auth {\n route GET /a public {\n via jwt\n }\n}", "public route takes no credential options"},
+		{"bad default", "deplo_auth {\n default allow\n}", "want deny or authenticated"},
+		{"checksum typo", "deplo_auth {\n checksum of\n}", "want on or off"},
+		{"conflict names the line", "deplo_auth {\n route GET /a/{x}/c read\n route GET /a/b/{y} read\n}", "Testfile:3: deplo_auth route 2 (GET /a/b/{y})"},
+		{"bad pattern names the line", "deplo_auth {\n route GET /a read\n route GET /b/{ read\n}", "Testfile:3"},
+		{"bad method", "deplo_auth {\n route get /a read\n}", "method"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the adapt golden files")
+
+// TestAdaptGolden adapts each testdata/*.caddyfile and compares the JSON with
+// the .json beside it (go test -run TestAdaptGolden -update rewrites them).
+// Caddyfile.example is among them, so the shipped example always adapts.
+func TestAdaptGolden(t *testing.T) {
+	inputs, _ := filepath.Glob("testdata/*.caddyfile")
+	inputs = append(inputs, "../Caddyfile.example")
+	for _, in := range inputs {
+		t.Run(filepath.Base(in), func(t *testing.T) {
+			src, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			adapter := caddyconfig.GetAdapter("caddyfile")
+			out, warnings, err := adapter.Adapt(src, map[string]any{"filename": in})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range warnings {
+				t.Errorf("warning: %s:%d: %s", w.File, w.Line, w.Message)
+			}
+			var pretty map[string]any
+			if err := json.Unmarshal(out, &pretty); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := json.MarshalIndent(pretty, "", "\t")
+			golden := filepath.Join("testdata", strings.TrimSuffix(filepath.Base(in), ".caddyfile")+".json")
+			if filepath.Base(in) == "Caddyfile.example" {
+				golden = filepath.Join("testdata", "Caddyfile.example.json")
+			}
+			if *update {
+				if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestAdaptGolden -update)", err)
+			}
+			if strings.TrimSpace(string(want)) != strings.TrimSpace(string(got)) {
+				t.Errorf("adapted %s differs from %s:\n%s", in, golden, got)
+			}
+		})
+	}
+}

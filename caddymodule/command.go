@@ -1,0 +1,240 @@
+package caddymodule
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/keystore"
+	"github.com/deplo-sh/deplo-auth/policy"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "deplo-auth",
+		Usage: "token create|revoke|list … | hash",
+		Short: "Manages deplo API tokens in a key file",
+		Long: `
+Manages the API tokens of a deplo_auth key file (the JSON file named by
+"keys file <path>"). The file is edited under a lock and replaced atomically,
+so a running Caddy picks the change up within two seconds and a crash never
+leaves a truncated file.
+
+  caddy deplo-auth token create --keys-file <path> --name <name> --workspace <ws> [--project <p>] --scopes read,deploy [--expires 720h]
+  caddy deplo-auth token revoke --keys-file <path> [--at <RFC 3339 time>] <token id>
+  caddy deplo-auth token list   --keys-file <path> [--json]
+  caddy deplo-auth hash         < token
+
+create prints the new token once, on stdout; only its SHA-256 is stored.
+--keys-file defaults to $DEPLO_AUTH_KEYS_FILE.
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			token := &cobra.Command{Use: "token", Short: "Creates, revokes and lists API tokens"}
+			token.AddCommand(tokenCreateCommand(), tokenRevokeCommand(), tokenListCommand())
+			cmd.AddCommand(token, hashCommand())
+		},
+	})
+}
+
+func keysFileFlag(cmd *cobra.Command) *string {
+	return cmd.Flags().String("keys-file", os.Getenv("DEPLO_AUTH_KEYS_FILE"), "path of the JSON key file")
+}
+
+func requireKeysFile(path string) error {
+	if path == "" {
+		return errors.New("--keys-file is required (or set DEPLO_AUTH_KEYS_FILE)")
+	}
+	return nil
+}
+
+func tokenCreateCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "create --keys-file <path> --name <name> --workspace <ws> [--project <p>] --scopes <s,…> [--expires <duration>]",
+		Short: "Creates a token and prints it once on stdout",
+		Args:  cobra.NoArgs,
+	}
+	file := keysFileFlag(cmd)
+	name := cmd.Flags().String("name", "", "human-readable name, e.g. \"CI deploys\"")
+	workspace := cmd.Flags().String("workspace", "", "workspace id the token belongs to (required)")
+	project := cmd.Flags().String("project", "", "project the token is bound to (default: the whole workspace)")
+	scopes := cmd.Flags().StringSlice("scopes", nil, "scopes: read, deploy, delete, admin (comma-separated, required)")
+	expires := cmd.Flags().Duration("expires", 0, "lifetime, e.g. 720h (default: no expiry)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := requireKeysFile(*file); err != nil {
+			return err
+		}
+		if *workspace == "" {
+			return errors.New("--workspace is required")
+		}
+		if len(*scopes) == 0 {
+			return errors.New("--scopes is required (read, deploy, delete, admin)")
+		}
+		for _, s := range *scopes {
+			if _, ok := policy.ParseScope(s); !ok {
+				return fmt.Errorf("--scopes: unknown scope %q (want read, deploy, delete or admin)", s)
+			}
+		}
+		if *expires < 0 {
+			return errors.New("--expires must be positive")
+		}
+		raw, err := apikey.Generate()
+		if err != nil {
+			return err
+		}
+		id, err := keystore.NewTokenID()
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC().Truncate(time.Second)
+		entry := keystore.TokenEntry{
+			ID:        id,
+			Name:      *name,
+			Hash:      apikey.Sum(raw).String(),
+			Workspace: *workspace,
+			Scopes:    slices.Compact(slices.Sorted(slices.Values(*scopes))),
+			CreatedAt: now,
+		}
+		if *project != "" {
+			entry.Project = project
+		}
+		if *expires > 0 {
+			t := now.Add(*expires)
+			entry.ExpiresAt = &t
+		}
+		err = keystore.UpdateKeyFile(*file, true, func(kf *keystore.KeyFile) error {
+			kf.Tokens = append(kf.Tokens, entry)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "created token %s in %s; it is shown once:\n", id, *file)
+		fmt.Fprintln(cmd.OutOrStdout(), raw)
+		return nil
+	}
+	return cmd
+}
+
+func tokenRevokeCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "revoke --keys-file <path> [--at <time>] <token id>",
+		Short: "Revokes a token now, or at a given time",
+		Args:  cobra.ExactArgs(1),
+	}
+	file := keysFileFlag(cmd)
+	at := cmd.Flags().String("at", "", "RFC 3339 time the revocation takes effect (default: now)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := requireKeysFile(*file); err != nil {
+			return err
+		}
+		when := time.Now().UTC().Truncate(time.Second)
+		if *at != "" {
+			t, err := time.Parse(time.RFC3339, *at)
+			if err != nil {
+				return fmt.Errorf("--at: %w", err)
+			}
+			when = t
+		}
+		id := args[0]
+		err := keystore.UpdateKeyFile(*file, false, func(kf *keystore.KeyFile) error {
+			for i := range kf.Tokens {
+				if kf.Tokens[i].ID == id {
+					kf.Tokens[i].RevokedAt = &when
+					return nil
+				}
+			}
+			return fmt.Errorf("no token with id %q in %s", id, *file)
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "revoked %s at %s\n", id, when.Format(time.RFC3339))
+		return nil
+	}
+	return cmd
+}
+
+func tokenListCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list --keys-file <path> [--json]",
+		Short: "Lists tokens (never their secrets)",
+		Args:  cobra.NoArgs,
+	}
+	file := keysFileFlag(cmd)
+	asJSON := cmd.Flags().Bool("json", false, "print the entries as JSON")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := requireKeysFile(*file); err != nil {
+			return err
+		}
+		kf, err := keystore.ReadKeyFile(*file)
+		if err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		if *asJSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(kf.Tokens)
+		}
+		now := time.Now()
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tWORKSPACE\tPROJECT\tSCOPES\tCREATED\tSTATUS")
+		for _, t := range kf.Tokens {
+			project := "*"
+			if t.Project != nil && *t.Project != "" {
+				project = *t.Project
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Workspace, project,
+				strings.Join(t.Scopes, ","), t.CreatedAt.Format(time.RFC3339), tokenStatus(t, now))
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+func tokenStatus(t keystore.TokenEntry, now time.Time) string {
+	switch {
+	case t.RevokedAt != nil && !now.Before(*t.RevokedAt):
+		return "revoked " + t.RevokedAt.Format(time.RFC3339)
+	case t.ExpiresAt != nil && !now.Before(*t.ExpiresAt):
+		return "expired " + t.ExpiresAt.Format(time.RFC3339)
+	case t.RevokedAt != nil:
+		return "active, revoked from " + t.RevokedAt.Format(time.RFC3339)
+	case t.ExpiresAt != nil:
+		return "active until " + t.ExpiresAt.Format(time.RFC3339)
+	}
+	return "active"
+}
+
+func hashCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "hash [--no-checksum] < token",
+		Short: "Prints the stored form (sha256:…) of a token read from stdin",
+		Args:  cobra.NoArgs,
+	}
+	noChecksum := cmd.Flags().Bool("no-checksum", false, "accept a token without a valid CRC-32 tail (as \"checksum off\")")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		line, err := bufio.NewReader(io.LimitReader(cmd.InOrStdin(), 4096)).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		token := strings.TrimSpace(line)
+		if err := apikey.Check(token, !*noChecksum); err != nil {
+			return fmt.Errorf("not a deplo API token: %w", err)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), apikey.Sum(token).String())
+		return nil
+	}
+	return cmd
+}

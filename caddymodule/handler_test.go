@@ -1,0 +1,487 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/deplo-sh/deplo-auth/apikey"
+)
+
+// testToken is one token of the test key file.
+type testToken struct {
+	raw, id, workspace, project string
+	scopes                      []string
+	expiresAt, revokedAt        *time.Time
+}
+
+func mustToken(t testing.TB) string {
+	t.Helper()
+	raw, err := apikey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func writeKeyFile(t testing.TB, path string, tokens []testToken) {
+	t.Helper()
+	type entry struct {
+		ID        string     `json:"id"`
+		Hash      string     `json:"hash"`
+		Workspace string     `json:"workspace"`
+		Project   *string    `json:"project"`
+		Scopes    []string   `json:"scopes"`
+		CreatedAt time.Time  `json:"created_at"`
+		ExpiresAt *time.Time `json:"expires_at"`
+		RevokedAt *time.Time `json:"revoked_at"`
+	}
+	var doc struct {
+		Tokens []entry `json:"tokens"`
+	}
+	doc.Tokens = []entry{}
+	for _, tk := range tokens {
+		e := entry{ID: tk.id, Hash: apikey.Sum(tk.raw).String(), Workspace: tk.workspace,
+			Scopes: tk.scopes, CreatedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
+			ExpiresAt: tk.expiresAt, RevokedAt: tk.revokedAt}
+		if tk.project != "" {
+			p := tk.project
+			e.Project = &p
+		}
+		doc.Tokens = append(doc.Tokens, e)
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fixture is a provisioned handler over a temporary key file.
+type fixture struct {
+	h                                          *Handler
+	keys                                       string
+	read, deploy, admin, project, revoked, exp testToken
+	future                                     testToken
+}
+
+func newFixture(t testing.TB, configure func(*Handler)) *fixture {
+	t.Helper()
+	past := time.Now().Add(-time.Hour)
+	later := time.Now().Add(time.Hour)
+	f := &fixture{keys: filepath.Join(t.TempDir(), "keys.json")}
+	f.read = testToken{raw: mustToken(t), id: "tok_read", workspace: "ws_acme", scopes: []string{"read"}}
+	f.deploy = testToken{raw: mustToken(t), id: "tok_deploy", workspace: "ws_acme", scopes: []string{"deploy", "read", "frobnicate"}}
+	f.admin = testToken{raw: mustToken(t), id: "tok_admin", workspace: "ws_acme", scopes: []string{"admin"}}
+	f.project = testToken{raw: mustToken(t), id: "tok_project", workspace: "ws_acme", project: "weekly-report", scopes: []string{"deploy", "read"}}
+	f.revoked = testToken{raw: mustToken(t), id: "tok_revoked", workspace: "ws_acme", scopes: []string{"admin"}, revokedAt: &past}
+	f.exp = testToken{raw: mustToken(t), id: "tok_expired", workspace: "ws_acme", scopes: []string{"admin"}, expiresAt: &past}
+	f.future = testToken{raw: mustToken(t), id: "tok_future", workspace: "ws_acme", scopes: []string{"read"}, revokedAt: &later}
+	writeKeyFile(t, f.keys, []testToken{f.read, f.deploy, f.admin, f.project, f.revoked, f.exp, f.future})
+
+	h := &Handler{
+		Keys: &KeysConfig{File: f.keys},
+		Routes: []RouteConfig{
+			{Method: "GET", Path: "/healthz", Public: true},
+			{Method: "GET", Path: "/v1/me", Authenticated: true},
+			{Method: "GET", Path: "/v1/workspaces/{workspace}/projects", Scopes: []string{"read"}, ProjectTokens: true},
+			{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Scopes: []string{"read"}},
+			{Method: "POST", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Scopes: []string{"deploy"}},
+			{Method: "DELETE", Path: "/v1/workspaces/{workspace}/projects/{project}", Scopes: []string{"delete"}},
+			{Method: "GET", Path: "/v1/workspaces/{workspace}/members", Scopes: []string{"admin"}, Via: []string{"jwt"}},
+			{Method: "*", Path: "/v1/workspaces/{workspace}/tokens/", Scopes: []string{"admin"}},
+		},
+	}
+	if configure != nil {
+		configure(h)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(func() {
+		cancel()
+		if err := h.Cleanup(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	f.h = h
+	return f
+}
+
+// upstream records what reached the next handler.
+type upstream struct {
+	called bool
+	header http.Header
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	u.called = true
+	u.header = r.Header.Clone()
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func newRequest(method, target string) (*http.Request, *caddy.Replacer) {
+	r := httptest.NewRequest(method, target, nil)
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.1"})
+	return r.WithContext(ctx), repl
+}
+
+func (f *fixture) serve(r *http.Request) (*httptest.ResponseRecorder, *upstream, error) {
+	w := httptest.NewRecorder()
+	up := &upstream{}
+	err := f.h.ServeHTTP(w, r, up)
+	return w, up, err
+}
+
+func statusOf(err error) int {
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) {
+		return he.StatusCode
+	}
+	if err == nil {
+		return http.StatusOK
+	}
+	return -1
+}
+
+func TestServeHTTPDecisions(t *testing.T) {
+	f := newFixture(t, nil)
+	ws := "/v1/workspaces/ws_acme"
+	tests := []struct {
+		name, method, path string
+		auth               []string // Authorization header values
+		status             int
+		challenge          string
+	}{
+		{"public without credential", "GET", "/healthz", nil, 200, ""},
+		{"no credential", "GET", ws + "/projects", nil, 401, `Bearer realm="deplo"`},
+		{"no credential on unlisted route", "GET", "/v1/secret", nil, 401, `Bearer realm="deplo"`},
+		{"basic scheme", "GET", ws + "/projects", []string{"Basic dXNlcjpwYXNz"}, 401, `Bearer realm="deplo"`},
+		{"two headers", "GET", ws + "/projects", []string{"Bearer " + f.read.raw, "Bearer " + f.read.raw}, 400, `Bearer realm="deplo", error="invalid_request"`},
+		{"empty bearer", "GET", ws + "/projects", []string{"Bearer "}, 400, `Bearer realm="deplo", error="invalid_request"`},
+		{"two tokens", "GET", ws + "/projects", []string{"Bearer " + f.read.raw + " " + f.read.raw}, 400, `Bearer realm="deplo", error="invalid_request"`},
+		{"control character", "GET", ws + "/projects", []string{"Bearer " + f.read.raw + "\x00"}, 400, `Bearer realm="deplo", error="invalid_request"`},
+		{"oversized", "GET", ws + "/projects", []string{"Bearer " + strings.Repeat("a", 9000)}, 400, `Bearer realm="deplo", error="invalid_request"`},
+		{"bad checksum", "GET", ws + "/projects", []string{"Bearer " + f.read.raw[:39] + flip(f.read.raw[39])}, 401, `Bearer realm="deplo", error="invalid_token"`},
+		{"wrong length", "GET", ws + "/projects", []string{"Bearer " + f.read.raw[:39]}, 401, `Bearer realm="deplo", error="invalid_token"`},
+		{"wrong alphabet", "GET", ws + "/projects", []string{"Bearer " + f.read.raw[:20] + "-" + f.read.raw[21:]}, 401, `Bearer realm="deplo", error="invalid_token"`},
+		{"not a token", "GET", ws + "/projects", []string{"Bearer hello"}, 401, `Bearer realm="deplo", error="invalid_token"`},
+		{"unknown token", "GET", ws + "/projects", []string{"Bearer " + mustToken(t)}, 401, `Bearer realm="deplo", error="invalid_token"`},
+		{"revoked", "GET", ws + "/projects", []string{"Bearer " + f.revoked.raw}, 401, `Bearer realm="deplo", error="invalid_token"`},
+		{"expired", "GET", ws + "/projects", []string{"Bearer " + f.exp.raw}, 401, `Bearer realm="deplo", error="invalid_token"`},
+		{"revocation scheduled later", "GET", ws + "/projects", []string{"Bearer " + f.future.raw}, 200, ""},
+		{"lowercase scheme", "GET", ws + "/projects", []string{"bearer " + f.read.raw}, 200, ""},
+		{"read allowed", "GET", ws + "/projects", []string{"Bearer " + f.read.raw}, 200, ""},
+		{"HEAD via GET route", "HEAD", ws + "/projects", []string{"Bearer " + f.read.raw}, 200, ""},
+		{"read cannot deploy", "POST", ws + "/projects/p1/deployments", []string{"Bearer " + f.read.raw}, 403, `Bearer realm="deplo", error="insufficient_scope", scope="deploy"`},
+		{"deploy cannot delete", "DELETE", ws + "/projects/p1", []string{"Bearer " + f.deploy.raw}, 403, `Bearer realm="deplo", error="insufficient_scope", scope="delete"`},
+		{"unknown scope not granted", "DELETE", ws + "/projects/p1", []string{"Bearer " + f.deploy.raw}, 403, `Bearer realm="deplo", error="insufficient_scope", scope="delete"`},
+		{"admin can delete", "DELETE", ws + "/projects/p1", []string{"Bearer " + f.admin.raw}, 200, ""},
+		{"other workspace", "GET", "/v1/workspaces/ws_other/projects", []string{"Bearer " + f.admin.raw}, 403, `Bearer realm="deplo", error="insufficient_scope"`},
+		{"unlisted route with credential", "GET", "/v1/secret", []string{"Bearer " + f.admin.raw}, 403, `Bearer realm="deplo", error="insufficient_scope"`},
+		{"project token own project", "POST", ws + "/projects/weekly-report/deployments", []string{"Bearer " + f.project.raw}, 200, ""},
+		{"project token other project", "POST", ws + "/projects/billing/deployments", []string{"Bearer " + f.project.raw}, 403, `Bearer realm="deplo", error="insufficient_scope"`},
+		{"project token look-alike project", "POST", ws + "/projects/weekly-report-backup/deployments", []string{"Bearer " + f.project.raw}, 403, `Bearer realm="deplo", error="insufficient_scope"`},
+		{"project token on project_tokens route", "GET", ws + "/projects", []string{"Bearer " + f.project.raw}, 200, ""},
+		{"project token on authenticated route", "GET", "/v1/me", []string{"Bearer " + f.project.raw}, 403, `Bearer realm="deplo", error="insufficient_scope"`},
+		{"api key on jwt-only route", "GET", ws + "/members", []string{"Bearer " + f.admin.raw}, 401, `Bearer realm="deplo", error="invalid_token"`},
+		{"dot segments", "GET", ws + "/projects/weekly-report/../billing/deployments", []string{"Bearer " + f.project.raw}, 400, ""},
+		{"encoded slash", "GET", ws + "/projects/weekly-report%2F..%2Fbilling/deployments", []string{"Bearer " + f.project.raw}, 400, ""},
+		{"double slash", "GET", "/v1/workspaces//ws_acme/projects", []string{"Bearer " + f.read.raw}, 400, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := newRequest(tt.method, tt.path)
+			for _, v := range tt.auth {
+				r.Header.Add("Authorization", v)
+			}
+			w, up, err := f.serve(r)
+			if got := statusOf(err); got != tt.status {
+				t.Fatalf("status = %d (%v), want %d", got, err, tt.status)
+			}
+			if up.called != (tt.status == 200) {
+				t.Fatalf("upstream called = %v with status %d", up.called, tt.status)
+			}
+			if got := w.Header().Get("WWW-Authenticate"); got != tt.challenge && !(tt.status == 400 && tt.challenge == "") {
+				t.Errorf("WWW-Authenticate = %q, want %q", got, tt.challenge)
+			}
+			if err != nil {
+				for _, tk := range []testToken{f.read, f.deploy, f.admin, f.project, f.revoked, f.exp} {
+					if strings.Contains(err.Error(), tk.raw) || strings.Contains(err.Error(), apikey.Sum(tk.raw).String()[7:]) {
+						t.Fatalf("error %q leaks a token or hash", err)
+					}
+				}
+			}
+		})
+	}
+}
+
+func flip(c byte) string {
+	if c == 'A' {
+		return "B"
+	}
+	return "A"
+}
+
+func TestServeHTTPIdentityHeaders(t *testing.T) {
+	f := newFixture(t, nil)
+	r, repl := newRequest("POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments")
+	r.Header.Set("Authorization", "Bearer "+f.project.raw)
+	for _, spoof := range []string{"X-Deplo-Workspace", "x-deplo-subject", "X_Deplo_Scopes", "X.Deplo.Auth", "X-DEPLO-PROJECT", "X-Deplo-Anything", "x_deplo.extra"} {
+		r.Header[spoof] = []string{"spoofed"}
+	}
+	r.Trailer = http.Header{"X-Deplo-Scopes": nil}
+	w, up, err := f.serve(r)
+	if err != nil {
+		t.Fatalf("err = %v (%d)", err, w.Code)
+	}
+	want := map[string]string{
+		"X-Deplo-Auth":      "api_key",
+		"X-Deplo-Subject":   "tok_project",
+		"X-Deplo-Workspace": "ws_acme",
+		"X-Deplo-Project":   "weekly-report",
+		"X-Deplo-Scopes":    "deploy read",
+	}
+	for name, values := range up.header {
+		if identityHeadersForTest.matches(name) {
+			if len(values) != 1 || values[0] != want[name] {
+				t.Errorf("upstream got %s: %q, want %q", name, values, want[name])
+			}
+			delete(want, name)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("upstream is missing %v", want)
+	}
+	if up.header.Get("Authorization") != "" {
+		t.Error("Authorization reached the upstream without forward_authorization")
+	}
+	if _, ok := r.Trailer["X-Deplo-Scopes"]; ok {
+		t.Error("declared identity trailer not removed")
+	}
+	for key, want := range map[string]string{
+		"http.auth.user.id":        "tok_project",
+		"http.auth.user.method":    "api_key",
+		"http.auth.user.workspace": "ws_acme",
+		"http.auth.user.project":   "weekly-report",
+		"http.auth.user.scopes":    "deploy read",
+	} {
+		if got, _ := repl.GetString(key); got != want {
+			t.Errorf("{%s} = %q, want %q", key, got, want)
+		}
+	}
+}
+
+var identityHeadersForTest, _ = newIdentityHeaders(defaultHeaderPrefix)
+
+func TestServeHTTPStripsOnPublicAndRefused(t *testing.T) {
+	f := newFixture(t, nil)
+	r, _ := newRequest("GET", "/healthz")
+	r.Header.Set("X-Deplo-Workspace", "ws_acme")
+	r.Header.Set("Authorization", "Bearer "+f.read.raw)
+	_, up, err := f.serve(r)
+	if err != nil || !up.called {
+		t.Fatalf("public route: err=%v called=%v", err, up.called)
+	}
+	if len(up.header.Values("X-Deplo-Workspace")) != 0 || up.header.Get("Authorization") != "" {
+		t.Errorf("public route forwarded %v", up.header)
+	}
+}
+
+func TestServeHTTPForwardAuthorizationAndPrefix(t *testing.T) {
+	f := newFixture(t, func(h *Handler) {
+		h.ForwardAuthorization = true
+		h.HeaderPrefix = "X-Acme-"
+		h.Realm = "acme"
+	})
+	r, _ := newRequest("GET", "/v1/workspaces/ws_acme/projects")
+	r.Header.Set("Authorization", "Bearer "+f.read.raw)
+	r.Header.Set("x_acme_workspace", "spoof")
+	_, up, err := f.serve(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.header.Get("Authorization") == "" {
+		t.Error("forward_authorization did not keep Authorization")
+	}
+	if got := up.header.Values("X-Acme-Workspace"); len(got) != 1 || got[0] != "ws_acme" {
+		t.Errorf("X-Acme-Workspace = %q", got)
+	}
+	if _, ok := up.header["x_acme_workspace"]; ok {
+		t.Error("spoofed underscore spelling reached the upstream")
+	}
+	r, _ = newRequest("GET", "/v1/workspaces/ws_acme/projects")
+	w, _, _ := f.serve(r)
+	if got := w.Header().Get("WWW-Authenticate"); got != `Bearer realm="acme"` {
+		t.Errorf("challenge = %q", got)
+	}
+}
+
+func TestServeHTTPChecksumOff(t *testing.T) {
+	f := newFixture(t, func(h *Handler) { h.DisableChecksum = true })
+	// A legacy token: right length and alphabet, no valid checksum.
+	legacy := "sk_live_" + strings.Repeat("a", 26) + "ZZZZZZ"
+	if apikey.Check(legacy, true) == nil {
+		t.Fatal("test token unexpectedly has a valid checksum")
+	}
+	writeKeyFile(t, f.keys, []testToken{{raw: legacy, id: "tok_legacy", workspace: "ws_acme", scopes: []string{"read"}}})
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		r, _ := newRequest("GET", "/v1/workspaces/ws_acme/projects")
+		r.Header.Set("Authorization", "Bearer "+legacy)
+		_, _, err := f.serve(r)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("legacy token refused with checksum off: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r, _ := newRequest("GET", "/v1/workspaces/ws_acme/projects")
+	r.Header.Set("Authorization", "Bearer "+legacy[:39])
+	if _, _, err := f.serve(r); statusOf(err) != 401 {
+		t.Errorf("checksum off accepted a short token: %v", err)
+	}
+}
+
+func TestRevocationThroughKeyFileWhileCached(t *testing.T) {
+	f := newFixture(t, nil)
+	call := func() int {
+		r, _ := newRequest("GET", "/v1/workspaces/ws_acme/projects")
+		r.Header.Set("Authorization", "Bearer "+f.read.raw)
+		_, _, err := f.serve(r)
+		return statusOf(err)
+	}
+	for i := 0; i < 3; i++ { // warm the cache
+		if got := call(); got != 200 {
+			t.Fatalf("before revocation: %d", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	now := time.Now().Add(-time.Second)
+	f.read.revokedAt = &now
+	start := time.Now()
+	writeKeyFile(t, f.keys, []testToken{f.read, f.deploy})
+	for call() != 401 {
+		if time.Since(start) > 2*time.Second {
+			t.Fatal("revoked token still accepted 2s after the key file changed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("revocation took effect after %v", time.Since(start))
+}
+
+func TestProvisionErrors(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "keys.json")
+	writeKeyFile(t, good, nil)
+	tests := []struct {
+		name string
+		h    Handler
+		want string
+	}{
+		{"no keys", Handler{}, "keys"},
+		{"missing key file", Handler{Keys: &KeysConfig{File: filepath.Join(dir, "nope.json")}}, "keys file"},
+		{"unknown scope", Handler{Keys: &KeysConfig{File: good}, Routes: []RouteConfig{{Method: "GET", Path: "/a", Scopes: []string{"write"}}}}, `unknown scope "write"`},
+		{"conflict", Handler{Keys: &KeysConfig{File: good}, Routes: []RouteConfig{
+			{Method: "GET", Path: "/a/{x}/c", Scopes: []string{"read"}},
+			{Method: "GET", Path: "/a/b/{y}", Scopes: []string{"read"}},
+		}}, "conflicts"},
+		{"bad pattern", Handler{Keys: &KeysConfig{File: good}, Routes: []RouteConfig{{Method: "GET", Path: "/a/{", Public: true}}}, "route 1"},
+		{"bad via", Handler{Keys: &KeysConfig{File: good}, Routes: []RouteConfig{{Method: "GET", Path: "/a", Scopes: []string{"read"}, Via: []string{"cookie"}}}}, "via"},
+		{"bad default", Handler{Keys: &KeysConfig{File: good}, Default: "allow"}, "default"},
+		{"bad prefix", Handler{Keys: &KeysConfig{File: good}, HeaderPrefix: "X Deplo"}, "header_prefix"},
+		{"bad realm", Handler{Keys: &KeysConfig{File: good}, Realm: `a"b`}, "realm"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			h := tt.h
+			err := h.Provision(ctx)
+			_ = h.Cleanup()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Provision() = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// BenchmarkServeHTTP measures the handler as Caddy calls it: replacer and
+// vars in the context, a dozen headers, a no-op next handler.
+func BenchmarkServeHTTP(b *testing.B) {
+	f := newFixture(b, nil)
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	cases := []struct {
+		name, method, path, auth string
+		want                     int
+	}{
+		{"cached_api_key", "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer " + f.deploy.raw, 200},
+		{"malformed_token", "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer sk_live_tooshort", 401},
+		{"unknown_token_negative_hit", "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer " + mustToken(b), 401},
+		{"insufficient_scope", "DELETE", "/v1/workspaces/ws_acme/projects/weekly-report", "Bearer " + f.deploy.raw, 403},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			r, _ := newRequest(c.method, c.path)
+			base := r.Header.Clone()
+			for k, v := range map[string]string{
+				"User-Agent": "deplo-cli/1.4.2", "Accept": "application/json", "Accept-Encoding": "gzip",
+				"Content-Type": "application/json", "Content-Length": "128", "X-Request-Id": "req_8f2a1c",
+				"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https", "Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+				"Connection": "keep-alive", "Authorization": c.auth,
+			} {
+				base.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			// Warm the cache (ristretto admits sets asynchronously).
+			for i := 0; i < 50; i++ {
+				r.Header = base.Clone()
+				_ = f.h.ServeHTTP(w, r, next)
+				time.Sleep(time.Millisecond)
+			}
+			r.Header = base.Clone()
+			if got := statusOf(f.h.ServeHTTP(w, r, next)); got != c.want {
+				b.Fatalf("status %d, want %d", got, c.want)
+			}
+			// Each request gets its own headers and replacer, as in Caddy;
+			// building them is not timed.
+			reqs := make([]*http.Request, b.N)
+			for i := range reqs {
+				ri, _ := newRequest(c.method, c.path)
+				ri.Header = base.Clone()
+				reqs[i] = ri
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r := reqs[i]
+				_ = f.h.ServeHTTP(w, r, next)
+			}
+		})
+	}
+}

@@ -1,0 +1,300 @@
+// Package caddymodule is the Caddy adapter of deplo-auth: the
+// http.handlers.deplo_auth module, its Caddyfile directive and its commands.
+// Decisions are made by package policy; credentials are checked by packages
+// bearer, apikey and tokencache against a keystore.
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/textproto"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/deplo-sh/deplo-auth/keystore"
+	"github.com/deplo-sh/deplo-auth/policy"
+	"github.com/deplo-sh/deplo-auth/tokencache"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler authenticates every request with a deplo API token (Authorization:
+// Bearer sk_live_…), authorizes it against a route policy, and forwards the
+// verified identity to the next handler as X-Deplo-* headers. Identity
+// headers sent by the client are always removed first.
+type Handler struct {
+	// Keys is where API tokens are looked up. Required.
+	Keys *KeysConfig `json:"keys,omitempty"`
+
+	// Cache bounds the token cache. Defaults: ttl 5m, negative_ttl 30s,
+	// max_entries 100000.
+	Cache *CacheConfig `json:"cache,omitempty"`
+
+	// Realm is the realm of WWW-Authenticate challenges. Default "deplo".
+	Realm string `json:"realm,omitempty"`
+
+	// HeaderPrefix is the prefix of the identity headers: inbound headers
+	// starting with it (in any case, with "_" or "." for "-") are removed,
+	// and the verified identity is set under it. Default "X-Deplo-".
+	HeaderPrefix string `json:"header_prefix,omitempty"`
+
+	// ForwardAuthorization keeps the Authorization header for the upstream.
+	// Default false: it is removed once the credential is verified.
+	ForwardAuthorization bool `json:"forward_authorization,omitempty"`
+
+	// DisableChecksum accepts sk_live_ tokens whose last six characters are
+	// not the CRC-32 checksum (tokens minted before the checksum existed).
+	// Length and alphabet are still checked. Default false.
+	DisableChecksum bool `json:"disable_checksum,omitempty"`
+
+	// Routes is the route policy; the most specific pattern wins.
+	Routes []RouteConfig `json:"routes,omitempty"`
+
+	// Default is what happens to requests matching no route: "deny"
+	// (default) or "authenticated" (any valid workspace-scoped credential).
+	Default string `json:"default,omitempty"`
+
+	policy    *policy.Policy
+	tokens    *tokencache.Cache
+	storeKey  string
+	realm     string
+	challenge challenges
+	headers   identityHeaders
+	logger    *zap.Logger
+}
+
+// KeysConfig selects the key store.
+type KeysConfig struct {
+	// File is the path of the JSON key file. It is re-read when it changes;
+	// a file that fails to parse keeps the last good contents in force.
+	File string `json:"file,omitempty"`
+}
+
+// CacheConfig bounds the token cache.
+type CacheConfig struct {
+	// TTL is how long a known token is cached. Default 5m.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+	// NegativeTTL is how long an unknown token is cached. Default 30s.
+	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
+	// MaxEntries bounds each of the positive and negative caches.
+	// Default 100000.
+	MaxEntries int64 `json:"max_entries,omitempty"`
+}
+
+// RouteConfig is one route of the policy.
+type RouteConfig struct {
+	// Method is an HTTP method or "*" (default) for any. GET also matches
+	// HEAD.
+	Method string `json:"method,omitempty"`
+	// Path is a net/http.ServeMux path pattern: {name} one segment,
+	// {name...} the rest, trailing "/" a subtree, {$} the exact path.
+	// Wildcards named workspace and project bind the credential.
+	Path string `json:"path"`
+	// Scopes the credential must all hold: read, deploy, delete, admin
+	// (admin satisfies any).
+	Scopes []string `json:"scopes,omitempty"`
+	// Public routes need no credential.
+	Public bool `json:"public,omitempty"`
+	// Authenticated routes need any valid credential.
+	Authenticated bool `json:"authenticated,omitempty"`
+	// Via restricts the credential kinds accepted: "api_key", "jwt".
+	// Default: any.
+	Via []string `json:"via,omitempty"`
+	// ProjectTokens lets project-scoped tokens use a route that does not
+	// bind {project}; the upstream must confine its answer to
+	// X-Deplo-Project.
+	ProjectTokens bool `json:"project_tokens,omitempty"`
+}
+
+// Defaults.
+const (
+	defaultRealm        = "deplo"
+	defaultHeaderPrefix = "X-Deplo-"
+)
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.deplo_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision compiles the policy, opens the key store and builds the cache.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+
+	routes, def, err := h.policySpec()
+	if err != nil {
+		return err
+	}
+	if h.policy, err = policy.New(routes, def); err != nil {
+		return fmt.Errorf("routes: %w", err)
+	}
+
+	h.realm = h.Realm
+	if h.realm == "" {
+		h.realm = defaultRealm
+	}
+	if strings.ContainsAny(h.realm, "\"\\\r\n") {
+		return fmt.Errorf("realm: must not contain quotes, backslashes or line breaks")
+	}
+	h.challenge = newChallenges(h.realm)
+
+	prefix := h.HeaderPrefix
+	if prefix == "" {
+		prefix = defaultHeaderPrefix
+	}
+	if h.headers, err = newIdentityHeaders(prefix); err != nil {
+		return fmt.Errorf("header_prefix: %w", err)
+	}
+
+	if h.Keys == nil || h.Keys.File == "" {
+		return errors.New("keys: a key store is required (keys file <path>)")
+	}
+	store, key, err := openFileStore(h.Keys.File, h.logger)
+	if err != nil {
+		return fmt.Errorf("keys file: %w", err)
+	}
+	h.storeKey = key
+
+	cfg := tokencache.Config{OnUnknownScopes: func(id string, unknown []string) {
+		h.logger.Warn("token carries unknown scopes; they are ignored",
+			zap.String("token_id", id), zap.Strings("scopes", unknown))
+	}}
+	if c := h.Cache; c != nil {
+		cfg.TTL = time.Duration(c.TTL)
+		cfg.NegativeTTL = time.Duration(c.NegativeTTL)
+		cfg.MaxEntries = c.MaxEntries
+	}
+	if h.tokens, err = tokencache.New(store, cfg); err != nil {
+		return err
+	}
+	return nil
+}
+
+// policySpec translates the JSON routes into policy specs, naming the route
+// and field of any mistake.
+func (h *Handler) policySpec() ([]policy.RouteSpec, policy.Default, error) {
+	var def policy.Default
+	switch h.Default {
+	case "", "deny":
+		def = policy.DefaultDeny
+	case "authenticated":
+		def = policy.DefaultAuthenticated
+	default:
+		return nil, 0, fmt.Errorf("default: %q is not deny or authenticated", h.Default)
+	}
+	specs := make([]policy.RouteSpec, 0, len(h.Routes))
+	for i, rc := range h.Routes {
+		where := fmt.Sprintf("routes[%d] (%s %s)", i, rc.Method, rc.Path)
+		spec := policy.RouteSpec{Method: rc.Method, Path: rc.Path, ProjectTokens: rc.ProjectTokens}
+		switch {
+		case rc.Public && rc.Authenticated:
+			return nil, 0, fmt.Errorf("%s: public and authenticated are exclusive", where)
+		case rc.Public:
+			spec.Access = policy.AccessPublic
+		case rc.Authenticated:
+			spec.Access = policy.AccessAuthenticated
+		default:
+			spec.Access = policy.AccessScopes
+		}
+		for _, s := range rc.Scopes {
+			bit, ok := policy.ParseScope(s)
+			if !ok {
+				return nil, 0, fmt.Errorf("%s: unknown scope %q (want read, deploy, delete or admin)", where, s)
+			}
+			spec.Scopes |= bit
+		}
+		for _, v := range rc.Via {
+			k, ok := policy.ParseKind(v)
+			if !ok {
+				return nil, 0, fmt.Errorf("%s: via: unknown credential kind %q (want api_key or jwt)", where, v)
+			}
+			spec.Via = spec.Via.With(k)
+		}
+		if rc.Method != "" && rc.Method != "*" && !validMethod(rc.Method) {
+			return nil, 0, fmt.Errorf("%s: method %q is not an HTTP method token", where, rc.Method)
+		}
+		specs = append(specs, spec)
+	}
+	return specs, def, nil
+}
+
+func validMethod(m string) bool {
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if !(c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return len(m) > 0
+}
+
+// Validate checks the provisioned handler.
+func (h *Handler) Validate() error {
+	if h.policy == nil || h.tokens == nil {
+		return errors.New("not provisioned")
+	}
+	return nil
+}
+
+// Cleanup releases the cache and this handler's reference to the key store.
+func (h *Handler) Cleanup() error {
+	if h.tokens != nil {
+		h.tokens.Close()
+	}
+	if h.storeKey != "" {
+		if _, err := stores.Delete(h.storeKey); err != nil {
+			return fmt.Errorf("releasing key store: %w", err)
+		}
+	}
+	return nil
+}
+
+// stores shares one open key store (and its file poller) between every
+// handler and config generation that names it.
+var stores = caddy.NewUsagePool()
+
+type sharedFileStore struct{ *keystore.FileStore }
+
+func (s sharedFileStore) Destruct() error { return s.Close() }
+
+func openFileStore(path string, logger *zap.Logger) (keystore.Store, string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, "", err
+	}
+	key := "file:" + abs
+	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		fs, err := keystore.OpenFile(abs, keystore.FileOptions{
+			Logger: caddy.Log().Named("deplo_auth.keys"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return sharedFileStore{fs}, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return v.(sharedFileStore), key, nil
+}
+
+// canonicalHeader is the form in which net/http keys a header.
+func canonicalHeader(name string) string { return textproto.CanonicalMIMEHeaderKey(name) }
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,310 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestEndToEnd runs in one Caddy config: caddytest shares one Caddy process,
+// so every case is a subtest of one loaded configuration.
+func TestEndToEnd(t *testing.T) {
+	past := time.Now().Add(-time.Minute)
+	read := newToken(t, "tok_read", "ws_acme", "", "read")
+	deploy := newToken(t, "tok_deploy", "ws_acme", "", "deploy")
+	admin := newToken(t, "tok_admin", "ws_acme", "", "admin")
+	agent := newToken(t, "tok_agent", "ws_acme", "weekly-report", "deploy", "read")
+	other := newToken(t, "tok_other", "ws_other", "", "admin")
+	revoked := newToken(t, "tok_revoked", "ws_acme", "", "admin")
+	revoked.RevokedAt = &past
+	unknown := newToken(t, "tok_unknown", "ws_acme", "", "admin") // never written
+	e := start(t, read, deploy, admin, agent, other, revoked)
+
+	bearer := func(tk token) string { return "Bearer " + tk.Raw }
+	ws := "/v1/workspaces/ws_acme"
+
+	// Every row of DESIGN.md's refusal table; each also checks that nothing
+	// reached the upstream.
+	refusals := []struct {
+		name, method, path string
+		auth               []string
+		status             int
+		challenge, code    string
+	}{
+		{"no credential", "GET", ws + "/projects", nil, 401, `Bearer realm="deplo"`, "unauthorized"},
+		{"no credential, unlisted route", "GET", "/v1/unlisted", nil, 401, `Bearer realm="deplo"`, "unauthorized"},
+		{"other scheme", "GET", ws + "/projects", []string{"Basic dXNlcjpwYXNz"}, 401, `Bearer realm="deplo"`, "unauthorized"},
+		{"two Authorization headers", "GET", ws + "/projects", []string{bearer(read), bearer(read)}, 400, `Bearer realm="deplo", error="invalid_request"`, "invalid_request"},
+		{"Bearer without token", "GET", ws + "/projects", []string{"Bearer"}, 400, `Bearer realm="deplo", error="invalid_request"`, "invalid_request"},
+		{"two tokens", "GET", ws + "/projects", []string{bearer(read) + " " + read.Raw}, 400, `Bearer realm="deplo", error="invalid_request"`, "invalid_request"},
+		{"oversized", "GET", ws + "/projects", []string{"Bearer " + strings.Repeat("A", 8200)}, 400, `Bearer realm="deplo", error="invalid_request"`, "invalid_request"},
+		{"bad checksum", "GET", ws + "/projects", []string{"Bearer " + read.Raw[:34] + "000000"}, 401, `Bearer realm="deplo", error="invalid_token"`, "invalid_token"},
+		{"wrong length", "GET", ws + "/projects", []string{"Bearer " + read.Raw + "A"}, 401, `Bearer realm="deplo", error="invalid_token"`, "invalid_token"},
+		{"unknown token", "GET", ws + "/projects", []string{bearer(unknown)}, 401, `Bearer realm="deplo", error="invalid_token"`, "invalid_token"},
+		{"revoked token", "GET", ws + "/projects", []string{bearer(revoked)}, 401, `Bearer realm="deplo", error="invalid_token"`, "invalid_token"},
+		{"missing scope", "POST", ws + "/projects/p1/deployments", []string{bearer(read)}, 403, `Bearer realm="deplo", error="insufficient_scope", scope="deploy"`, "insufficient_scope"},
+		{"missing one of two scopes", "POST", ws + "/projects/p1/promote", []string{bearer(deploy)}, 403, `Bearer realm="deplo", error="insufficient_scope", scope="delete deploy"`, "insufficient_scope"},
+		{"another workspace", "GET", ws + "/projects", []string{bearer(other)}, 403, `Bearer realm="deplo", error="insufficient_scope"`, "insufficient_scope"},
+		{"project token, another project", "POST", ws + "/projects/billing/deployments", []string{bearer(agent)}, 403, `Bearer realm="deplo", error="insufficient_scope"`, "insufficient_scope"},
+		{"project token, look-alike project", "POST", ws + "/projects/weekly-report-backup/deployments", []string{bearer(agent)}, 403, `Bearer realm="deplo", error="insufficient_scope"`, "insufficient_scope"},
+		{"project token, workspace route", "DELETE", ws + "/tokens/tok_read", []string{bearer(agent)}, 403, `Bearer realm="deplo", error="insufficient_scope"`, "insufficient_scope"},
+		{"no route for this request", "PUT", ws + "/projects", []string{bearer(admin)}, 403, `Bearer realm="deplo", error="insufficient_scope"`, "insufficient_scope"},
+		{"token in query only", "GET", ws + "/projects?access_token=" + read.Raw, nil, 401, `Bearer realm="deplo"`, "unauthorized"},
+	}
+	for _, tt := range refusals {
+		t.Run("refused/"+tt.name, func(t *testing.T) {
+			resp, body := e.do(tt.method, tt.path, tt.auth...)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d; body %s", resp.StatusCode, tt.status, body)
+			}
+			if got := resp.Header.Get("WWW-Authenticate"); got != tt.challenge {
+				t.Errorf("WWW-Authenticate %q, want %q", got, tt.challenge)
+			}
+			var doc struct{ Error, ErrorDescription string }
+			if err := json.Unmarshal([]byte(body), &struct {
+				Error            *string `json:"error"`
+				ErrorDescription *string `json:"error_description"`
+			}{&doc.Error, &doc.ErrorDescription}); err != nil {
+				t.Fatalf("body is not JSON: %q", body)
+			}
+			if doc.Error != tt.code || doc.ErrorDescription == "" {
+				t.Errorf("body %s, want error %q with a description", body, tt.code)
+			}
+			for _, tk := range []token{read, deploy, admin, agent, other, revoked, unknown} {
+				if strings.Contains(body, tk.Raw) {
+					t.Fatal("body echoes a token")
+				}
+			}
+			if got := e.up.take(); len(got) != 0 {
+				t.Fatalf("refused request reached the upstream: %+v", got)
+			}
+		})
+	}
+
+	allowed := []struct {
+		name, method, path string
+		tk                 token
+		project            string
+		scopes             string
+	}{
+		{"read", "GET", ws + "/projects", read, "", "read"},
+		{"head served by GET route", "HEAD", ws + "/projects", read, "", "read"},
+		{"deploy", "POST", ws + "/projects/p1/deployments", deploy, "", "deploy"},
+		{"admin satisfies any scope", "POST", ws + "/projects/p1/promote", admin, "", "admin"},
+		{"project token, own project", "POST", ws + "/projects/weekly-report/deployments", agent, "weekly-report", "deploy read"},
+		{"project token, project_tokens route", "GET", ws + "/projects", agent, "weekly-report", "deploy read"},
+	}
+	for _, tt := range allowed {
+		t.Run("allowed/"+tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, base+tt.path, nil)
+			req.Header.Set("Authorization", "Bearer "+tt.tk.Raw)
+			// Spoofed identity in every spelling net/http's client can send.
+			req.Header.Set("X-Deplo-Workspace", "ws_other")
+			req.Header.Set("X-Deplo-Scopes", "admin")
+			req.Header["x-deplo-subject"] = []string{"tok_admin"}
+			req.Header["X-DEPLO-PROJECT"] = []string{"billing"}
+			req.Header.Set("X-Deplo-Extra", "1")
+			resp, body := e.send(req)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			got := e.up.take()
+			if len(got) != 1 {
+				t.Fatalf("upstream saw %d requests", len(got))
+			}
+			h := got[0].Header
+			want := http.Header{
+				"X-Deplo-Auth":      {"api_key"},
+				"X-Deplo-Subject":   {tt.tk.ID},
+				"X-Deplo-Workspace": {"ws_acme"},
+				"X-Deplo-Scopes":    {tt.scopes},
+			}
+			if tt.project != "" {
+				want["X-Deplo-Project"] = []string{tt.project}
+			}
+			for name, values := range h {
+				if strings.HasPrefix(strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(name)), "x-deplo-") {
+					if w, ok := want[name]; !ok || len(values) != 1 || values[0] != w[0] {
+						t.Errorf("upstream got %s: %q, want %q", name, values, w)
+					}
+				}
+			}
+			for name := range want {
+				if h.Get(name) == "" {
+					t.Errorf("upstream is missing %s", name)
+				}
+			}
+			if h.Get("Authorization") != "" {
+				t.Error("Authorization reached the upstream")
+			}
+		})
+	}
+
+	t.Run("public route strips spoofed identity", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", base+"/healthz", nil)
+		req.Header.Set("X-Deplo-Workspace", "ws_acme")
+		req.Header.Set("X-Deplo-Auth", "api_key")
+		resp, _ := e.send(req)
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		got := e.up.take()
+		if len(got) != 1 || len(got[0].Header.Values("X-Deplo-Workspace")) != 0 || len(got[0].Header.Values("X-Deplo-Auth")) != 0 {
+			t.Fatalf("public route forwarded spoofed identity: %+v", got)
+		}
+	})
+
+	// Header spellings that net/http's client would canonicalise are sent raw.
+	t.Run("raw spoofed spellings never reach the upstream", func(t *testing.T) {
+		status, resp := raw(t, "GET /v1/workspaces/ws_acme/projects HTTP/1.1\r\n"+
+			"Host: localhost:9480\r\n"+
+			"Authorization: Bearer "+read.Raw+"\r\n"+
+			"X_Deplo_Workspace: ws_other\r\n"+
+			"x.deplo.scopes: admin\r\n"+
+			"X-DEPLO-SUBJECT: tok_admin\r\n"+
+			"X-Deplo-Project: billing\r\n"+
+			"X-Deplo-Project: other\r\n"+
+			"Connection: close\r\n\r\n")
+		if status != 200 {
+			t.Fatalf("status %d: %s", status, resp)
+		}
+		got := e.up.take()
+		if len(got) != 1 {
+			t.Fatalf("upstream saw %d requests", len(got))
+		}
+		for name, values := range got[0].Header {
+			folded := strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(name))
+			if !strings.HasPrefix(folded, "x-deplo-") {
+				continue
+			}
+			for _, v := range values {
+				if v == "ws_other" || v == "admin" || v == "tok_admin" || v == "billing" || v == "other" {
+					t.Errorf("spoofed %s: %s reached the upstream", name, v)
+				}
+			}
+		}
+		if got[0].Header.Get("X-Deplo-Project") != "" {
+			t.Error("a workspace token produced X-Deplo-Project")
+		}
+	})
+
+	// Path tricks against project binding, sent raw so that nothing cleans them.
+	for _, path := range []string{
+		"/v1/workspaces/ws_acme/projects/weekly-report/../billing/deployments",
+		"/v1/workspaces/ws_acme/projects/weekly-report/%2e%2e/billing/deployments",
+		"/v1/workspaces/ws_acme/projects/weekly-report%2F..%2Fbilling/deployments",
+		"/v1/workspaces/ws_acme/projects/billing%2fdeployments",
+		"/v1/workspaces/ws_acme//projects/billing/deployments",
+		"/v1/workspaces/ws_acme/projects/./billing/deployments",
+		"/v1/workspaces/ws_acme/projects/weekly-report;/../billing/deployments",
+		"/v1/workspaces/ws_acme/projects/weekly-report%5C..%5Cbilling/deployments",
+	} {
+		t.Run("path trick "+path, func(t *testing.T) {
+			status, resp := raw(t, "POST "+path+" HTTP/1.1\r\nHost: localhost:9480\r\n"+
+				"Authorization: Bearer "+agent.Raw+"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			if status != 400 && status != 403 {
+				t.Fatalf("status %d, want a refusal: %s", status, resp)
+			}
+			if got := e.up.take(); len(got) != 0 {
+				t.Fatalf("path trick reached the upstream: %+v", got)
+			}
+		})
+	}
+
+	t.Run("case of the project", func(t *testing.T) {
+		resp, _ := e.do("POST", ws+"/projects/Weekly-Report/deployments", bearer(agent))
+		if resp.StatusCode != 403 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if got := e.up.take(); len(got) != 0 {
+			t.Fatal("reached the upstream")
+		}
+	})
+
+	// Revocation written to the key file while the token is cached.
+	t.Run("revocation through the key file while cached", func(t *testing.T) {
+		for i := 0; i < 3; i++ {
+			if resp, _ := e.do("GET", ws+"/projects", bearer(read)); resp.StatusCode != 200 {
+				t.Fatalf("warm-up: %d", resp.StatusCode)
+			}
+		}
+		e.up.take()
+		now := time.Now().Add(-time.Second)
+		read.RevokedAt = &now
+		writeKeys(t, e.keysFile, read, deploy, admin, agent, other, revoked)
+		start := time.Now()
+		for {
+			resp, _ := e.do("GET", ws+"/projects", bearer(read))
+			if resp.StatusCode == 401 {
+				break
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatal("revoked token still accepted 2s after the key file changed")
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		t.Logf("revocation took effect after %v", time.Since(start).Round(time.Millisecond))
+		e.up.take()
+	})
+
+	// create → use → revoke through `caddy deplo-auth token`.
+	t.Run("command create use revoke", func(t *testing.T) {
+		out, err := runCommand(t, "", "token", "create", "--keys-file", e.keysFile,
+			"--name", "CI", "--workspace", "ws_acme", "--project", "weekly-report", "--scopes", "deploy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := strings.TrimSpace(out)
+		if !strings.HasPrefix(raw, "sk_live_") || len(raw) != 40 {
+			t.Fatalf("create printed %q", out)
+		}
+		content, _ := readFile(e.keysFile)
+		if strings.Contains(content, raw) {
+			t.Fatal("the key file stores the raw token")
+		}
+		hash, err := runCommand(t, raw+"\n", "hash")
+		if err != nil || !strings.Contains(content, strings.TrimSpace(hash)) {
+			t.Fatalf("hash %q (%v) not in the key file", hash, err)
+		}
+		waitStatus(t, e, "POST", ws+"/projects/weekly-report/deployments", "Bearer "+raw, 200)
+		list, err := runCommand(t, "", "token", "list", "--keys-file", e.keysFile, "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var entries []struct{ ID, Name string }
+		if err := json.Unmarshal([]byte(list), &entries); err != nil {
+			t.Fatal(err)
+		}
+		var id string
+		for _, en := range entries {
+			if en.Name == "CI" {
+				id = en.ID
+			}
+		}
+		if id == "" {
+			t.Fatalf("created token not listed: %s", list)
+		}
+		if _, err := runCommand(t, "", "token", "revoke", "--keys-file", e.keysFile, id); err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, e, "POST", ws+"/projects/weekly-report/deployments", "Bearer "+raw, 401)
+		e.up.take()
+	})
+}
+
+func waitStatus(t *testing.T, e *env, method, path, auth string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		resp, body := e.do(method, path, auth)
+		if resp.StatusCode == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s: status %d after 2s, want %d: %s", method, path, resp.StatusCode, want, body)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}

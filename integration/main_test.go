@@ -1,0 +1,247 @@
+// Package integration runs deplo_auth end to end: a real Caddy (in-process,
+// through caddytest and Caddy's admin API) in front of a real upstream HTTP
+// server that records every request that reaches it.
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/deplo-sh/deplo-auth/apikey"
+	_ "github.com/deplo-sh/deplo-auth/caddymodule"
+)
+
+// Ports of the in-process Caddy; caddytest's admin endpoint is :2999.
+const (
+	httpPort = 9480
+	base     = "http://localhost:9480"
+)
+
+// recorder is an upstream that remembers what reached it.
+type recorder struct {
+	mu   sync.Mutex
+	reqs []seen
+	srv  *httptest.Server
+}
+
+type seen struct {
+	Method, Path, RawPath, Query string
+	Header                       http.Header
+}
+
+func newRecorder(t *testing.T) *recorder {
+	rec := &recorder{}
+	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		rec.reqs = append(rec.reqs, seen{r.Method, r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.Header.Clone()})
+		rec.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"subject":   r.Header.Get("X-Deplo-Subject"),
+			"workspace": r.Header.Get("X-Deplo-Workspace"),
+		})
+	}))
+	t.Cleanup(rec.srv.Close)
+	return rec
+}
+
+func (rec *recorder) take() []seen {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	out := rec.reqs
+	rec.reqs = nil
+	return out
+}
+
+func (rec *recorder) addr() string { return strings.TrimPrefix(rec.srv.URL, "http://") }
+
+// token is a token written to the test key file.
+type token struct {
+	Raw, ID, Workspace, Project string
+	Scopes                      []string
+	RevokedAt                   *time.Time
+}
+
+func newToken(t *testing.T, id, workspace, project string, scopes ...string) token {
+	raw, err := apikey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token{Raw: raw, ID: id, Workspace: workspace, Project: project, Scopes: scopes}
+}
+
+func writeKeys(t *testing.T, path string, tokens ...token) {
+	t.Helper()
+	type entry struct {
+		ID        string     `json:"id"`
+		Hash      string     `json:"hash"`
+		Workspace string     `json:"workspace"`
+		Project   *string    `json:"project,omitempty"`
+		Scopes    []string   `json:"scopes"`
+		CreatedAt time.Time  `json:"created_at"`
+		RevokedAt *time.Time `json:"revoked_at"`
+	}
+	doc := struct {
+		Tokens []entry `json:"tokens"`
+	}{Tokens: []entry{}}
+	for _, tk := range tokens {
+		e := entry{ID: tk.ID, Hash: apikey.Sum(tk.Raw).String(), Workspace: tk.Workspace, Scopes: tk.Scopes,
+			CreatedAt: time.Now().UTC().Add(-time.Hour).Truncate(time.Second), RevokedAt: tk.RevokedAt}
+		if tk.Project != "" {
+			p := tk.Project
+			e.Project = &p
+		}
+		doc.Tokens = append(doc.Tokens, e)
+	}
+	b, _ := json.MarshalIndent(doc, "", "  ")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// caddyfile is the deplo API configuration under test.
+func caddyfile(keysFile, upstream string) string {
+	return fmt.Sprintf(`{
+	skip_install_trust
+	admin localhost:2999
+	http_port %d
+	https_port 9443
+	grace_period 1ns
+	servers {
+		trailers
+	}
+}
+
+http://localhost:%d {
+	deplo_auth {
+		keys file %s
+		route GET    /healthz public
+		route GET    /v1/me authenticated
+		route GET    /v1/workspaces/{workspace}/projects read {
+			project_tokens
+		}
+		route GET    /v1/workspaces/{workspace}/projects/{project} read
+		route DELETE /v1/workspaces/{workspace}/projects/{project} delete
+		route POST   /v1/workspaces/{workspace}/projects/{project}/deployments deploy
+		route GET    /v1/workspaces/{workspace}/projects/{project}/deployments read
+		route POST   /v1/workspaces/{workspace}/projects/{project}/promote deploy delete
+		route *      /v1/workspaces/{workspace}/tokens/ admin
+	}
+	reverse_proxy %s
+	handle_errors 400 401 403 429 503 {
+		header Content-Type application/json
+		respond `+"`"+`{"error":"{http.auth.error}","error_description":"{http.auth.error_description}"}`+"`"+`
+	}
+}
+`, httpPort, httpPort, keysFile, upstream)
+}
+
+// env is one running Caddy with its upstream and key file.
+type env struct {
+	t        *testing.T
+	tester   *caddytest.Tester
+	up       *recorder
+	keysFile string
+}
+
+func start(t *testing.T, tokens ...token) *env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration tests start Caddy; skipped with -short")
+	}
+	e := &env{t: t, up: newRecorder(t), keysFile: filepath.Join(t.TempDir(), "keys.json")}
+	writeKeys(t, e.keysFile, tokens...)
+	e.tester = caddytest.NewTester(t)
+	e.tester.InitServer(caddyfile(e.keysFile, e.up.addr()), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	return e
+}
+
+// do sends method path with the Authorization values given (nil: none).
+func (e *env) do(method, path string, auth ...string) (*http.Response, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, base+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, a := range auth {
+		req.Header.Add("Authorization", a)
+	}
+	return e.send(req)
+}
+
+func (e *env) send(req *http.Request) (*http.Response, string) {
+	e.t.Helper()
+	resp, err := e.tester.Client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// raw sends a hand-written HTTP/1.1 request, for what net/http's client
+// would not send (odd header spellings, raw paths).
+func raw(t *testing.T, request string) (status int, response string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(conn)
+	response = string(b)
+	if _, err := fmt.Sscanf(response, "HTTP/1.1 %d", &status); err != nil {
+		t.Fatalf("no status line in %q", response)
+	}
+	return status, response
+}
+
+// runCommand runs `caddy deplo-auth <args>` in-process.
+func runCommand(t *testing.T, stdin string, args ...string) (stdout string, err error) {
+	t.Helper()
+	c, ok := caddycmd.Commands()["deplo-auth"]
+	if !ok {
+		t.Fatal("deplo-auth command not registered")
+	}
+	cmd := &cobra.Command{Use: c.Name}
+	c.CobraFunc(cmd)
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SetArgs(args)
+	err = cmd.Execute()
+	return out.String(), err
+}
+
+func readFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}

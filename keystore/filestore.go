@@ -1,0 +1,245 @@
+package keystore
+
+import (
+	"context"
+	"crypto/sha256"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// DefaultPollInterval is how often a FileStore checks its file when
+// FileOptions.PollInterval is not set.
+const DefaultPollInterval = 500 * time.Millisecond
+
+// racyWindow is how long after a file's modification time its status alone
+// is not trusted to reveal a change: a rewrite within the file system's
+// timestamp granularity (a clock tick on Linux, up to 2s on FAT) can keep
+// size, mtime and inode. Until the file's mtime is this much older than the
+// last read, each poll also compares the contents.
+const racyWindow = 2 * time.Second
+
+// FileOptions configures OpenFile.
+type FileOptions struct {
+	// PollInterval is how often the file is checked for changes
+	// (DefaultPollInterval if zero or negative). A change takes effect
+	// within about one interval.
+	PollInterval time.Duration
+	// Logger receives reload reports (nothing is logged if nil).
+	Logger *zap.Logger
+	// OnReload, if set, is called from the poller after each successful
+	// reload (not after the initial load). It must not call Close.
+	OnReload func()
+}
+
+// FileStore is a Store backed by a JSON key file, re-read when the file
+// changes. Lookups are lock-free. A reload that fails keeps the last good
+// contents in force.
+type FileStore struct {
+	path     string
+	interval time.Duration
+	log      *zap.Logger
+	onReload func()
+
+	snap atomic.Pointer[snapshot]
+
+	mu      sync.Mutex // guards lastOK and lastErr
+	lastOK  time.Time
+	lastErr error
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+
+	// Owned by the poller goroutine once it runs.
+	seen       fileState
+	failing    bool   // the last poll could not stat or read the file
+	lastLogged string // last logged read failure, logged once until it changes
+}
+
+// snapshot is one immutable generation of the store's contents.
+type snapshot struct {
+	tokens map[Hash]*Token
+	gen    uint64
+}
+
+// fileState is what the poller last read.
+type fileState struct {
+	info   os.FileInfo // status of the file read, taken before reading it
+	sum    [sha256.Size]byte
+	readAt time.Time
+	err    error // outcome of parsing those contents
+}
+
+var _ Store = (*FileStore)(nil)
+
+// OpenFile reads and validates the key file at path and starts a poller that
+// re-reads it when it changes. It fails if the file is missing or invalid;
+// the error names the file and, for a bad entry, the entry's index, id and
+// field. Close stops the poller.
+//
+// The poller stats the file every PollInterval and compares size, mtime and
+// identity (os.SameFile, so an atomic rename is seen). On a change it
+// parses the file: on failure it logs at error level and keeps the last
+// good set; on success it swaps the new set in, changes Generation, logs at
+// info level and calls OnReload.
+func OpenFile(path string, opts FileOptions) (*FileStore, error) {
+	data, info, readAt, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	_, tokens, err := parseKeyFile(path, data)
+	if err != nil {
+		return nil, err
+	}
+	s := &FileStore{
+		path:     path,
+		interval: opts.PollInterval,
+		log:      opts.Logger,
+		onReload: opts.OnReload,
+		lastOK:   time.Now(),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		seen:     fileState{info: info, sum: sha256.Sum256(data), readAt: readAt},
+	}
+	if s.interval <= 0 {
+		s.interval = DefaultPollInterval
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	s.snap.Store(&snapshot{tokens: tokens, gen: 1})
+	s.log.Info("key file loaded", zap.String("path", path), zap.Int("tokens", len(tokens)))
+	go s.run()
+	return s, nil
+}
+
+// Lookup returns the token whose hash is h, or ErrNotFound. It does not
+// block or allocate. The returned Token is shared and must not be modified.
+func (s *FileStore) Lookup(_ context.Context, h Hash) (*Token, error) {
+	if t, ok := s.snap.Load().tokens[h]; ok {
+		return t, nil
+	}
+	return nil, ErrNotFound
+}
+
+// Generation changes each time a reload swaps in new contents.
+func (s *FileStore) Generation() uint64 { return s.snap.Load().gen }
+
+// Len returns the number of tokens in force.
+func (s *FileStore) Len() int { return len(s.snap.Load().tokens) }
+
+// Path returns the key file's path as given to OpenFile.
+func (s *FileStore) Path() string { return s.path }
+
+// LastReload returns when the contents in force were loaded, and the error
+// of the last reload attempt (nil if it succeeded, or if the file has not
+// changed since the last success).
+func (s *FileStore) LastReload() (at time.Time, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastOK, s.lastErr
+}
+
+// Close stops the poller and waits for it to exit. The store keeps answering
+// lookups from the contents in force. Close is idempotent.
+func (s *FileStore) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
+}
+
+func (s *FileStore) run() {
+	defer close(s.done)
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.poll()
+		}
+	}
+}
+
+// poll checks the file once and reloads it if it changed.
+func (s *FileStore) poll() {
+	info, err := os.Stat(s.path)
+	if err != nil {
+		s.readFailed(err)
+		return
+	}
+	if sameFile(s.seen.info, info) && !s.racy() && !s.failing {
+		return
+	}
+	data, info, readAt, err := readFile(s.path)
+	if err != nil {
+		s.readFailed(err)
+		return
+	}
+	if s.failing {
+		s.failing, s.lastLogged = false, ""
+		s.log.Info("key file readable again", zap.String("path", s.path))
+	}
+	sum := sha256.Sum256(data)
+	if sum == s.seen.sum {
+		// Same contents as last read (a touch, an identical rewrite, or a
+		// racy check): nothing to reload; that read's outcome stands.
+		s.seen.info, s.seen.readAt = info, readAt
+		s.setErr(s.seen.err)
+		return
+	}
+	_, tokens, err := parseKeyFile(s.path, data)
+	s.seen = fileState{info: info, sum: sum, readAt: readAt, err: err}
+	if err != nil {
+		s.setErr(err)
+		s.log.Error("key file reload failed; keeping the last good tokens",
+			zap.String("path", s.path), zap.Error(err), zap.Int("tokens", s.Len()))
+		return
+	}
+	next := &snapshot{tokens: tokens, gen: s.snap.Load().gen + 1}
+	s.snap.Store(next)
+	s.mu.Lock()
+	s.lastOK, s.lastErr = time.Now(), nil
+	s.mu.Unlock()
+	s.log.Info("key file reloaded", zap.String("path", s.path),
+		zap.Int("tokens", len(tokens)), zap.Uint64("generation", next.gen))
+	if s.onReload != nil {
+		s.onReload()
+	}
+}
+
+// racy reports whether the last read was too close to the file's mtime for
+// an unchanged status to prove unchanged contents.
+func (s *FileStore) racy() bool {
+	return s.seen.readAt.Sub(s.seen.info.ModTime()) < racyWindow
+}
+
+// readFailed records a failure to stat or read the file (missing,
+// permissions). The file is read again at each poll until that succeeds;
+// the failure is logged once until its message changes.
+func (s *FileStore) readFailed(err error) {
+	s.failing = true
+	s.setErr(err)
+	if msg := err.Error(); msg != s.lastLogged {
+		s.lastLogged = msg
+		s.log.Error("key file unreadable; keeping the last good tokens",
+			zap.String("path", s.path), zap.Error(err), zap.Int("tokens", s.Len()))
+	}
+}
+
+func (s *FileStore) setErr(err error) {
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
+}
+
+// sameFile reports whether a and b describe the same file with the same
+// size and modification time.
+func sameFile(a, b os.FileInfo) bool {
+	return a.Size() == b.Size() && a.ModTime().Equal(b.ModTime()) && os.SameFile(a, b)
+}

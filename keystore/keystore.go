@@ -1,0 +1,90 @@
+// Package keystore looks API tokens up by the SHA-256 of the whole token.
+//
+// Store is the abstraction the authenticator queries; FileStore is the
+// embedded default: a JSON key file, re-read when it changes. KeyFile,
+// ReadKeyFile and UpdateKeyFile read and edit that file for the token
+// commands. The raw token is never stored, only "sha256:<hex>" of it.
+package keystore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+)
+
+// Hash is the SHA-256 of a whole API token.
+type Hash [sha256.Size]byte
+
+// hashPrefix starts the stored form of a Hash.
+const hashPrefix = "sha256:"
+
+// errHashForm is the reason given for a malformed stored hash. It never
+// includes the value.
+const errHashForm = `want "sha256:" followed by 64 lowercase hex characters`
+
+// FormatHash returns the stored form of h: "sha256:" and 64 lowercase hex
+// characters.
+func FormatHash(h Hash) string {
+	return hashPrefix + hex.EncodeToString(h[:])
+}
+
+// ParseHash parses the stored form written by FormatHash, exactly: the
+// prefix, then 64 lowercase hex characters. The error does not echo s.
+func ParseHash(s string) (Hash, error) {
+	var h Hash
+	if len(s) != len(hashPrefix)+2*len(h) || s[:len(hashPrefix)] != hashPrefix {
+		return h, errors.New(errHashForm)
+	}
+	hx := s[len(hashPrefix):]
+	for i := 0; i < len(hx); i++ {
+		if c := hx[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return h, errors.New(errHashForm)
+		}
+	}
+	if _, err := hex.Decode(h[:], []byte(hx)); err != nil {
+		return Hash{}, errors.New(errHashForm)
+	}
+	return h, nil
+}
+
+// Token is one stored API token. It never holds the raw token. Tokens
+// returned by a Store are shared between callers and must not be modified.
+type Token struct {
+	ID, Name, Workspace, Project string // Project "" = workspace-scoped
+	Hash                         Hash
+	// Scopes are the names as stored; the caller maps them to known scopes
+	// and ignores (and logs) unknown ones.
+	Scopes               []string
+	CreatedAt            time.Time
+	ExpiresAt, RevokedAt time.Time // zero = none
+}
+
+// Active reports whether the token is usable at now: not revoked at or
+// before now, and not expired at or before now. A nil Token is not active.
+func (t *Token) Active(now time.Time) bool {
+	if t == nil {
+		return false
+	}
+	if !t.RevokedAt.IsZero() && !now.Before(t.RevokedAt) {
+		return false
+	}
+	if !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
+		return false
+	}
+	return true
+}
+
+// ErrNotFound is the answer for an unknown key: a normal answer, not a
+// failure.
+var ErrNotFound = errors.New("keystore: token not found")
+
+// Store looks tokens up by hash. A technical failure (unreachable, timeout)
+// returns an error that is not ErrNotFound.
+type Store interface {
+	Lookup(ctx context.Context, h Hash) (*Token, error)
+	// Generation changes whenever the store's contents may have changed
+	// (reload); a cache compares it to drop entries fetched before a change.
+	Generation() uint64
+}

@@ -1,0 +1,361 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Kind is the kind of credential a request presented.
+type Kind uint8
+
+// The kinds of credential. KindNone is a request without one.
+const (
+	KindNone Kind = iota
+	KindAPIKey
+	KindJWT
+)
+
+// String returns the kind as used in X-Deplo-Auth and metric labels.
+func (k Kind) String() string {
+	switch k {
+	case KindAPIKey:
+		return "api_key"
+	case KindJWT:
+		return "jwt"
+	}
+	return "none"
+}
+
+// ParseKind parses "api_key" or "jwt".
+func ParseKind(s string) (Kind, bool) {
+	switch s {
+	case "api_key":
+		return KindAPIKey, true
+	case "jwt":
+		return KindJWT, true
+	}
+	return KindNone, false
+}
+
+// KindSet is a set of credential kinds; the zero value allows every kind.
+type KindSet uint8
+
+// With returns s with k added.
+func (s KindSet) With(k Kind) KindSet { return s | 1<<k }
+
+// Allows reports whether s admits kind k. An empty set admits every kind.
+func (s KindSet) Allows(k Kind) bool { return s == 0 || s&(1<<k) != 0 }
+
+// Access says what a route demands of a request.
+type Access uint8
+
+// The kinds of access a route can demand.
+const (
+	// AccessScopes needs a valid credential holding every listed scope.
+	AccessScopes Access = iota
+	// AccessAuthenticated needs any valid credential.
+	AccessAuthenticated
+	// AccessPublic needs no credential; no identity is forwarded.
+	AccessPublic
+)
+
+// Default says what happens to requests that match no route.
+type Default uint8
+
+// The defaults for requests that match no route.
+const (
+	// DefaultDeny refuses them (after authentication: 401 without a
+	// credential, 403 with one).
+	DefaultDeny Default = iota
+	// DefaultAuthenticated lets any valid workspace-scoped credential
+	// through. Project-scoped credentials are refused, because no project
+	// binding can be checked.
+	DefaultAuthenticated
+)
+
+// RouteSpec is one configured route.
+type RouteSpec struct {
+	// Method is an HTTP method, or "" or "*" for any. GET also matches HEAD.
+	Method string
+	// Path is a net/http.ServeMux path pattern. Wildcards named workspace
+	// and project bind the credential to the request's workspace and
+	// project.
+	Path string
+	// Access is what the route demands.
+	Access Access
+	// Scopes the credential must all hold (AccessScopes only); admin
+	// satisfies any.
+	Scopes ScopeSet
+	// Via restricts the credential kinds the route accepts (empty: any).
+	Via KindSet
+	// ProjectTokens lets project-scoped credentials use a route that does
+	// not bind {project}; the upstream must then confine its answer to
+	// X-Deplo-Project.
+	ProjectTokens bool
+}
+
+// Route is a compiled route.
+type Route struct {
+	RouteSpec
+	pattern string
+}
+
+// Pattern returns the route as written, e.g. "GET /v1/workspaces/{workspace}",
+// for logs; it has bounded cardinality and never contains request data.
+func (r *Route) Pattern() string { return r.pattern }
+
+// Policy is an immutable, compiled route table. It is safe for concurrent use.
+type Policy struct {
+	mux          mux[*Route]
+	def          Default
+	defaultRoute *Route
+}
+
+// RouteError is a mistake in one route; Index is its 0-based position.
+type RouteError struct {
+	Index   int
+	Pattern string
+	Err     error
+}
+
+func (e *RouteError) Error() string {
+	return fmt.Sprintf("route %d (%s): %v", e.Index+1, e.Pattern, e.Err)
+}
+
+func (e *RouteError) Unwrap() error { return e.Err }
+
+// New compiles routes. It fails on a bad pattern, a conflict between two
+// routes, or a route whose access and scopes disagree, with a *RouteError.
+func New(routes []RouteSpec, def Default) (*Policy, error) {
+	p := &Policy{def: def}
+	for i, spec := range routes {
+		method := spec.Method
+		if method == "*" {
+			method = ""
+		}
+		pattern := spec.Path
+		if method != "" {
+			pattern = method + " " + spec.Path
+		}
+		fail := func(format string, args ...any) error {
+			return &RouteError{Index: i, Pattern: pattern, Err: fmt.Errorf(format, args...)}
+		}
+		switch spec.Access {
+		case AccessScopes:
+			if spec.Scopes == 0 {
+				return nil, fail("needs at least one scope, or public, or authenticated")
+			}
+		case AccessPublic:
+			if spec.Scopes != 0 || spec.Via != 0 || spec.ProjectTokens {
+				return nil, fail("a public route takes no scopes and no credential options")
+			}
+		case AccessAuthenticated:
+			if spec.Scopes != 0 {
+				return nil, fail("authenticated cannot be combined with scopes")
+			}
+		default:
+			return nil, fail("unknown access %d", spec.Access)
+		}
+		if !strings.HasPrefix(spec.Path, "/") {
+			return nil, fail("path pattern must start with /")
+		}
+		spec.Method = method
+		r := &Route{RouteSpec: spec, pattern: pattern}
+		if err := p.mux.add(pattern, r); err != nil {
+			return nil, fail("%w", err)
+		}
+	}
+	switch def {
+	case DefaultDeny:
+	case DefaultAuthenticated:
+		p.defaultRoute = &Route{
+			RouteSpec: RouteSpec{Access: AccessAuthenticated},
+			pattern:   "default",
+		}
+	default:
+		return nil, fmt.Errorf("unknown default %d", def)
+	}
+	return p, nil
+}
+
+// Match is the route a request matched and the values of its bindings.
+type Match struct {
+	// Route is nil when no route matched and the default is deny.
+	Route *Route
+	// Workspace and Project are the values of the {workspace} and
+	// {project} wildcards when the route binds them.
+	Workspace, Project           string
+	BindsWorkspace, BindsProject bool
+}
+
+// Match finds the most specific route for method and path. path must be the
+// cleaned, unescaped path (see ValidatePath).
+func (p *Policy) Match(method, path string) Match {
+	var buf [8]string
+	r, names, values, ok := p.mux.match(method, path, buf[:0])
+	if !ok {
+		return Match{Route: p.defaultRoute}
+	}
+	m := Match{Route: r}
+	for i, name := range names {
+		switch name {
+		case "workspace":
+			m.Workspace, m.BindsWorkspace = values[i], true
+		case "project":
+			m.Project, m.BindsProject = values[i], true
+		}
+	}
+	return m
+}
+
+// Public reports whether the request needs no credential.
+func (m *Match) Public() bool { return m.Route != nil && m.Route.Access == AccessPublic }
+
+// Principal is a verified credential.
+type Principal struct {
+	Kind Kind
+	// Subject is the token id (API key) or the sub claim (JWT).
+	Subject string
+	// Workspace is empty for a credential bound to no workspace.
+	Workspace string
+	// Project is empty for a workspace-scoped credential.
+	Project string
+	Scopes  ScopeSet
+}
+
+// Reason explains a decision, for logs and metrics. The set is fixed.
+type Reason uint8
+
+// The reasons for a decision.
+const (
+	ReasonAllowed Reason = iota
+	ReasonPublic
+	ReasonNoRoute
+	ReasonKindNotAllowed
+	ReasonNoWorkspace
+	ReasonWorkspaceMismatch
+	ReasonProjectMismatch
+	ReasonProjectTokenNotAllowed
+	ReasonInsufficientScope
+)
+
+var reasonNames = [...]string{
+	ReasonAllowed:                "allowed",
+	ReasonPublic:                 "public",
+	ReasonNoRoute:                "no_route",
+	ReasonKindNotAllowed:         "credential_kind_not_allowed",
+	ReasonNoWorkspace:            "no_workspace",
+	ReasonWorkspaceMismatch:      "workspace_mismatch",
+	ReasonProjectMismatch:        "project_mismatch",
+	ReasonProjectTokenNotAllowed: "project_token_not_allowed",
+	ReasonInsufficientScope:      "insufficient_scope",
+}
+
+// String returns the reason's metric label value.
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Reasons returns every reason label value, for documentation and tests.
+func Reasons() []string { return reasonNames[:] }
+
+// Decision is the outcome of Authorize.
+type Decision struct {
+	Allow  bool
+	Reason Reason
+	// Scope is the route's required scopes when Reason is
+	// ReasonInsufficientScope (the scope= attribute of the challenge);
+	// zero for a refusal about binding or a route with no policy.
+	Scope ScopeSet
+}
+
+// Authorize decides whether who may make the matched request. Binding is
+// checked before scopes, so a caller from another workspace learns nothing
+// about what the route would need.
+func (m *Match) Authorize(who *Principal) Decision {
+	r := m.Route
+	if r == nil {
+		return Decision{Reason: ReasonNoRoute}
+	}
+	if r.Access == AccessPublic {
+		return Decision{Allow: true, Reason: ReasonPublic}
+	}
+	if !r.Via.Allows(who.Kind) {
+		return Decision{Reason: ReasonKindNotAllowed}
+	}
+	if m.BindsWorkspace {
+		if who.Workspace == "" {
+			return Decision{Reason: ReasonNoWorkspace}
+		}
+		if who.Workspace != m.Workspace {
+			return Decision{Reason: ReasonWorkspaceMismatch}
+		}
+	}
+	if who.Project != "" {
+		if m.BindsProject {
+			if who.Project != m.Project {
+				return Decision{Reason: ReasonProjectMismatch}
+			}
+		} else if !r.ProjectTokens {
+			return Decision{Reason: ReasonProjectTokenNotAllowed}
+		}
+	}
+	if r.Access == AccessScopes && !who.Scopes.Satisfies(r.Scopes) {
+		return Decision{Reason: ReasonInsufficientScope, Scope: r.Scopes}
+	}
+	return Decision{Allow: true, Reason: ReasonAllowed}
+}
+
+// ErrPath is wrapped by ValidatePath errors.
+var ErrPath = errors.New("non-canonical request path")
+
+// ValidatePath refuses request paths that a policy decision and the upstream
+// could read differently: path is the unescaped path, escaped its escaped
+// form as sent (URL.EscapedPath). Refused: not starting with "/", empty or
+// dot segments ("//", "/./", "/../"), backslashes, control characters,
+// semicolons (path parameters to some servers), and encoded "/" or "\"
+// (which would split segments differently after decoding).
+func ValidatePath(path, escaped string) error {
+	if len(path) == 0 || path[0] != '/' {
+		return fmt.Errorf("%w: must start with /", ErrPath)
+	}
+	segStart := 1
+	for i := 1; i <= len(path); i++ {
+		if i < len(path) {
+			c := path[i]
+			switch {
+			case c < 0x20 || c == 0x7f:
+				return fmt.Errorf("%w: control character", ErrPath)
+			case c == '\\':
+				return fmt.Errorf("%w: backslash", ErrPath)
+			case c == ';':
+				return fmt.Errorf("%w: semicolon", ErrPath)
+			case c != '/':
+				continue
+			}
+		}
+		// path[segStart:i] is a complete segment; a trailing empty one
+		// ("/a/") is the subtree form and allowed.
+		switch seg := path[segStart:i]; {
+		case seg == "" && i < len(path):
+			return fmt.Errorf("%w: empty segment", ErrPath)
+		case seg == "." || seg == "..":
+			return fmt.Errorf("%w: dot segment", ErrPath)
+		}
+		segStart = i + 1
+	}
+	for i := 0; i+2 < len(escaped); i++ {
+		if escaped[i] != '%' {
+			continue
+		}
+		switch escaped[i+1 : i+3] {
+		case "2F", "2f", "5C", "5c":
+			return fmt.Errorf("%w: encoded slash", ErrPath)
+		}
+	}
+	return nil
+}

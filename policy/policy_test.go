@@ -1,0 +1,265 @@
+package policy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestScopeSet(t *testing.T) {
+	all := ScopeRead | ScopeDeploy | ScopeDelete | ScopeAdmin
+	if got := all.String(); got != "admin delete deploy read" {
+		t.Errorf("String() = %q", got)
+	}
+	if got := (ScopeRead | ScopeDeploy).String(); got != "deploy read" {
+		t.Errorf("String() = %q", got)
+	}
+	set, unknown := ParseScopes([]string{"read", "Deploy", "write", "admin"})
+	if set != ScopeRead|ScopeAdmin || len(unknown) != 2 {
+		t.Errorf("ParseScopes = %v, %v", set, unknown)
+	}
+	tests := []struct {
+		have, need ScopeSet
+		ok         bool
+	}{
+		{ScopeRead, ScopeRead, true},
+		{ScopeRead, ScopeDeploy, false},
+		{ScopeDeploy, ScopeRead, false}, // no scope implies another
+		{ScopeDelete, ScopeDeploy, false},
+		{ScopeRead | ScopeDeploy, ScopeRead | ScopeDeploy, true},
+		{ScopeRead, ScopeRead | ScopeDeploy, false}, // a list needs all
+		{ScopeAdmin, ScopeRead | ScopeDeploy | ScopeDelete, true},
+		{0, ScopeRead, false},
+	}
+	for _, tt := range tests {
+		if got := tt.have.Satisfies(tt.need); got != tt.ok {
+			t.Errorf("%q.Satisfies(%q) = %v, want %v", tt.have, tt.need, got, tt.ok)
+		}
+	}
+}
+
+// deploPolicy is the route table of the deplo API used across these tests.
+func deploPolicy(t testing.TB, def Default) *Policy {
+	t.Helper()
+	p, err := New([]RouteSpec{
+		{Method: "GET", Path: "/healthz", Access: AccessPublic},
+		{Method: "GET", Path: "/v1/me", Access: AccessAuthenticated},
+		{Method: "GET", Path: "/v1/workspaces/{workspace}/projects", Access: AccessScopes, Scopes: ScopeRead, ProjectTokens: true},
+		{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: AccessScopes, Scopes: ScopeRead},
+		{Method: "POST", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: AccessScopes, Scopes: ScopeDeploy},
+		{Method: "DELETE", Path: "/v1/workspaces/{workspace}/projects/{project}", Access: AccessScopes, Scopes: ScopeDelete},
+		{Method: "POST", Path: "/v1/workspaces/{workspace}/projects/{project}/promote", Access: AccessScopes, Scopes: ScopeDeploy | ScopeDelete},
+		{Method: "*", Path: "/v1/workspaces/{workspace}/tokens/", Access: AccessScopes, Scopes: ScopeAdmin},
+		{Method: "GET", Path: "/v1/workspaces/{workspace}/members", Access: AccessScopes, Scopes: ScopeAdmin, Via: KindSet(0).With(KindJWT)},
+		{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}/files/{path...}", Access: AccessScopes, Scopes: ScopeRead},
+	}, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestAuthorize(t *testing.T) {
+	p := deploPolicy(t, DefaultDeny)
+	wsRead := &Principal{Kind: KindAPIKey, Subject: "tok_1", Workspace: "ws_acme", Scopes: ScopeRead}
+	wsDeploy := &Principal{Kind: KindAPIKey, Subject: "tok_2", Workspace: "ws_acme", Scopes: ScopeDeploy}
+	wsAdmin := &Principal{Kind: KindAPIKey, Subject: "tok_3", Workspace: "ws_acme", Scopes: ScopeAdmin}
+	projDeploy := &Principal{Kind: KindAPIKey, Subject: "tok_4", Workspace: "ws_acme", Project: "weekly-report", Scopes: ScopeDeploy | ScopeRead}
+	noWorkspace := &Principal{Kind: KindJWT, Subject: "user_1", Scopes: ScopeAdmin}
+	jwtAdmin := &Principal{Kind: KindJWT, Subject: "user_2", Workspace: "ws_acme", Scopes: ScopeAdmin}
+	deployDelete := &Principal{Kind: KindAPIKey, Subject: "tok_5", Workspace: "ws_acme", Scopes: ScopeDeploy | ScopeDelete}
+
+	tests := []struct {
+		name         string
+		who          *Principal
+		method, path string
+		allow        bool
+		reason       Reason
+		scope        ScopeSet
+	}{
+		{"public", nil, "GET", "/healthz", true, ReasonPublic, 0},
+		{"authenticated any scope", wsRead, "GET", "/v1/me", true, ReasonAllowed, 0},
+		{"authenticated refuses project token", projDeploy, "GET", "/v1/me", false, ReasonProjectTokenNotAllowed, 0},
+		{"read own workspace", wsRead, "GET", "/v1/workspaces/ws_acme/projects", true, ReasonAllowed, 0},
+		{"HEAD served by GET route", wsRead, "HEAD", "/v1/workspaces/ws_acme/projects", true, ReasonAllowed, 0},
+		{"other workspace", wsRead, "GET", "/v1/workspaces/ws_evil/projects", false, ReasonWorkspaceMismatch, 0},
+		{"workspace case differs", wsRead, "GET", "/v1/workspaces/WS_ACME/projects", false, ReasonWorkspaceMismatch, 0},
+		{"workspace prefix", wsRead, "GET", "/v1/workspaces/ws_acme2/projects", false, ReasonWorkspaceMismatch, 0},
+		{"read cannot deploy", wsRead, "POST", "/v1/workspaces/ws_acme/projects/p1/deployments", false, ReasonInsufficientScope, ScopeDeploy},
+		{"deploy cannot read", wsDeploy, "GET", "/v1/workspaces/ws_acme/projects/p1/deployments", false, ReasonInsufficientScope, ScopeRead},
+		{"deploy cannot delete", wsDeploy, "DELETE", "/v1/workspaces/ws_acme/projects/p1", false, ReasonInsufficientScope, ScopeDelete},
+		{"deploy", wsDeploy, "POST", "/v1/workspaces/ws_acme/projects/p1/deployments", true, ReasonAllowed, 0},
+		{"two scopes need both", wsDeploy, "POST", "/v1/workspaces/ws_acme/projects/p1/promote", false, ReasonInsufficientScope, ScopeDeploy | ScopeDelete},
+		{"two scopes held", deployDelete, "POST", "/v1/workspaces/ws_acme/projects/p1/promote", true, ReasonAllowed, 0},
+		{"admin satisfies all", wsAdmin, "POST", "/v1/workspaces/ws_acme/projects/p1/promote", true, ReasonAllowed, 0},
+		{"admin satisfies delete", wsAdmin, "DELETE", "/v1/workspaces/ws_acme/projects/p1", true, ReasonAllowed, 0},
+		{"admin still bound to workspace", wsAdmin, "DELETE", "/v1/workspaces/ws_other/projects/p1", false, ReasonWorkspaceMismatch, 0},
+		{"tokens subtree", wsAdmin, "POST", "/v1/workspaces/ws_acme/tokens/", true, ReasonAllowed, 0},
+		{"tokens subtree deep", wsAdmin, "DELETE", "/v1/workspaces/ws_acme/tokens/tok_1", true, ReasonAllowed, 0},
+		{"tokens need admin", wsDeploy, "GET", "/v1/workspaces/ws_acme/tokens/x", false, ReasonInsufficientScope, ScopeAdmin},
+		{"project token own project", projDeploy, "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", true, ReasonAllowed, 0},
+		{"project token other project", projDeploy, "POST", "/v1/workspaces/ws_acme/projects/billing/deployments", false, ReasonProjectMismatch, 0},
+		{"project token longer name", projDeploy, "POST", "/v1/workspaces/ws_acme/projects/weekly-report-backup/deployments", false, ReasonProjectMismatch, 0},
+		{"project token shorter name", projDeploy, "POST", "/v1/workspaces/ws_acme/projects/weekly/deployments", false, ReasonProjectMismatch, 0},
+		{"project token on project_tokens route", projDeploy, "GET", "/v1/workspaces/ws_acme/projects", true, ReasonAllowed, 0},
+		{"project token on route without project", projDeploy, "GET", "/v1/workspaces/ws_acme/tokens/x", false, ReasonProjectTokenNotAllowed, 0},
+		{"project token other workspace", projDeploy, "POST", "/v1/workspaces/ws_x/projects/weekly-report/deployments", false, ReasonWorkspaceMismatch, 0},
+		{"no workspace never passes workspace route", noWorkspace, "GET", "/v1/workspaces/ws_acme/projects", false, ReasonNoWorkspace, 0},
+		{"no workspace on authenticated route", noWorkspace, "GET", "/v1/me", true, ReasonAllowed, 0},
+		{"via jwt refuses api key", wsAdmin, "GET", "/v1/workspaces/ws_acme/members", false, ReasonKindNotAllowed, 0},
+		{"via jwt allows jwt", jwtAdmin, "GET", "/v1/workspaces/ws_acme/members", true, ReasonAllowed, 0},
+		{"unlisted path default deny", wsAdmin, "GET", "/v1/secret", false, ReasonNoRoute, 0},
+		{"unlisted method default deny", wsAdmin, "PUT", "/v1/workspaces/ws_acme/projects", false, ReasonNoRoute, 0},
+		{"rest wildcard", projDeploy, "GET", "/v1/workspaces/ws_acme/projects/weekly-report/files/a/b.txt", true, ReasonAllowed, 0},
+		{"rest wildcard other project", projDeploy, "GET", "/v1/workspaces/ws_acme/projects/x/files/weekly-report/a", false, ReasonProjectMismatch, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := p.Match(tt.method, tt.path)
+			var d Decision
+			if m.Public() {
+				d = Decision{Allow: true, Reason: ReasonPublic}
+			} else {
+				if tt.who == nil {
+					t.Fatal("route is not public")
+				}
+				d = m.Authorize(tt.who)
+			}
+			if d.Allow != tt.allow || d.Reason != tt.reason || d.Scope != tt.scope {
+				t.Errorf("%s %s: got allow=%v reason=%s scope=%q, want allow=%v reason=%s scope=%q",
+					tt.method, tt.path, d.Allow, d.Reason, d.Scope, tt.allow, tt.reason, tt.scope)
+			}
+		})
+	}
+}
+
+func TestDefaultAuthenticated(t *testing.T) {
+	p := deploPolicy(t, DefaultAuthenticated)
+	ws := &Principal{Kind: KindAPIKey, Workspace: "ws_acme", Scopes: ScopeRead}
+	proj := &Principal{Kind: KindAPIKey, Workspace: "ws_acme", Project: "p", Scopes: ScopeRead}
+	m := p.Match("GET", "/v1/unlisted")
+	if d := m.Authorize(ws); !d.Allow {
+		t.Errorf("default authenticated refused a workspace token: %s", d.Reason)
+	}
+	if d := m.Authorize(proj); d.Allow {
+		t.Error("default authenticated let a project token through")
+	}
+	// A listed route keeps its own rule.
+	m = p.Match("DELETE", "/v1/workspaces/ws_acme/projects/p1")
+	if d := m.Authorize(ws); d.Allow {
+		t.Error("a listed route fell back to the default")
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		routes []RouteSpec
+		index  int
+		want   string
+	}{
+		{"conflict", []RouteSpec{
+			{Method: "GET", Path: "/a/{x}/c", Access: AccessScopes, Scopes: ScopeRead},
+			{Method: "GET", Path: "/a/b/{y}", Access: AccessScopes, Scopes: ScopeRead},
+		}, 1, "conflicts"},
+		{"duplicate", []RouteSpec{
+			{Method: "GET", Path: "/a", Access: AccessPublic},
+			{Method: "GET", Path: "/a", Access: AccessScopes, Scopes: ScopeRead},
+		}, 1, "/a"},
+		{"no scopes", []RouteSpec{{Method: "GET", Path: "/a"}}, 0, "needs at least one scope"},
+		{"public with scopes", []RouteSpec{{Method: "GET", Path: "/a", Access: AccessPublic, Scopes: ScopeRead}}, 0, "public"},
+		{"bad pattern", []RouteSpec{{Method: "GET", Path: "/a/{", Access: AccessPublic}}, 0, "route 1"},
+		{"relative", []RouteSpec{{Method: "GET", Path: "a", Access: AccessPublic}}, 0, "must start with /"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.routes, DefaultDeny)
+			var re *RouteError
+			if !errors.As(err, &re) {
+				t.Fatalf("err = %v, want a *RouteError", err)
+			}
+			if re.Index != tt.index || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v (index %d), want index %d and %q", err, re.Index, tt.index, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidatePath(t *testing.T) {
+	tests := []struct {
+		path, raw string
+		ok        bool
+	}{
+		{"/", "", true},
+		{"/v1/workspaces/ws_acme/projects", "", true},
+		{"/v1/workspaces/ws_acme/tokens/", "", true},
+		{"/v1/a b", "/v1/a%20b", true},
+		{"", "", false},
+		{"v1", "", false},
+		{"//v1", "", false},
+		{"/v1//workspaces", "", false},
+		{"/v1/./workspaces", "", false},
+		{"/v1/../admin", "", false},
+		{"/v1/..", "", false},
+		{"/v1/.", "", false},
+		{"/v1/workspaces/ws_a/projects/p1/../../../ws_b", "", false},
+		{"/v1/workspaces/ws_a/projects/a/b", "/v1/workspaces/ws_a/projects/a%2Fb", false},
+		{"/v1/workspaces/ws_a/projects/a/b", "/v1/workspaces/ws_a/projects/a%2fb", false},
+		{"/v1/a\\b", "/v1/a%5Cb", false},
+		{"/v1/a\\b", "", false},
+		{"/v1/a\x00", "/v1/a%00", false},
+		{"/v1/a\r\n", "", false},
+		{"/v1/ws;x", "", false},
+		{"/v1/...", "", true}, // three dots are a name, not a dot segment
+		{"/v1/.well-known", "", true},
+	}
+	for _, tt := range tests {
+		err := ValidatePath(tt.path, tt.raw)
+		if (err == nil) != tt.ok {
+			t.Errorf("ValidatePath(%q, %q) = %v, want ok=%v", tt.path, tt.raw, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, ErrPath) {
+			t.Errorf("error %v does not wrap ErrPath", err)
+		}
+	}
+}
+
+func FuzzPolicy(f *testing.F) {
+	for _, s := range []string{
+		"/v1/workspaces/ws_acme/projects/weekly-report/deployments",
+		"/v1/workspaces/ws_acme/projects/../../ws_b/projects",
+		"/v1/workspaces/ws_acme%2Fx/projects",
+		"/healthz", "/", "//", "/v1/workspaces/ws_acme/tokens/",
+	} {
+		f.Add("GET", s, "")
+		f.Add("POST", s, s)
+	}
+	p := deploPolicy(f, DefaultDeny)
+	who := &Principal{Kind: KindAPIKey, Workspace: "ws_acme", Project: "weekly-report", Scopes: ScopeAdmin}
+	f.Fuzz(func(t *testing.T, method, path, raw string) {
+		if ValidatePath(path, raw) != nil {
+			return
+		}
+		m := p.Match(method, path)
+		if m.Public() {
+			return
+		}
+		d := m.Authorize(who)
+		if !d.Allow {
+			return
+		}
+		// Whatever the path, an allowed request from this principal is in
+		// its own workspace and, when the route binds one, its project.
+		if !m.BindsWorkspace || m.Workspace != "ws_acme" {
+			if m.Route.Access != AccessAuthenticated {
+				t.Fatalf("%s %q allowed without workspace binding (route %s)", method, path, m.Route.Pattern())
+			}
+		}
+		if m.BindsProject && m.Project != "weekly-report" {
+			t.Fatalf("%s %q allowed for project %q", method, path, m.Project)
+		}
+		if !strings.Contains(path, "/ws_acme/") && m.Route.Access != AccessAuthenticated {
+			t.Fatalf("%s %q allowed outside the workspace", method, path)
+		}
+	})
+}

@@ -1,0 +1,199 @@
+// Package tokencache resolves API-token hashes to stored tokens through a
+// bounded ristretto cache in front of a key store. Positive and negative
+// answers live in separate caches, so a flood of unknown tokens cannot evict
+// the real ones; concurrent misses for one hash make a single store lookup.
+package tokencache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/deplo-sh/deplo-auth/keystore"
+	"github.com/deplo-sh/deplo-auth/policy"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultTTL         = 5 * time.Minute
+	DefaultNegativeTTL = 30 * time.Second
+	DefaultMaxEntries  = 100_000
+	// DefaultLookupTimeout bounds one store lookup. It is shared by every
+	// request waiting on that hash, so it does not follow any one request's
+	// context.
+	DefaultLookupTimeout = 5 * time.Second
+)
+
+// Config configures a Cache. Zero values take the defaults above.
+type Config struct {
+	TTL, NegativeTTL time.Duration
+	MaxEntries       int64
+	LookupTimeout    time.Duration
+	// OnUnknownScopes is called, at most once per store lookup, with a token
+	// id and the scope names it carries that are not scopes (never granted).
+	OnUnknownScopes func(tokenID string, unknown []string)
+}
+
+// Entry is a resolved token: the stored record and the principal it stands
+// for. Entries are shared between requests and must not be modified.
+type Entry struct {
+	Token     *keystore.Token
+	Principal policy.Principal
+
+	hash       keystore.Hash
+	generation uint64
+}
+
+// Result says where an answer came from, for metrics.
+type Result uint8
+
+// Where an answer came from.
+const (
+	Hit Result = iota
+	NegativeHit
+	Miss
+)
+
+// String returns the metric label value.
+func (r Result) String() string {
+	switch r {
+	case Hit:
+		return "hit"
+	case NegativeHit:
+		return "negative_hit"
+	}
+	return "miss"
+}
+
+// Cache is safe for concurrent use.
+type Cache struct {
+	store    keystore.Store
+	cfg      Config
+	positive *ristretto.Cache[uint64, *Entry]
+	negative *ristretto.Cache[uint64, *Entry]
+	flight   singleflight.Group
+}
+
+// New returns a cache in front of store.
+func New(store keystore.Store, cfg Config) (*Cache, error) {
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = DefaultNegativeTTL
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.LookupTimeout <= 0 {
+		cfg.LookupTimeout = DefaultLookupTimeout
+	}
+	c := &Cache{store: store, cfg: cfg}
+	var err error
+	if c.positive, err = newRistretto(cfg.MaxEntries); err != nil {
+		return nil, fmt.Errorf("token cache: %w", err)
+	}
+	if c.negative, err = newRistretto(cfg.MaxEntries); err != nil {
+		c.positive.Close()
+		return nil, fmt.Errorf("negative token cache: %w", err)
+	}
+	return c, nil
+}
+
+func newRistretto(maxEntries int64) (*ristretto.Cache[uint64, *Entry], error) {
+	return ristretto.NewCache(&ristretto.Config[uint64, *Entry]{
+		NumCounters:        10 * maxEntries,
+		MaxCost:            maxEntries, // every entry costs 1
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+}
+
+// key is the first 8 bytes of the SHA-256; the entry keeps the whole hash
+// and a hit is only a hit when all 32 bytes agree.
+func key(h keystore.Hash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
+
+// Lookup resolves h. It returns a nil entry and nil error for a token the
+// store does not know, and an error only for a technical failure, which is
+// never cached. The caller checks Entry.Token.Active at request time, so a
+// scheduled revocation or expiry takes effect at its instant.
+func (c *Cache) Lookup(ctx context.Context, h keystore.Hash) (*Entry, Result, error) {
+	gen := c.store.Generation()
+	k := key(h)
+	if e, ok := c.positive.Get(k); ok && e.hash == h && e.generation == gen {
+		return e, Hit, nil
+	}
+	if e, ok := c.negative.Get(k); ok && e.hash == h && e.generation == gen {
+		return nil, NegativeHit, nil
+	}
+	v, err, _ := c.flight.Do(string(h[:]), func() (any, error) {
+		return c.fill(ctx, h)
+	})
+	if err != nil {
+		return nil, Miss, err
+	}
+	e := v.(*Entry)
+	if e.Token == nil {
+		return nil, Miss, nil
+	}
+	return e, Miss, nil
+}
+
+// fill asks the store and caches the answer under the generation read before
+// asking, so an answer that raced with a reload is never served afterwards.
+func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
+	gen := c.store.Generation()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LookupTimeout)
+	defer cancel()
+	tok, err := c.store.Lookup(ctx, h)
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		e := &Entry{hash: h, generation: gen}
+		c.negative.SetWithTTL(key(h), e, 1, c.cfg.NegativeTTL)
+		return e, nil
+	case err != nil:
+		return nil, err
+	}
+	scopes, unknown := policy.ParseScopes(tok.Scopes)
+	if len(unknown) > 0 && c.cfg.OnUnknownScopes != nil {
+		c.cfg.OnUnknownScopes(tok.ID, unknown)
+	}
+	e := &Entry{
+		Token: tok,
+		Principal: policy.Principal{
+			Kind:      policy.KindAPIKey,
+			Subject:   tok.ID,
+			Workspace: tok.Workspace,
+			Project:   tok.Project,
+			Scopes:    scopes,
+		},
+		hash:       h,
+		generation: gen,
+	}
+	c.negative.Del(key(h))
+	c.positive.SetWithTTL(key(h), e, 1, c.cfg.TTL)
+	return e, nil
+}
+
+// Purge drops h from the cache at once.
+func (c *Cache) Purge(h keystore.Hash) {
+	c.positive.Del(key(h))
+	c.negative.Del(key(h))
+}
+
+// PurgeAll drops every entry.
+func (c *Cache) PurgeAll() {
+	c.positive.Clear()
+	c.negative.Clear()
+}
+
+// Close releases the caches' goroutines.
+func (c *Cache) Close() {
+	c.positive.Close()
+	c.negative.Close()
+}

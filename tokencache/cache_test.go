@@ -1,0 +1,258 @@
+package tokencache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/deplo-sh/deplo-auth/keystore"
+	"github.com/deplo-sh/deplo-auth/policy"
+)
+
+// countingStore is an in-memory keystore.Store that counts lookups and can
+// be made slow or failing.
+type countingStore struct {
+	mu      sync.Mutex
+	tokens  map[keystore.Hash]*keystore.Token
+	gen     atomic.Uint64
+	lookups atomic.Int64
+	delay   time.Duration
+	fail    atomic.Bool
+}
+
+func (s *countingStore) Lookup(ctx context.Context, h keystore.Hash) (*keystore.Token, error) {
+	s.lookups.Add(1)
+	if s.delay > 0 {
+		select {
+		case <-time.After(s.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if s.fail.Load() {
+		return nil, errors.New("connection refused")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.tokens[h]; ok {
+		return t, nil
+	}
+	return nil, keystore.ErrNotFound
+}
+
+func (s *countingStore) Generation() uint64 { return s.gen.Load() }
+
+func (s *countingStore) put(h keystore.Hash, t *keystore.Token) {
+	s.mu.Lock()
+	s.tokens[h] = t
+	s.mu.Unlock()
+	s.gen.Add(1)
+}
+
+func hashOf(b byte) keystore.Hash {
+	var h keystore.Hash
+	for i := range h {
+		h[i] = b
+	}
+	return h
+}
+
+func newStore() *countingStore {
+	return &countingStore{tokens: map[keystore.Hash]*keystore.Token{}}
+}
+
+func newCache(t *testing.T, s keystore.Store, cfg Config) *Cache {
+	t.Helper()
+	c, err := New(s, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// waitCached retries until ristretto has admitted the asynchronous set.
+func waitCached(t *testing.T, c *Cache, h keystore.Hash, want Result) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c.positive.Wait()
+		c.negative.Wait()
+		_, res, err := c.Lookup(context.Background(), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("result %s, want %s", res, want)
+		}
+	}
+}
+
+func TestLookupPrincipal(t *testing.T) {
+	s := newStore()
+	var reported []string
+	h := hashOf(1)
+	s.put(h, &keystore.Token{ID: "tok_1", Workspace: "ws", Project: "p", Scopes: []string{"read", "bogus", "deploy"}})
+	c := newCache(t, s, Config{OnUnknownScopes: func(id string, unknown []string) { reported = append(reported, unknown...) }})
+	e, res, err := c.Lookup(context.Background(), h)
+	if err != nil || e == nil || res != Miss {
+		t.Fatalf("Lookup = %v, %s, %v", e, res, err)
+	}
+	want := policy.Principal{Kind: policy.KindAPIKey, Subject: "tok_1", Workspace: "ws", Project: "p", Scopes: policy.ScopeRead | policy.ScopeDeploy}
+	if e.Principal != want {
+		t.Errorf("principal %+v, want %+v", e.Principal, want)
+	}
+	if len(reported) != 1 || reported[0] != "bogus" {
+		t.Errorf("unknown scopes reported %v", reported)
+	}
+	waitCached(t, c, h, Hit)
+	if n := s.lookups.Load(); n != 1 {
+		t.Errorf("%d store lookups, want 1", n)
+	}
+}
+
+func TestNegativeCache(t *testing.T) {
+	s := newStore()
+	c := newCache(t, s, Config{NegativeTTL: time.Hour})
+	h := hashOf(2)
+	e, res, err := c.Lookup(context.Background(), h)
+	if e != nil || err != nil || res != Miss {
+		t.Fatalf("Lookup = %v, %s, %v", e, res, err)
+	}
+	waitCached(t, c, h, NegativeHit)
+	// A token added to the store is found at once: the generation changed.
+	s.put(h, &keystore.Token{ID: "tok_new", Workspace: "ws"})
+	e, _, err = c.Lookup(context.Background(), h)
+	if err != nil || e == nil || e.Token.ID != "tok_new" {
+		t.Fatalf("after the store changed: %v, %v", e, err)
+	}
+}
+
+func TestGenerationDropsStaleEntries(t *testing.T) {
+	s := newStore()
+	h := hashOf(3)
+	s.put(h, &keystore.Token{ID: "tok_old", Workspace: "ws"})
+	c := newCache(t, s, Config{TTL: time.Hour})
+	waitCached(t, c, h, Hit)
+	s.put(h, &keystore.Token{ID: "tok_old", Workspace: "ws", RevokedAt: time.Now()})
+	e, res, err := c.Lookup(context.Background(), h)
+	if err != nil || res != Miss || e.Token.RevokedAt.IsZero() {
+		t.Fatalf("stale entry served after a store change: %s %+v %v", res, e, err)
+	}
+}
+
+func TestKeyCollisionIsNotAHit(t *testing.T) {
+	s := newStore()
+	a, b := hashOf(4), hashOf(4)
+	b[31] = 0xff // same first 8 bytes: same ristretto key
+	s.put(a, &keystore.Token{ID: "tok_a", Workspace: "ws"})
+	c := newCache(t, s, Config{})
+	waitCached(t, c, a, Hit)
+	e, _, err := c.Lookup(context.Background(), b)
+	if err != nil || e != nil {
+		t.Fatalf("hash b resolved to %+v", e)
+	}
+}
+
+func TestStoreErrorNotCached(t *testing.T) {
+	s := newStore()
+	h := hashOf(5)
+	s.put(h, &keystore.Token{ID: "tok_5", Workspace: "ws"})
+	s.fail.Store(true)
+	c := newCache(t, s, Config{})
+	for i := 0; i < 3; i++ {
+		if e, _, err := c.Lookup(context.Background(), h); err == nil || e != nil {
+			t.Fatalf("failing store: %v, %v", e, err)
+		}
+	}
+	s.fail.Store(false)
+	if e, _, err := c.Lookup(context.Background(), h); err != nil || e == nil {
+		t.Fatalf("after recovery: %v, %v", e, err)
+	}
+	if n := s.lookups.Load(); n != 4 {
+		t.Errorf("%d lookups, want 4 (errors must not be cached)", n)
+	}
+}
+
+func TestConcurrentMissesMakeOneLookup(t *testing.T) {
+	s := newStore()
+	s.delay = 100 * time.Millisecond
+	h := hashOf(6)
+	s.put(h, &keystore.Token{ID: "tok_6", Workspace: "ws", Scopes: []string{"read"}})
+	c := newCache(t, s, Config{})
+	const n = 1000
+	var wg sync.WaitGroup
+	var found atomic.Int64
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if e, _, err := c.Lookup(context.Background(), h); err == nil && e != nil {
+				found.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if found.Load() != n {
+		t.Errorf("%d of %d lookups found the token", found.Load(), n)
+	}
+	if got := s.lookups.Load(); got != 1 {
+		t.Errorf("%d store lookups for %d concurrent first requests, want 1", got, n)
+	}
+}
+
+func TestCancelledCallerDoesNotFailOthers(t *testing.T) {
+	s := newStore()
+	s.delay = 50 * time.Millisecond
+	h := hashOf(7)
+	s.put(h, &keystore.Token{ID: "tok_7", Workspace: "ws"})
+	c := newCache(t, s, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if e, _, err := c.Lookup(ctx, h); err != nil || e == nil {
+		t.Fatalf("a cancelled request context aborted the shared lookup: %v", err)
+	}
+}
+
+func TestPurge(t *testing.T) {
+	s := newStore()
+	h := hashOf(8)
+	s.put(h, &keystore.Token{ID: "tok_8", Workspace: "ws"})
+	c := newCache(t, s, Config{})
+	waitCached(t, c, h, Hit)
+	c.Purge(h)
+	if _, res, _ := c.Lookup(context.Background(), h); res != Miss {
+		t.Errorf("after Purge: %s", res)
+	}
+	waitCached(t, c, h, Hit)
+	c.PurgeAll()
+	if _, res, _ := c.Lookup(context.Background(), h); res != Miss {
+		t.Errorf("after PurgeAll: %s", res)
+	}
+}
+
+func BenchmarkLookupHit(b *testing.B) {
+	s := newStore()
+	h := hashOf(9)
+	s.put(h, &keystore.Token{ID: "tok_9", Workspace: "ws"})
+	c, _ := New(s, Config{})
+	defer c.Close()
+	for i := 0; i < 100; i++ {
+		c.Lookup(context.Background(), h)
+		c.positive.Wait()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.Lookup(context.Background(), h)
+	}
+}
