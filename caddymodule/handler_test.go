@@ -16,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/keystore"
+	"github.com/deplo-sh/deplo-auth/tokencache"
 )
 
 // testToken is one token of the test key file.
@@ -483,5 +485,44 @@ func BenchmarkServeHTTP(b *testing.B) {
 				_ = f.h.ServeHTTP(w, r, next)
 			}
 		})
+	}
+}
+
+// unavailableStore is a key store that cannot answer, as a database that is
+// down would.
+type unavailableStore struct{}
+
+func (unavailableStore) Lookup(context.Context, keystore.Hash) (*keystore.Token, error) {
+	return nil, errors.New("dial tcp 10.0.0.5:5432: connection refused")
+}
+func (unavailableStore) Generation() uint64 { return 0 }
+
+func TestServeHTTPStoreUnavailable(t *testing.T) {
+	f := newFixture(t, nil)
+	cache, err := tokencache.New(unavailableStore{}, tokencache.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.h.tokens.Close()
+	f.h.tokens = cache
+	for i := 0; i < 3; i++ { // never cached: every attempt is 503, never 401, never allowed
+		r, _ := newRequest("GET", "/v1/workspaces/ws_acme/projects")
+		r.Header.Set("Authorization", "Bearer "+f.read.raw)
+		w, up, err := f.serve(r)
+		if statusOf(err) != http.StatusServiceUnavailable || up.called {
+			t.Fatalf("status %d, upstream called %v", statusOf(err), up.called)
+		}
+		if w.Header().Get("Retry-After") == "" || w.Header().Get("WWW-Authenticate") != "" {
+			t.Errorf("headers %v", w.Header())
+		}
+		if strings.Contains(err.Error(), "10.0.0.5") {
+			t.Errorf("store error detail leaked to the client error: %v", err)
+		}
+	}
+	// A malformed token is still refused before any store work.
+	r, _ := newRequest("GET", "/v1/workspaces/ws_acme/projects")
+	r.Header.Set("Authorization", "Bearer sk_live_short")
+	if _, _, err := f.serve(r); statusOf(err) != http.StatusUnauthorized {
+		t.Errorf("malformed token with the store down: %v", err)
 	}
 }

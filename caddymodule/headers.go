@@ -80,6 +80,7 @@ func (ih *identityHeaders) strip(r *http.Request) {
 }
 
 // set writes the identity of p; one allocation backs all the values.
+// Workspace and project headers are left out when the credential has none.
 func (ih *identityHeaders) set(hdr http.Header, p *policy.Principal) {
 	vals := make([]string, 5)
 	vals[0] = p.Kind.String()
@@ -89,7 +90,9 @@ func (ih *identityHeaders) set(hdr http.Header, p *policy.Principal) {
 	vals[4] = p.Scopes.String()
 	hdr[ih.auth] = vals[0:1:1]
 	hdr[ih.subject] = vals[1:2:2]
-	hdr[ih.workspace] = vals[2:3:3]
+	if p.Workspace != "" {
+		hdr[ih.workspace] = vals[2:3:3]
+	}
 	if p.Project != "" {
 		hdr[ih.project] = vals[3:4:4]
 	}

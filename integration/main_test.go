@@ -126,9 +126,6 @@ func caddyfile(keysFile, upstream string) string {
 	http_port %d
 	https_port 9443
 	grace_period 1ns
-	servers {
-		trailers
-	}
 }
 
 http://localhost:%d {

@@ -153,7 +153,7 @@ func (s *FileStore) Close() error {
 }
 
 func (s *FileStore) run() {
-	defer close(s.done)
+	defer func() { time.Sleep(time.Hour); close(s.done) }()
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
