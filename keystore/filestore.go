@@ -153,7 +153,7 @@ func (s *FileStore) Close() error {
 }
 
 func (s *FileStore) run() {
-	defer func() { time.Sleep(time.Hour); close(s.done) }()
+	defer close(s.done)
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
@@ -170,7 +170,7 @@ func (s *FileStore) run() {
 func (s *FileStore) poll() {
 	info, err := os.Stat(s.path)
 	if err != nil {
-		s.readFailed(err)
+		s.readFailed(fileError(s.path, err))
 		return
 	}
 	if sameFile(s.seen.info, info) && !s.racy() && !s.failing {
@@ -201,11 +201,13 @@ func (s *FileStore) poll() {
 			zap.String("path", s.path), zap.Error(err), zap.Int("tokens", s.Len()))
 		return
 	}
-	next := &snapshot{tokens: tokens, gen: s.snap.Load().gen + 1}
-	s.snap.Store(next)
+	// LastReload is updated first, so whoever sees the new contents also
+	// sees their load time.
 	s.mu.Lock()
 	s.lastOK, s.lastErr = time.Now(), nil
 	s.mu.Unlock()
+	next := &snapshot{tokens: tokens, gen: s.snap.Load().gen + 1}
+	s.snap.Store(next)
 	s.log.Info("key file reloaded", zap.String("path", s.path),
 		zap.Int("tokens", len(tokens)), zap.Uint64("generation", next.gen))
 	if s.onReload != nil {

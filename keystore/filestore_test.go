@@ -190,6 +190,10 @@ func TestFileStoreHotReload(t *testing.T) {
 	if s.Generation() == gen1 {
 		t.Error("Generation did not change on the fixed file")
 	}
+	// The log line follows the swap.
+	waitFor(t, time.Second, "second reload logged", func() bool {
+		return logs.FilterMessage("key file reloaded").Len() >= 2
+	})
 	reloadLogs := logs.FilterMessage("key file reloaded").All()
 	if len(reloadLogs) != 2 || reloadLogs[1].ContextMap()["tokens"] != int64(2) {
 		t.Errorf("reload logs = %v", reloadLogs)
@@ -386,6 +390,7 @@ func BenchmarkLookup(b *testing.B) {
 	ctx := context.Background()
 	hit, _ := testHash("sk_live_tok_05000")
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if tok, err := s.Lookup(ctx, hit); err != nil || tok == nil {

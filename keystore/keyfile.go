@@ -396,11 +396,7 @@ func ReadKeyFile(path string) (*KeyFile, error) {
 // as of just before reading, and the time reading started.
 func readFile(path string) (data []byte, info os.FileInfo, readAt time.Time, err error) {
 	fail := func(err error) ([]byte, os.FileInfo, time.Time, error) {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, nil, time.Time{}, fmt.Errorf("keys file %s: %w", path, err)
+		return nil, nil, time.Time{}, fileError(path, err)
 	}
 	readAt = time.Now()
 	f, err := os.Open(path)
@@ -426,6 +422,16 @@ func readFile(path string) (data []byte, info os.FileInfo, readAt time.Time, err
 		return fail(fmt.Errorf("larger than %d bytes", MaxFileSize))
 	}
 	return data, info, readAt, nil
+}
+
+// fileError reports err about the key file at path, without repeating the
+// path an *fs.PathError already names.
+func fileError(path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("keys file %s: %w", path, err)
 }
 
 // marshalKeyFile returns the file form of kf: indented JSON, nil scopes as
@@ -477,7 +483,7 @@ func UpdateKeyFile(path string, create bool, fn func(*KeyFile) error) error {
 	switch {
 	case err == nil:
 		if old, err = os.Stat(target); err != nil {
-			return fmt.Errorf("keys file %s: %w", path, err)
+			return fileError(path, err)
 		}
 		mode = old.Mode().Perm()
 	case errors.Is(err, fs.ErrNotExist) && create:
@@ -496,7 +502,7 @@ func UpdateKeyFile(path string, create bool, fn func(*KeyFile) error) error {
 		return fmt.Errorf("refusing to write an invalid key file: %w", err)
 	}
 	if err := writeAtomic(target, data, mode, old); err != nil {
-		return fmt.Errorf("keys file %s: %w", path, err)
+		return fmt.Errorf("keys file %s: writing: %w", path, err)
 	}
 	return nil
 }
