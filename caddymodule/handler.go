@@ -23,8 +23,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.headers.strip(r)
 
 	if err := policy.ValidatePath(r.URL.Path, r.URL.RawPath); err != nil {
-		return h.refuse(w, r, refusal{status: http.StatusBadRequest, reason: reasonBadPath,
-			description: "non-canonical request path"}, nil)
+		return h.refuse(w, r, refusal{class: refuseBadPath}, nil)
 	}
 
 	match := h.policy.Match(r.Method, r.URL.Path)
@@ -38,11 +37,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	token, status, description := bearer.Parse(r.Header["Authorization"])
 	switch status {
 	case bearer.Missing:
-		return h.refuse(w, r, refusal{status: http.StatusUnauthorized, reason: reasonNoCredential,
-			description: "a Bearer credential is required"}, &match)
+		return h.refuse(w, r, refusal{class: refuseNoCredential}, &match)
 	case bearer.Malformed:
-		return h.refuse(w, r, refusal{status: http.StatusBadRequest, reason: reasonMalformedRequest,
-			description: description}, &match)
+		return h.refuse(w, r, refusal{class: refuseMalformedRequest(description)}, &match)
 	}
 
 	who, ref := h.authenticate(r, token)
@@ -51,15 +48,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if d := match.Authorize(who); !d.Allow {
-		ref := refusal{status: http.StatusForbidden, reason: d.Reason.String(), scope: d.Scope,
-			kind: who.Kind, subject: who.Subject}
-		if d.Reason == policy.ReasonKindNotAllowed {
-			ref.status = http.StatusUnauthorized
-			ref.description = "this route does not accept " + who.Kind.String() + " credentials"
-		} else {
-			ref.description = forbiddenDescription(d.Reason)
-		}
-		return h.refuse(w, r, ref, &match)
+		return h.refuse(w, r, refusal{class: refusalForDecision(d, who.Kind), scope: d.Scope,
+			kind: who.Kind, subject: who.Subject}, &match)
 	}
 
 	if !h.ForwardAuthorization {
@@ -79,12 +69,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // when the token is not a valid credential or the store cannot answer.
 func (h *Handler) authenticate(r *http.Request, token string) (*policy.Principal, *refusal) {
 	if !apikey.HasPrefix(token) {
-		return nil, &refusal{status: http.StatusUnauthorized, reason: reasonMalformedToken,
-			description: "the credential is not a deplo API token"}
+		return nil, &refusal{class: refuseNotAToken}
 	}
 	if err := apikey.Check(token, !h.DisableChecksum); err != nil {
-		return nil, &refusal{status: http.StatusUnauthorized, reason: reasonMalformedToken,
-			kind: policy.KindAPIKey, description: "malformed API token"}
+		return nil, &refusal{class: refuseMalformedToken, kind: policy.KindAPIKey}
 	}
 	entry, _, err := h.tokens.Lookup(r.Context(), keystore.Hash(apikey.Sum(token)))
 	switch {
@@ -92,34 +80,21 @@ func (h *Handler) authenticate(r *http.Request, token string) (*policy.Principal
 		if c := h.logger.Check(zapcore.ErrorLevel, "key store lookup failed"); c != nil {
 			c.Write(zap.Error(err))
 		}
-		return nil, &refusal{status: http.StatusServiceUnavailable, reason: reasonStoreError,
-			kind: policy.KindAPIKey, description: "the key store is unavailable; retry later"}
+		return nil, &refusal{class: refuseStoreError, kind: policy.KindAPIKey}
 	case entry == nil:
-		return nil, &refusal{status: http.StatusUnauthorized, reason: reasonUnknownToken,
-			kind: policy.KindAPIKey, description: "unknown API token"}
+		return nil, &refusal{class: refuseUnknownToken, kind: policy.KindAPIKey}
 	}
-	now := time.Now()
-	if !entry.Token.RevokedAt.IsZero() && !now.Before(entry.Token.RevokedAt) {
-		return nil, &refusal{status: http.StatusUnauthorized, reason: reasonRevokedToken,
-			kind: policy.KindAPIKey, subject: entry.Token.ID, description: "the API token has been revoked"}
-	}
-	if !entry.Token.ExpiresAt.IsZero() && !now.Before(entry.Token.ExpiresAt) {
-		return nil, &refusal{status: http.StatusUnauthorized, reason: reasonExpiredToken,
-			kind: policy.KindAPIKey, subject: entry.Token.ID, description: "the API token has expired"}
+	// Most tokens have neither time set; they skip the clock read.
+	if t := entry.Token; !t.RevokedAt.IsZero() || !t.ExpiresAt.IsZero() {
+		now := time.Now()
+		if !t.RevokedAt.IsZero() && !now.Before(t.RevokedAt) {
+			return nil, &refusal{class: refuseRevokedToken, kind: policy.KindAPIKey, subject: t.ID}
+		}
+		if !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
+			return nil, &refusal{class: refuseExpiredToken, kind: policy.KindAPIKey, subject: t.ID}
+		}
 	}
 	return &entry.Principal, nil
-}
-
-func forbiddenDescription(r policy.Reason) string {
-	switch r {
-	case policy.ReasonInsufficientScope:
-		return "the credential lacks a scope this route requires"
-	case policy.ReasonWorkspaceMismatch, policy.ReasonNoWorkspace:
-		return "the credential is not valid for this workspace"
-	case policy.ReasonProjectMismatch, policy.ReasonProjectTokenNotAllowed:
-		return "the credential is not valid for this project"
-	}
-	return "no route allows this request"
 }
 
 // identityPlaceholders serves {http.auth.user.*} for the verified principal

@@ -1,8 +1,8 @@
 package caddymodule
 
 import (
-	"errors"
 	"net/http"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -26,64 +26,163 @@ const (
 )
 
 // retryAfterStoreError is the Retry-After of a 503, in seconds.
-const retryAfterStoreError = "5"
+var retryAfterStoreError = []string{"5"}
 
-// refusal is one refused request.
-type refusal struct {
+// refusalClass is one kind of refusal, built once, so that refusing a
+// request (the path an attacker drives) allocates next to nothing: the
+// handler error, the placeholders and the description are shared.
+type refusalClass struct {
 	status      int
 	reason      string
-	description string          // fixed text, never request data or secrets
-	scope       policy.ScopeSet // for 403 insufficient_scope
-	kind        policy.Kind
-	subject     string // token id or JWT sub, when known
+	code        string // RFC 6750 error code, also "error" of the JSON body
+	description string // fixed text, never request data or secrets
+	err         error  // a caddyhttp.HandlerError
+	repl        caddy.ReplacerFunc
 }
 
-// errorCode is the RFC 6750 error code, also the "error" of the JSON body.
-func (f *refusal) errorCode() string {
-	switch f.status {
-	case http.StatusBadRequest:
-		return "invalid_request"
-	case http.StatusUnauthorized:
-		if f.reason == reasonNoCredential {
-			return "unauthorized"
-		}
-		return "invalid_token"
-	case http.StatusForbidden:
-		return "insufficient_scope"
-	case http.StatusTooManyRequests:
-		return "too_many_requests"
+func newRefusalClass(status int, reason, description string) *refusalClass {
+	c := &refusalClass{status: status, reason: reason, description: description}
+	switch {
+	case status == http.StatusBadRequest:
+		c.code = "invalid_request"
+	case status == http.StatusUnauthorized && reason == reasonNoCredential:
+		c.code = "unauthorized"
+	case status == http.StatusUnauthorized:
+		c.code = "invalid_token"
+	case status == http.StatusForbidden:
+		c.code = "insufficient_scope"
+	case status == http.StatusTooManyRequests:
+		c.code = "too_many_requests"
+	default:
+		c.code = "temporarily_unavailable"
 	}
-	return "temporarily_unavailable"
+	c.err = caddyhttp.HandlerError{StatusCode: status, Err: refusalError{c}}
+	c.repl = c.placeholder
+	return c
+}
+
+// placeholder serves {http.auth.error} and {http.auth.error_description}
+// for handle_errors.
+func (c *refusalClass) placeholder(key string) (any, bool) {
+	switch key {
+	case "http.auth.error":
+		return c.code, true
+	case "http.auth.error_description":
+		return c.description, true
+	}
+	return nil, false
+}
+
+type refusalError struct{ c *refusalClass }
+
+func (e refusalError) Error() string { return e.c.code + ": " + e.c.description }
+
+var (
+	refuseBadPath        = newRefusalClass(http.StatusBadRequest, reasonBadPath, "non-canonical request path")
+	refuseNoCredential   = newRefusalClass(http.StatusUnauthorized, reasonNoCredential, "a Bearer credential is required")
+	refuseNotAToken      = newRefusalClass(http.StatusUnauthorized, reasonMalformedToken, "the credential is not a deplo API token")
+	refuseMalformedToken = newRefusalClass(http.StatusUnauthorized, reasonMalformedToken, "malformed API token")
+	refuseUnknownToken   = newRefusalClass(http.StatusUnauthorized, reasonUnknownToken, "unknown API token")
+	refuseRevokedToken   = newRefusalClass(http.StatusUnauthorized, reasonRevokedToken, "the API token has been revoked")
+	refuseExpiredToken   = newRefusalClass(http.StatusUnauthorized, reasonExpiredToken, "the API token has expired")
+	refuseStoreError     = newRefusalClass(http.StatusServiceUnavailable, reasonStoreError, "the key store is unavailable; retry later")
+)
+
+// refuseByPolicy holds the refusal of each policy reason and, for
+// ReasonKindNotAllowed, each credential kind.
+var refuseByPolicy = func() map[policy.Reason]*refusalClass {
+	m := make(map[policy.Reason]*refusalClass)
+	for _, r := range []policy.Reason{policy.ReasonNoRoute, policy.ReasonNoWorkspace, policy.ReasonWorkspaceMismatch,
+		policy.ReasonProjectMismatch, policy.ReasonProjectTokenNotAllowed, policy.ReasonInsufficientScope} {
+		m[r] = newRefusalClass(http.StatusForbidden, r.String(), forbiddenDescription(r))
+	}
+	return m
+}()
+
+var refuseKindNotAllowed = [...]*refusalClass{
+	policy.KindNone:   newRefusalClass(http.StatusUnauthorized, policy.ReasonKindNotAllowed.String(), "this route does not accept this kind of credential"),
+	policy.KindAPIKey: newRefusalClass(http.StatusUnauthorized, policy.ReasonKindNotAllowed.String(), "this route does not accept API tokens"),
+	policy.KindJWT:    newRefusalClass(http.StatusUnauthorized, policy.ReasonKindNotAllowed.String(), "this route does not accept dashboard session tokens"),
+}
+
+func forbiddenDescription(r policy.Reason) string {
+	switch r {
+	case policy.ReasonInsufficientScope:
+		return "the credential lacks a scope this route requires"
+	case policy.ReasonWorkspaceMismatch, policy.ReasonNoWorkspace:
+		return "the credential is not valid for this workspace"
+	case policy.ReasonProjectMismatch, policy.ReasonProjectTokenNotAllowed:
+		return "the credential is not valid for this project"
+	}
+	return "no route allows this request"
+}
+
+// refusalForDecision returns the refusal of a policy denial.
+func refusalForDecision(d policy.Decision, kind policy.Kind) *refusalClass {
+	if d.Reason == policy.ReasonKindNotAllowed {
+		return refuseKindNotAllowed[kind]
+	}
+	if c, ok := refuseByPolicy[d.Reason]; ok {
+		return c
+	}
+	return refuseByPolicy[policy.ReasonNoRoute]
+}
+
+// malformedRequests holds one class per bearer.Parse description (a fixed
+// set of constants), made on first use.
+var malformedRequests sync.Map // description → *refusalClass
+
+func refuseMalformedRequest(description string) *refusalClass {
+	if c, ok := malformedRequests.Load(description); ok {
+		return c.(*refusalClass)
+	}
+	c, _ := malformedRequests.LoadOrStore(description,
+		newRefusalClass(http.StatusBadRequest, reasonMalformedRequest, description))
+	return c.(*refusalClass)
+}
+
+// refusal is one refused request: its class and what is known of the caller.
+type refusal struct {
+	class   *refusalClass
+	scope   policy.ScopeSet // for 403 insufficient_scope
+	kind    policy.Kind
+	subject string // token id or JWT sub, when known
 }
 
 // challenges holds every WWW-Authenticate value, built once at provision.
+// Each is a one-element slice with cap 1, so an append by a later handler
+// copies instead of writing into the shared array.
 type challenges struct {
-	missing, invalidRequest, invalidToken, forbidden string
-	forbiddenScope                                   [16]string // by policy.ScopeSet
+	missing, invalidRequest, invalidToken, forbidden []string
+	forbiddenScope                                   [16][]string // by policy.ScopeSet
 }
 
 func newChallenges(realm string) challenges {
+	one := func(s string) []string { return []string{s}[:1:1] }
 	base := `Bearer realm="` + realm + `"`
 	c := challenges{
-		missing:        base,
-		invalidRequest: base + `, error="invalid_request"`,
-		invalidToken:   base + `, error="invalid_token"`,
-		forbidden:      base + `, error="insufficient_scope"`,
+		missing:        one(base),
+		invalidRequest: one(base + `, error="invalid_request"`),
+		invalidToken:   one(base + `, error="invalid_token"`),
+		forbidden:      one(base + `, error="insufficient_scope"`),
 	}
 	for s := range c.forbiddenScope {
-		c.forbiddenScope[s] = c.forbidden + `, scope="` + policy.ScopeSet(s).String() + `"`
+		c.forbiddenScope[s] = one(c.forbidden[0] + `, scope="` + policy.ScopeSet(s).String() + `"`)
 	}
 	return c
 }
 
-func (c *challenges) forRefusal(f *refusal) string {
-	switch f.status {
+func (c *challenges) forRefusal(f *refusal) []string {
+	switch f.class.status {
 	case http.StatusUnauthorized:
-		if f.reason == reasonNoCredential {
+		if f.class == refuseNoCredential {
 			return c.missing
 		}
 		return c.invalidToken
 	case http.StatusBadRequest:
+		if f.class == refuseBadPath {
+			return nil
+		}
 		return c.invalidRequest
 	case http.StatusForbidden:
 		if f.scope != 0 {
@@ -91,23 +190,21 @@ func (c *challenges) forRefusal(f *refusal) string {
 		}
 		return c.forbidden
 	}
-	return ""
+	return nil
 }
 
 // refuse answers f: the challenge or Retry-After header, placeholders for
 // handle_errors ({http.auth.error}, {http.auth.error_description}), one
 // log entry, and a handler error that Caddy turns into the status.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, f refusal, m *policy.Match) error {
-	if v := h.challenge.forRefusal(&f); v != "" {
-		w.Header().Set("WWW-Authenticate", v)
+	if v := h.challenge.forRefusal(&f); v != nil {
+		w.Header()["Www-Authenticate"] = v
 	}
-	if f.status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", retryAfterStoreError)
+	if f.class.status == http.StatusServiceUnavailable {
+		w.Header()["Retry-After"] = retryAfterStoreError
 	}
-	code := f.errorCode()
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.error", code)
-		repl.Set("http.auth.error_description", f.description)
+		repl.Map(f.class.repl)
 	}
 	if c := h.logger.Check(zapcore.InfoLevel, "request refused"); c != nil {
 		route := "none"
@@ -116,13 +213,13 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, f refusal, m *p
 		}
 		clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 		c.Write(
-			zap.Int("status", f.status),
-			zap.String("reason", f.reason),
+			zap.Int("status", f.class.status),
+			zap.String("reason", f.class.reason),
 			zap.String("route", route),
 			zap.String("credential", f.kind.String()),
 			zap.String("subject", f.subject),
 			zap.String("client_ip", clientIP),
 		)
 	}
-	return caddyhttp.Error(f.status, errors.New(code+": "+f.description))
+	return f.class.err
 }

@@ -63,31 +63,25 @@ func (s ScopeSet) Satisfies(required ScopeSet) bool {
 }
 
 // String returns the scope names sorted and space-separated, the form of the
-// X-Deplo-Scopes header and of the scope= attribute of a challenge.
-func (s ScopeSet) String() string {
-	switch s { // the common single scopes without allocating
-	case ScopeRead:
-		return "read"
-	case ScopeDeploy:
-		return "deploy"
-	case ScopeDelete:
-		return "delete"
-	case ScopeAdmin:
-		return "admin"
-	case 0:
-		return ""
-	}
-	var b strings.Builder
-	for _, n := range scopeNames {
-		if s&n.bit != 0 {
-			if b.Len() > 0 {
-				b.WriteByte(' ')
+// X-Deplo-Scopes header and of the scope= attribute of a challenge. It does
+// not allocate: the 16 possible sets are spelled out once.
+func (s ScopeSet) String() string { return scopeStrings[s&0xf] }
+
+var scopeStrings = func() (t [16]string) {
+	for s := range t {
+		var b strings.Builder
+		for _, n := range scopeNames {
+			if ScopeSet(s)&n.bit != 0 {
+				if b.Len() > 0 {
+					b.WriteByte(' ')
+				}
+				b.WriteString(n.name)
 			}
-			b.WriteString(n.name)
 		}
+		t[s] = b.String()
 	}
-	return b.String()
-}
+	return t
+}()
 
 // Names returns the scope names of s in sorted order.
 func (s ScopeSet) Names() []string {
