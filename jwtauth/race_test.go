@@ -1,5 +1,0 @@
-//go:build race
-
-package jwtauth
-
-const raceEnabled = true
