@@ -20,10 +20,11 @@ import (
 // through; parse the Bearer credential (401/400); verify it (401/503);
 // authorize it against the route (403); forward the identity.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	start := time.Now()
 	h.headers.strip(r)
 
 	if err := policy.ValidatePath(r.URL.Path, r.URL.RawPath); err != nil {
-		return h.refuse(w, r, refusal{class: refuseBadPath}, nil)
+		return h.refuse(w, r, start, refusal{class: refuseBadPath}, nil)
 	}
 
 	match := h.policy.Match(r.Method, r.URL.Path)
@@ -31,24 +32,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if !h.ForwardAuthorization {
 			delete(r.Header, "Authorization")
 		}
+		hot.public.Inc()
 		return next.ServeHTTP(w, r)
 	}
 
 	token, status, description := bearer.Parse(r.Header["Authorization"])
 	switch status {
 	case bearer.Missing:
-		return h.refuse(w, r, refusal{class: refuseNoCredential}, &match)
+		return h.refuse(w, r, start, refusal{class: refuseNoCredential}, &match)
 	case bearer.Malformed:
-		return h.refuse(w, r, refusal{class: refuseMalformedRequest(description)}, &match)
+		return h.refuse(w, r, start, refusal{class: refuseMalformedRequest(description)}, &match)
 	}
 
 	who, ref := h.authenticate(r, token)
 	if ref != nil {
-		return h.refuse(w, r, *ref, &match)
+		return h.refuse(w, r, start, *ref, &match)
 	}
 
 	if d := match.Authorize(who); !d.Allow {
-		return h.refuse(w, r, refusal{class: refusalForDecision(d, who.Kind), scope: d.Scope,
+		return h.refuse(w, r, start, refusal{class: refusalForDecision(d, who.Kind), scope: d.Scope,
 			kind: who.Kind, subject: who.Subject}, &match)
 	}
 
@@ -58,6 +60,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.headers.set(r.Header, who)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(identityPlaceholders{who}.get)
+	hot.allowed[who.Kind].Inc()
+	hot.decision[who.Kind].Observe(time.Since(start).Seconds())
 	if c := h.logger.Check(zapcore.DebugLevel, "allowed"); c != nil {
 		c.Write(zap.String("route", match.Route.Pattern()), zap.String("method", who.Kind.String()),
 			zap.String("subject", who.Subject))
@@ -74,7 +78,8 @@ func (h *Handler) authenticate(r *http.Request, token string) (*policy.Principal
 	if err := apikey.Check(token, !h.DisableChecksum); err != nil {
 		return nil, &refusal{class: refuseMalformedToken, kind: policy.KindAPIKey}
 	}
-	entry, _, err := h.tokens.Lookup(r.Context(), keystore.Hash(apikey.Sum(token)))
+	entry, result, err := h.tokens.Lookup(r.Context(), keystore.Hash(apikey.Sum(token)))
+	hot.cache[result].Inc()
 	switch {
 	case err != nil:
 		if c := h.logger.Check(zapcore.ErrorLevel, "key store lookup failed"); c != nil {

@@ -130,6 +130,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision compiles the policy, opens the key store and builds the cache.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 
 	routes, def, err := h.policySpec()
 	if err != nil {
@@ -165,10 +168,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.storeKey = key
 
-	cfg := tokencache.Config{OnUnknownScopes: func(id string, unknown []string) {
-		h.logger.Warn("token carries unknown scopes; they are ignored",
-			zap.String("token_id", id), zap.Strings("scopes", unknown))
-	}}
+	cfg := tokencache.Config{
+		OnUnknownScopes: func(id string, unknown []string) {
+			h.logger.Warn("token carries unknown scopes; they are ignored",
+				zap.String("token_id", id), zap.Strings("scopes", unknown))
+		},
+		OnStoreLookup: storeObserver("file"),
+	}
 	if c := h.Cache; c != nil {
 		cfg.TTL = time.Duration(c.TTL)
 		cfg.NegativeTTL = time.Duration(c.NegativeTTL)

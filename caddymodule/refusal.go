@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -196,7 +197,8 @@ func (c *challenges) forRefusal(f *refusal) []string {
 // refuse answers f: the challenge or Retry-After header, placeholders for
 // handle_errors ({http.auth.error}, {http.auth.error_description}), one
 // log entry, and a handler error that Caddy turns into the status.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, f refusal, m *policy.Match) error {
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, start time.Time, f refusal, m *policy.Match) error {
+	observeRefusal(&f, start)
 	if v := h.challenge.forRefusal(&f); v != nil {
 		w.Header()["Www-Authenticate"] = v
 	}

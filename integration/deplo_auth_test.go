@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -292,6 +293,61 @@ func TestEndToEnd(t *testing.T) {
 		waitStatus(t, e, "POST", ws+"/projects/weekly-report/deployments", "Bearer "+raw, 401)
 		e.up.take()
 	})
+
+	// After the mix above, Caddy's admin /metrics shows the decisions with
+	// bounded labels only.
+	t.Run("metrics", func(t *testing.T) {
+		resp, err := http.Get("http://localhost:2999/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body := string(b)
+		for _, want := range []string{
+			`deplo_auth_requests_total{method="api_key",outcome="allowed",reason="allowed"}`,
+			`deplo_auth_requests_total{method="api_key",outcome="denied",reason="insufficient_scope"}`,
+			`deplo_auth_requests_total{method="api_key",outcome="denied",reason="workspace_mismatch"}`,
+			`deplo_auth_requests_total{method="api_key",outcome="denied",reason="project_mismatch"}`,
+			`deplo_auth_requests_total{method="api_key",outcome="denied",reason="unknown_token"}`,
+			`deplo_auth_requests_total{method="api_key",outcome="denied",reason="revoked_token"}`,
+			`deplo_auth_requests_total{method="api_key",outcome="denied",reason="malformed_token"}`,
+			`deplo_auth_requests_total{method="none",outcome="denied",reason="no_credential"}`,
+			`deplo_auth_requests_total{method="none",outcome="denied",reason="malformed_request"}`,
+			`deplo_auth_requests_total{method="none",outcome="denied",reason="bad_path"}`,
+			`deplo_auth_requests_total{method="none",outcome="allowed",reason="public"}`,
+			`deplo_auth_cache_lookups_total{result="hit"}`,
+			`deplo_auth_cache_lookups_total{result="miss"}`,
+			`deplo_auth_store_requests_total{result="found",store="file"}`,
+			`deplo_auth_store_requests_total{result="not_found",store="file"}`,
+			`deplo_auth_decision_duration_seconds_bucket{method="api_key",le="+Inf"}`,
+			`deplo_auth_store_duration_seconds_count{store="file"}`,
+			`deplo_auth_keyfile_last_reload_success{`,
+		} {
+			line := metricLine(body, want)
+			if line == "" {
+				t.Errorf("metrics lack %s", want)
+				continue
+			}
+			if strings.HasSuffix(line, " 0") {
+				t.Errorf("%s is zero after requests that should count", line)
+			}
+		}
+		for _, tk := range []token{read, deploy, admin, agent, other, revoked, unknown} {
+			if strings.Contains(body, tk.Raw) || strings.Contains(body, tk.ID) {
+				t.Errorf("metrics mention token %s", tk.ID)
+			}
+		}
+	})
+}
+
+func metricLine(body, prefix string) string {
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			return line
+		}
+	}
+	return ""
 }
 
 func waitStatus(t *testing.T, e *env, method, path, auth string, want int) {

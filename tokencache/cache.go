@@ -37,6 +37,9 @@ type Config struct {
 	// OnUnknownScopes is called, at most once per store lookup, with a token
 	// id and the scope names it carries that are not scopes (never granted).
 	OnUnknownScopes func(tokenID string, unknown []string)
+	// OnStoreLookup is called after every store lookup with its error
+	// (nil, keystore.ErrNotFound or a failure) and duration, for metrics.
+	OnStoreLookup func(err error, d time.Duration)
 }
 
 // Entry is a resolved token: the stored record and the principal it stands
@@ -150,7 +153,11 @@ func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
 	gen := c.store.Generation()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LookupTimeout)
 	defer cancel()
+	start := time.Now()
 	tok, err := c.store.Lookup(ctx, h)
+	if c.cfg.OnStoreLookup != nil {
+		c.cfg.OnStoreLookup(err, time.Since(start))
+	}
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		e := &Entry{hash: h, generation: gen}

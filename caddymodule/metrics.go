@@ -1,0 +1,159 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deplo-sh/deplo-auth/keystore"
+	"github.com/deplo-sh/deplo-auth/policy"
+	"github.com/deplo-sh/deplo-auth/tokencache"
+)
+
+// The collectors are made once per process and registered on the registry
+// of every config load (Caddy makes a new one per load), so counts survive a
+// reload and the children resolved below stay valid.
+var (
+	metricRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deplo_auth_requests_total",
+		Help: "Requests decided by deplo_auth, by credential method (api_key, jwt, none), outcome (allowed, denied, error) and reason.",
+	}, []string{"method", "outcome", "reason"})
+
+	metricDecision = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "deplo_auth_decision_duration_seconds",
+		Help: "Time deplo_auth spends deciding a request, by credential method, store lookups included.",
+		// 1 µs … 2.5 s: cached decisions take microseconds, store misses milliseconds.
+		Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5},
+	}, []string{"method"})
+
+	metricCacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deplo_auth_cache_lookups_total",
+		Help: "Token cache lookups by result (hit, negative_hit, miss).",
+	}, []string{"result"})
+
+	metricStoreRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deplo_auth_store_requests_total",
+		Help: "Key store lookups by store (file, postgres) and result (found, not_found, error).",
+	}, []string{"store", "result"})
+
+	metricStoreDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "deplo_auth_store_duration_seconds",
+		Help:    "Key store lookup latency by store.",
+		Buckets: []float64{1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5},
+	}, []string{"store"})
+
+	metricKeyFile = &keyFileCollector{
+		tokens: prometheus.NewDesc("deplo_auth_keyfile_tokens",
+			"Tokens in the key file currently in force.", []string{"path"}, nil),
+		lastReload: prometheus.NewDesc("deplo_auth_keyfile_last_reload_timestamp_seconds",
+			"Unix time the key file in force was read.", []string{"path"}, nil),
+		healthy: prometheus.NewDesc("deplo_auth_keyfile_last_reload_success",
+			"1 if the last attempt to read the key file succeeded, 0 if the last good contents are kept in force.", []string{"path"}, nil),
+	}
+
+	allCollectors = []prometheus.Collector{metricRequests, metricDecision, metricCacheLookups,
+		metricStoreRequests, metricStoreDuration, metricKeyFile}
+)
+
+// Outcome label values.
+const (
+	outcomeAllowed = "allowed"
+	outcomeDenied  = "denied"
+	outcomeError   = "error"
+)
+
+// hot holds the children of the request path, resolved once so that a
+// request does no label lookup.
+var hot = struct {
+	public   prometheus.Counter
+	allowed  [3]prometheus.Counter  // by policy.Kind
+	decision [3]prometheus.Observer // by policy.Kind
+	cache    [3]prometheus.Counter  // by tokencache.Result
+}{}
+
+func init() {
+	hot.public = metricRequests.WithLabelValues("none", outcomeAllowed, policy.ReasonPublic.String())
+	for k := policy.KindNone; k <= policy.KindJWT; k++ {
+		hot.allowed[k] = metricRequests.WithLabelValues(k.String(), outcomeAllowed, "allowed")
+		hot.decision[k] = metricDecision.WithLabelValues(k.String())
+	}
+	for _, r := range []tokencache.Result{tokencache.Hit, tokencache.NegativeHit, tokencache.Miss} {
+		hot.cache[r] = metricCacheLookups.WithLabelValues(r.String())
+	}
+}
+
+// registerMetrics registers every collector on reg; registering the same
+// collector again (several handlers in one config) is not an error.
+func registerMetrics(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range allCollectors {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) && are.ExistingCollector == c {
+				continue
+			}
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// observeRefusal counts a refused request.
+func observeRefusal(f *refusal, start time.Time) {
+	outcome := outcomeDenied
+	if f.class == refuseStoreError {
+		outcome = outcomeError
+	}
+	metricRequests.WithLabelValues(f.kind.String(), outcome, f.class.reason).Inc()
+	hot.decision[f.kind].Observe(time.Since(start).Seconds())
+}
+
+// storeObserver returns the tokencache hook that times lookups of a store.
+func storeObserver(store string) func(error, time.Duration) {
+	found := metricStoreRequests.WithLabelValues(store, "found")
+	notFound := metricStoreRequests.WithLabelValues(store, "not_found")
+	failed := metricStoreRequests.WithLabelValues(store, "error")
+	duration := metricStoreDuration.WithLabelValues(store)
+	return func(err error, d time.Duration) {
+		switch {
+		case err == nil:
+			found.Inc()
+		case errors.Is(err, keystore.ErrNotFound):
+			notFound.Inc()
+		default:
+			failed.Inc()
+		}
+		duration.Observe(d.Seconds())
+	}
+}
+
+// keyFileCollector reports every open key file at scrape time.
+type keyFileCollector struct{ tokens, lastReload, healthy *prometheus.Desc }
+
+func (c *keyFileCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.tokens
+	ch <- c.lastReload
+	ch <- c.healthy
+}
+
+func (c *keyFileCollector) Collect(ch chan<- prometheus.Metric) {
+	stores.Range(func(_, v any) bool {
+		fs, ok := v.(sharedFileStore)
+		if !ok {
+			return true
+		}
+		at, err := fs.LastReload()
+		ok01 := 1.0
+		if err != nil {
+			ok01 = 0
+		}
+		ch <- prometheus.MustNewConstMetric(c.tokens, prometheus.GaugeValue, float64(fs.Len()), fs.Path())
+		ch <- prometheus.MustNewConstMetric(c.lastReload, prometheus.GaugeValue, float64(at.UnixNano())/1e9, fs.Path())
+		ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, ok01, fs.Path())
+		return true
+	})
+}
