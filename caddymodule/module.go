@@ -183,6 +183,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.tokens, err = tokencache.New(store, cfg); err != nil {
 		return err
 	}
+	addLive(h)
 	return nil
 }
 
@@ -254,6 +255,7 @@ func (h *Handler) Validate() error {
 
 // Cleanup releases the cache and this handler's reference to the key store.
 func (h *Handler) Cleanup() error {
+	removeLive(h)
 	if h.tokens != nil {
 		h.tokens.Close()
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deplo-sh/deplo-auth/apikey"
 )
 
 // TestEndToEnd runs in one Caddy config: caddytest shares one Caddy process,
@@ -294,6 +296,63 @@ func TestEndToEnd(t *testing.T) {
 		e.up.take()
 	})
 
+	t.Run("admin status and purge", func(t *testing.T) {
+		resp, err := http.Get("http://localhost:2999/deplo-auth/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var st struct {
+			Stores []struct {
+				Kind, Path string
+				Tokens     int
+				Healthy    bool
+			}
+			Handlers []struct {
+				CacheHits uint64 `json:"cache_hits"`
+			}
+		}
+		if resp.StatusCode != 200 || json.Unmarshal(b, &st) != nil {
+			t.Fatalf("status %d: %s", resp.StatusCode, b)
+		}
+		if len(st.Stores) != 1 || st.Stores[0].Path != e.keysFile || !st.Stores[0].Healthy || st.Stores[0].Tokens < 6 {
+			t.Errorf("stores: %+v", st.Stores)
+		}
+		if len(st.Handlers) != 1 || st.Handlers[0].CacheHits == 0 {
+			t.Errorf("handlers: %+v", st.Handlers)
+		}
+		for _, tk := range []token{read, deploy, admin, agent, other, revoked} {
+			if strings.Contains(string(b), tk.Raw) || strings.Contains(string(b), apikeyHashHex(tk.Raw)) {
+				t.Fatal("status shows a token or hash")
+			}
+		}
+		for body, want := range map[string]int{
+			`{"all":true}`:                             200,
+			`{"id":"tok_deploy"}`:                      200,
+			`{"hash":"` + apikeyHash(admin.Raw) + `"}`: 200,
+			`{"id":"tok_nobody"}`:                      404,
+			`{"hash":"sha256:xyz"}`:                    400,
+			`{"id":"tok_deploy","all":true}`:           400,
+			`{"token":"x"}`:                            400,
+			`not json`:                                 400,
+		} {
+			resp, err := http.Post("http://localhost:2999/deplo-auth/purge", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("purge %s: %d, want %d", body, resp.StatusCode, want)
+			}
+		}
+		// Purged tokens still work: they are looked up again.
+		if resp, _ := e.do("POST", ws+"/projects/p1/deployments", bearer(deploy)); resp.StatusCode != 200 {
+			t.Errorf("after purge: %d", resp.StatusCode)
+		}
+		e.up.take()
+	})
+
 	// After the mix above, Caddy's admin /metrics shows the decisions with
 	// bounded labels only.
 	t.Run("metrics", func(t *testing.T) {
@@ -364,3 +423,6 @@ func waitStatus(t *testing.T, e *env, method, path, auth string, want int) {
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+func apikeyHash(raw string) string    { return apikey.Sum(raw).String() }
+func apikeyHashHex(raw string) string { return strings.TrimPrefix(apikeyHash(raw), "sha256:") }

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -80,6 +81,17 @@ type Cache struct {
 	positive *ristretto.Cache[uint64, *Entry]
 	negative *ristretto.Cache[uint64, *Entry]
 	flight   singleflight.Group
+	counts   [3]atomic.Uint64 // by Result
+}
+
+// Stats counts lookups by result since the cache was made.
+type Stats struct {
+	Hits, NegativeHits, Misses uint64
+}
+
+// Stats returns the lookup counts.
+func (c *Cache) Stats() Stats {
+	return Stats{Hits: c.counts[Hit].Load(), NegativeHits: c.counts[NegativeHit].Load(), Misses: c.counts[Miss].Load()}
 }
 
 // New returns a cache in front of store.
@@ -129,11 +141,14 @@ func (c *Cache) Lookup(ctx context.Context, h keystore.Hash) (*Entry, Result, er
 	gen := c.store.Generation()
 	k := key(h)
 	if e, ok := c.positive.Get(k); ok && e.hash == h && e.generation == gen {
+		c.counts[Hit].Add(1)
 		return e, Hit, nil
 	}
 	if e, ok := c.negative.Get(k); ok && e.hash == h && e.generation == gen {
+		c.counts[NegativeHit].Add(1)
 		return nil, NegativeHit, nil
 	}
+	c.counts[Miss].Add(1)
 	v, err, _ := c.flight.Do(string(h[:]), func() (any, error) {
 		return c.fill(ctx, h)
 	})

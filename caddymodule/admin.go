@@ -1,0 +1,209 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/keystore"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// AdminAPI serves deplo_auth's admin endpoints under Caddy's admin
+// listener (and its access controls):
+//
+//	GET  /deplo-auth/status   key stores, caches and routes of the running handlers
+//	POST /deplo-auth/purge    {"id": "tok_…"} | {"hash": "sha256:…"} | {"all": true}
+//
+// Purging drops cache entries at once, so a revocation takes effect
+// immediately even where a cache TTL would otherwise keep it alive.
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.deplo_auth",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes returns the admin routes.
+func (AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/deplo-auth/status", Handler: caddy.AdminHandlerFunc(handleStatus)},
+		{Pattern: "/deplo-auth/purge", Handler: caddy.AdminHandlerFunc(handlePurge)},
+	}
+}
+
+// live is the set of provisioned handlers the admin API reports on.
+var live = struct {
+	sync.Mutex
+	handlers map[*Handler]struct{}
+}{handlers: make(map[*Handler]struct{})}
+
+func addLive(h *Handler) {
+	live.Lock()
+	live.handlers[h] = struct{}{}
+	live.Unlock()
+}
+
+func removeLive(h *Handler) {
+	live.Lock()
+	delete(live.handlers, h)
+	live.Unlock()
+}
+
+func liveHandlers() []*Handler {
+	live.Lock()
+	defer live.Unlock()
+	out := make([]*Handler, 0, len(live.handlers))
+	for h := range live.handlers {
+		out = append(out, h)
+	}
+	return out
+}
+
+type storeStatus struct {
+	Kind       string    `json:"kind"`
+	Path       string    `json:"path,omitempty"`
+	Tokens     int       `json:"tokens"`
+	LastReload time.Time `json:"last_reload"`
+	LastError  string    `json:"last_error,omitempty"`
+	Healthy    bool      `json:"healthy"`
+}
+
+type handlerStatus struct {
+	Store        string  `json:"store"`
+	Routes       int     `json:"routes"`
+	Default      string  `json:"default"`
+	CacheHits    uint64  `json:"cache_hits"`
+	CacheNegHits uint64  `json:"cache_negative_hits"`
+	CacheMisses  uint64  `json:"cache_misses"`
+	HitRatio     float64 `json:"cache_hit_ratio"`
+}
+
+func handleStatus(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use GET")}
+	}
+	var out struct {
+		Stores   []storeStatus   `json:"stores"`
+		Handlers []handlerStatus `json:"handlers"`
+	}
+	out.Stores = []storeStatus{}
+	out.Handlers = []handlerStatus{}
+	stores.Range(func(_, v any) bool {
+		if fs, ok := v.(sharedFileStore); ok {
+			at, err := fs.LastReload()
+			st := storeStatus{Kind: "file", Path: fs.Path(), Tokens: fs.Len(), LastReload: at, Healthy: err == nil}
+			if err != nil {
+				st.LastError = err.Error()
+			}
+			out.Stores = append(out.Stores, st)
+		}
+		return true
+	})
+	for _, h := range liveHandlers() {
+		s := h.tokens.Stats()
+		hs := handlerStatus{Store: h.storeKey, Routes: len(h.Routes), Default: h.Default,
+			CacheHits: s.Hits, CacheNegHits: s.NegativeHits, CacheMisses: s.Misses}
+		if hs.Default == "" {
+			hs.Default = "deny"
+		}
+		if total := s.Hits + s.NegativeHits + s.Misses; total > 0 {
+			hs.HitRatio = float64(s.Hits+s.NegativeHits) / float64(total)
+		}
+		out.Handlers = append(out.Handlers, hs)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(out)
+}
+
+type purgeRequest struct {
+	ID   string `json:"id,omitempty"`
+	Hash string `json:"hash,omitempty"`
+	All  bool   `json:"all,omitempty"`
+}
+
+func handlePurge(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
+	}
+	var req purgeRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`want {"id": "tok_…"}, {"hash": "sha256:…"} or {"all": true}`)}
+	}
+	set := 0
+	for _, b := range []bool{req.ID != "", req.Hash != "", req.All} {
+		if b {
+			set++
+		}
+	}
+	if set != 1 {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("give exactly one of id, hash, all")}
+	}
+	handlers := liveHandlers()
+	switch {
+	case req.All:
+		for _, h := range handlers {
+			h.tokens.PurgeAll()
+		}
+	case req.Hash != "":
+		hash, err := apikey.ParseHash(req.Hash)
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("hash: %w", err)}
+		}
+		for _, h := range handlers {
+			h.tokens.Purge(keystore.Hash(hash))
+		}
+	default:
+		hashes := hashesOfID(req.ID)
+		if len(hashes) == 0 {
+			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("no key store knows that token id")}
+		}
+		for _, h := range handlers {
+			for _, hash := range hashes {
+				h.tokens.Purge(hash)
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(map[string]int{"handlers_purged": len(handlers)})
+}
+
+// hashesOfID finds the hash of a token id in every open key file.
+func hashesOfID(id string) []keystore.Hash {
+	var out []keystore.Hash
+	stores.Range(func(_, v any) bool {
+		fs, ok := v.(sharedFileStore)
+		if !ok {
+			return true
+		}
+		kf, err := keystore.ReadKeyFile(fs.Path())
+		if err != nil {
+			return true
+		}
+		if e := kf.Find(id); e != nil {
+			if h, err := keystore.ParseHash(e.Hash); err == nil {
+				out = append(out, h)
+			}
+		}
+		return true
+	})
+	return out
+}
+
+// Interface guard
+var _ caddy.AdminRouter = AdminAPI{}
