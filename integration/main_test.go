@@ -119,13 +119,18 @@ func writeKeys(t *testing.T, path string, tokens ...token) {
 }
 
 // caddyfile is the deplo API configuration under test.
-func caddyfile(keysFile, upstream string) string {
+func caddyfile(keysFile, upstream, logDir string) string {
 	return fmt.Sprintf(`{
 	skip_install_trust
 	admin localhost:2999
 	http_port %d
 	https_port 9443
 	grace_period 1ns
+	log {
+		output file %s/caddy.log
+		format json
+		level DEBUG
+	}
 }
 
 http://localhost:%d {
@@ -143,13 +148,17 @@ http://localhost:%d {
 		route POST   /v1/workspaces/{workspace}/projects/{project}/promote deploy delete
 		route *      /v1/workspaces/{workspace}/tokens/ admin
 	}
+	log {
+		output file %s/access.log
+		format json
+	}
 	reverse_proxy %s
 	handle_errors 400 401 403 429 503 {
 		header Content-Type application/json
 		respond `+"`"+`{"error":"{http.auth.error}","error_description":"{http.auth.error_description}"}`+"`"+`
 	}
 }
-`, httpPort, httpPort, keysFile, upstream)
+`, httpPort, logDir, httpPort, keysFile, logDir, upstream)
 }
 
 // env is one running Caddy with its upstream and key file.
@@ -158,6 +167,7 @@ type env struct {
 	tester   *caddytest.Tester
 	up       *recorder
 	keysFile string
+	logDir   string // caddy.log (every logger, DEBUG) and access.log
 }
 
 func start(t *testing.T, tokens ...token) *env {
@@ -165,10 +175,10 @@ func start(t *testing.T, tokens ...token) *env {
 	if testing.Short() {
 		t.Skip("integration tests start Caddy; skipped with -short")
 	}
-	e := &env{t: t, up: newRecorder(t), keysFile: filepath.Join(t.TempDir(), "keys.json")}
+	e := &env{t: t, up: newRecorder(t), keysFile: filepath.Join(t.TempDir(), "keys.json"), logDir: t.TempDir()}
 	writeKeys(t, e.keysFile, tokens...)
 	e.tester = caddytest.NewTester(t)
-	e.tester.InitServer(caddyfile(e.keysFile, e.up.addr()), "caddyfile")
+	e.tester.InitServer(caddyfile(e.keysFile, e.up.addr(), e.logDir), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
