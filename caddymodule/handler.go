@@ -82,8 +82,10 @@ func (h *Handler) authenticate(r *http.Request, token string) (*policy.Principal
 	hot.cache[result].Inc()
 	switch {
 	case err != nil:
-		if c := h.logger.Check(zapcore.ErrorLevel, "key store lookup failed"); c != nil {
-			c.Write(zap.Error(err))
+		if ok, suppressed := h.storeErrLog.allow(time.Now()); ok {
+			if c := h.logger.Check(zapcore.ErrorLevel, "key store lookup failed; answering 503"); c != nil {
+				c.Write(zap.Error(err), zap.Uint64("suppressed_since_last", suppressed))
+			}
 		}
 		return nil, &refusal{class: refuseStoreError, kind: policy.KindAPIKey}
 	case entry == nil:

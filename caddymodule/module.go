@@ -68,6 +68,8 @@ type Handler struct {
 	challenge challenges
 	headers   identityHeaders
 	logger    *zap.Logger
+	// storeErrLog rate-limits store failure logs to one a second.
+	storeErrLog *logLimiter
 }
 
 // KeysConfig selects the key store.
@@ -130,6 +132,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision compiles the policy, opens the key store and builds the cache.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.storeErrLog = &logLimiter{interval: time.Second}
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
