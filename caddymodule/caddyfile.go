@@ -42,6 +42,23 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			project_tokens
 //		}]
 //		default deny|authenticated
+//		jwt {
+//			issuer <iss>
+//			audience <aud>
+//			alg <ES256|EdDSA|RS256|HS256|…>...
+//			secret <value>
+//			public_key <pem-file>
+//			jwks <url>
+//			leeway <duration>
+//			max_lifetime <duration>
+//			typ <value>...|off
+//			claims {
+//				subject <claim>
+//				workspace <claim>
+//				project <claim>
+//				scopes <claim>
+//			}
+//		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -84,6 +101,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.DisableChecksum = false
 			default:
 				return d.Errf("checksum: want on or off, got %q", v)
+			}
+		case "jwt":
+			if err := h.parseJWT(d); err != nil {
+				return err
 			}
 		case "route":
 			where := d.File() + ":" + strconv.Itoa(d.Line())
@@ -167,6 +188,115 @@ func (h *Handler) parseCache(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized cache subdirective %q", sub)
 		}
+	}
+	return nil
+}
+
+func (h *Handler) parseJWT(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if h.JWT != nil {
+		return d.Err("jwt: only one jwt block may be configured")
+	}
+	j := new(JWTConfig)
+	h.JWT = j
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		switch sub {
+		case "issuer", "audience", "secret", "jwks":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			switch sub {
+			case "issuer":
+				j.Issuer = v
+			case "audience":
+				j.Audience = v
+			case "secret":
+				j.Secret = v
+			case "jwks":
+				j.JWKS = v
+			}
+		case "alg":
+			algs := d.RemainingArgs()
+			if len(algs) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range algs {
+				switch a {
+				case "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA":
+				default:
+					return d.Errf("jwt alg: %q is not one of HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384 EdDSA", a)
+				}
+			}
+			j.Algorithms = append(j.Algorithms, algs...)
+		case "public_key":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			j.PublicKeys = append(j.PublicKeys, v)
+		case "leeway", "max_lifetime":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur < 0 {
+				return d.Errf("jwt %s: want a duration, got %q", sub, v)
+			}
+			if sub == "leeway" {
+				j.Leeway = caddy.Duration(dur)
+			} else {
+				j.MaxLifetime = caddy.Duration(dur)
+			}
+		case "typ":
+			types := d.RemainingArgs()
+			if len(types) == 0 {
+				return d.ArgErr()
+			}
+			if len(types) == 1 && types[0] == "off" {
+				j.TypeOff = true
+			} else {
+				j.Types = append(j.Types, types...)
+			}
+		case "claims":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if j.Claims == nil {
+				j.Claims = new(ClaimsConfig)
+			}
+			for n2 := d.Nesting(); d.NextBlock(n2); {
+				name := d.Val()
+				var v string
+				if !d.AllArgs(&v) {
+					return d.ArgErr()
+				}
+				switch name {
+				case "subject":
+					j.Claims.Subject = v
+				case "workspace":
+					j.Claims.Workspace = v
+				case "project":
+					j.Claims.Project = v
+				case "scopes":
+					j.Claims.Scopes = v
+				default:
+					return d.Errf("unrecognized jwt claims subdirective %q (want subject, workspace, project, scopes)", name)
+				}
+			}
+		default:
+			return d.Errf("unrecognized jwt subdirective %q", sub)
+		}
+	}
+	if len(j.Algorithms) == 0 {
+		return d.Err("jwt: alg is required (an explicit allowlist, e.g. alg ES256)")
+	}
+	if j.Secret == "" && len(j.PublicKeys) == 0 && j.JWKS == "" {
+		return d.Err("jwt: a key is required (secret, public_key or jwks)")
 	}
 	return nil
 }

@@ -56,6 +56,36 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				`],"default":"authenticated"}`,
 		},
 	}
+	tests = append(tests, struct{ name, input, want string }{
+		name: "jwt",
+		input: `deplo_auth {
+			keys file keys.json
+			jwt {
+				issuer https://dashboard.deplo.sh
+				audience https://api.deplo.sh
+				alg ES256 EdDSA
+				alg HS256
+				secret {env.DEPLO_JWT_SECRET}
+				public_key /etc/deplo/a.pem
+				public_key /etc/deplo/b.pem
+				jwks https://dashboard.deplo.sh/.well-known/jwks.json
+				leeway 10s
+				max_lifetime 15m
+				typ at+jwt application/at+jwt
+				claims {
+					subject uid
+					workspace ws
+					project prj
+					scopes scp
+				}
+			}
+		}`,
+		want: `{"keys":{"file":"keys.json"},"jwt":{"issuer":"https://dashboard.deplo.sh","audience":"https://api.deplo.sh","algorithms":["ES256","EdDSA","HS256"],"secret":"{env.DEPLO_JWT_SECRET}","public_keys":["/etc/deplo/a.pem","/etc/deplo/b.pem"],"jwks":"https://dashboard.deplo.sh/.well-known/jwks.json","leeway":10000000000,"max_lifetime":900000000000,"types":["at+jwt","application/at+jwt"],"claims":{"subject":"uid","workspace":"ws","project":"prj","scopes":"scp"}}}`,
+	}, struct{ name, input, want string }{
+		name:  "jwt typ off",
+		input: "deplo_auth {\n keys file k\n jwt {\n alg HS256\n secret {env.S}\n typ off\n }\n}",
+		want:  `{"keys":{"file":"k"},"jwt":{"algorithms":["HS256"],"secret":"{env.S}","type_off":true}}`,
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var h Handler
@@ -97,6 +127,13 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"conflict names the line", "deplo_auth {\n route GET /a/{x}/c read\n route GET /a/b/{y} read\n}", "Testfile:3: deplo_auth route 2 (GET /a/b/{y})"},
 		{"bad pattern names the line", "deplo_auth {\n route GET /a read\n route GET /b/{ read\n}", "Testfile:3"},
 		{"bad method", "deplo_auth {\n route get /a read\n}", "method"},
+		{"jwt without alg", "deplo_auth {\n jwt {\n secret x\n }\n}", "alg is required"},
+		{"jwt alg none", "deplo_auth {\n jwt {\n alg none\n secret x\n }\n}", `"none" is not one of`},
+		{"jwt without key", "deplo_auth {\n jwt {\n alg ES256\n }\n}", "a key is required"},
+		{"jwt unknown option", "deplo_auth {\n jwt {\n alg ES256\n jku x\n }\n}", `unrecognized jwt subdirective "jku"`},
+		{"jwt bad claim name", "deplo_auth {\n jwt {\n alg HS256\n secret x\n claims {\n role r\n }\n }\n}", "unrecognized jwt claims subdirective"},
+		{"jwt bad leeway", "deplo_auth {\n jwt {\n alg HS256\n secret x\n leeway soon\n }\n}", "jwt leeway"},
+		{"two jwt blocks", "deplo_auth {\n jwt {\n alg HS256\n secret x\n }\n jwt {\n alg HS256\n secret x\n }\n}", "only one jwt block"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
 )
@@ -35,6 +36,7 @@ leaves a truncated file.
   caddy deplo-auth token revoke --keys-file <path> [--at <RFC 3339 time>] <token id>
   caddy deplo-auth token list   --keys-file <path> [--json]
   caddy deplo-auth hash         < token
+  caddy deplo-auth jwt mint     (--secret-env <VAR> | --key <private.pem>) --alg <alg> --sub <user> --workspace <ws> --scopes read,deploy [--ttl 15m]
 
 create prints the new token once, on stdout; only its SHA-256 is stored.
 --keys-file defaults to $DEPLO_AUTH_KEYS_FILE.
@@ -42,7 +44,9 @@ create prints the new token once, on stdout; only its SHA-256 is stored.
 		CobraFunc: func(cmd *cobra.Command) {
 			token := &cobra.Command{Use: "token", Short: "Creates, revokes and lists API tokens"}
 			token.AddCommand(tokenCreateCommand(), tokenRevokeCommand(), tokenListCommand())
-			cmd.AddCommand(token, hashCommand())
+			jwtCmd := &cobra.Command{Use: "jwt", Short: "Dashboard session tokens for development"}
+			jwtCmd.AddCommand(jwtMintCommand())
+			cmd.AddCommand(token, hashCommand(), jwtCmd)
 		},
 	})
 }
@@ -234,6 +238,92 @@ func hashCommand() *cobra.Command {
 			return fmt.Errorf("not a deplo API token: %w", err)
 		}
 		fmt.Fprintln(cmd.OutOrStdout(), apikey.Sum(token).String())
+		return nil
+	}
+	return cmd
+}
+
+func jwtMintCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "mint (--secret-env <VAR> | --key <private-key.pem>) --alg <alg> --sub <subject> --workspace <ws> --scopes <s,…> [--project <p>] [--ttl 15m]",
+		Short: "Mints a development dashboard session JWT and prints it on stdout",
+		Long: `Mints a dashboard session token (JOSE typ at+jwt) for development and
+tests, signed with an HMAC secret read from an environment variable (never
+from the command line, where it would land in the shell history) or with a
+private key PEM file. The claims are iss, aud (when given), sub, workspace,
+project (when given), scope (space-separated), iat, exp = iat + ttl, and a
+random sid.`,
+		Args: cobra.NoArgs,
+	}
+	secretEnv := cmd.Flags().String("secret-env", "", "environment variable holding the HS* secret, e.g. DEPLO_JWT_SECRET")
+	keyFile := cmd.Flags().String("key", "", "private key PEM file (RS*, ES*, EdDSA)")
+	alg := cmd.Flags().String("alg", "", "algorithm: HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384 EdDSA (required)")
+	kid := cmd.Flags().String("kid", "", "key id header (JWKS keys)")
+	sub := cmd.Flags().String("sub", "", "subject, e.g. the user id (required)")
+	workspace := cmd.Flags().String("workspace", "", "workspace claim")
+	project := cmd.Flags().String("project", "", "project claim (a project-scoped session)")
+	scopes := cmd.Flags().StringSlice("scopes", nil, "scopes: read, deploy, delete, admin")
+	issuer := cmd.Flags().String("issuer", "", "iss claim")
+	audience := cmd.Flags().String("audience", "", "aud claim")
+	ttl := cmd.Flags().Duration("ttl", 15*time.Minute, "lifetime")
+	typ := cmd.Flags().String("typ", "", "override the typ header (e.g. refresh+jwt, to test a refusal)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *alg == "" || *sub == "" {
+			return errors.New("--alg and --sub are required")
+		}
+		if *ttl <= 0 {
+			return errors.New("--ttl must be positive")
+		}
+		var key any
+		switch {
+		case *secretEnv != "" && *keyFile != "":
+			return errors.New("give either --secret-env or --key, not both")
+		case *secretEnv != "":
+			v := os.Getenv(*secretEnv)
+			if v == "" {
+				return fmt.Errorf("environment variable %s is empty or unset", *secretEnv)
+			}
+			key = []byte(v)
+		case *keyFile != "":
+			signer, err := jwtauth.LoadPrivateKeyPEM(*keyFile)
+			if err != nil {
+				return err
+			}
+			key = signer
+		default:
+			return errors.New("a key is required: --secret-env <VAR> or --key <file>")
+		}
+		for _, s := range *scopes {
+			if _, ok := policy.ParseScope(s); !ok {
+				return fmt.Errorf("--scopes: unknown scope %q", s)
+			}
+		}
+		sid, err := keystore.NewTokenID()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		claims := map[string]any{
+			"sub":   *sub,
+			"iat":   now.Unix(),
+			"exp":   now.Add(*ttl).Unix(),
+			"sid":   "sess_" + strings.TrimPrefix(sid, "tok_"),
+			"scope": strings.Join(*scopes, " "),
+		}
+		for k, v := range map[string]string{"workspace": *workspace, "project": *project, "iss": *issuer, "aud": *audience} {
+			if v != "" {
+				claims[k] = v
+			}
+		}
+		header := "at+jwt"
+		if *typ != "" {
+			header = *typ
+		}
+		tok, err := jwtauth.MintWithType(*alg, key, *kid, header, claims)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), tok)
 		return nil
 	}
 	return cmd

@@ -11,6 +11,7 @@ import (
 
 	"github.com/deplo-sh/deplo-auth/apikey"
 	"github.com/deplo-sh/deplo-auth/bearer"
+	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
 )
@@ -73,6 +74,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // when the token is not a valid credential or the store cannot answer.
 func (h *Handler) authenticate(r *http.Request, token string) (*policy.Principal, *refusal) {
 	if !apikey.HasPrefix(token) {
+		if h.jwt != nil && jwtauth.LooksLikeJWT(token) {
+			return h.authenticateJWT(token)
+		}
 		return nil, &refusal{class: refuseNotAToken}
 	}
 	if err := apikey.Check(token, !h.DisableChecksum); err != nil {
@@ -102,6 +106,21 @@ func (h *Handler) authenticate(r *http.Request, token string) (*policy.Principal
 		}
 	}
 	return &entry.Principal, nil
+}
+
+// authenticateJWT verifies a dashboard session token.
+func (h *Handler) authenticateJWT(token string) (*policy.Principal, *refusal) {
+	s, err := h.jwt.Verify(token, time.Now())
+	if err != nil {
+		return nil, &refusal{class: refuseJWT(err), kind: policy.KindJWT}
+	}
+	if len(s.UnknownScopes) > 0 {
+		if ok, _ := h.unknownScopeLog.allow(time.Now()); ok {
+			h.logger.Warn("session token carries unknown scopes; they are ignored",
+				zap.String("subject", s.Principal.Subject), zap.Strings("scopes", s.UnknownScopes))
+		}
+	}
+	return &s.Principal, nil
 }
 
 // identityPlaceholders serves {http.auth.user.*} for the verified principal

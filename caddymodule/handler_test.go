@@ -87,6 +87,23 @@ type fixture struct {
 	future                                     testToken
 }
 
+func caddyDuration(d time.Duration) caddy.Duration { return caddy.Duration(d) }
+
+// provisionErr provisions a handler over an empty key file and returns the
+// error, cleaning up either way.
+func provisionErr(t *testing.T, configure func(*Handler)) error {
+	t.Helper()
+	keys := filepath.Join(t.TempDir(), "keys.json")
+	writeKeyFile(t, keys, nil)
+	h := &Handler{Keys: &KeysConfig{File: keys}}
+	configure(h)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	err := h.Provision(ctx)
+	_ = h.Cleanup()
+	return err
+}
+
 func newFixture(t testing.TB, configure func(*Handler)) *fixture {
 	t.Helper()
 	past := time.Now().Add(-time.Hour)

@@ -44,6 +44,11 @@ var (
 		Buckets: []float64{1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5},
 	}, []string{"store"})
 
+	metricJWKSRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deplo_auth_jwks_refreshes_total",
+		Help: "JWKS fetches (at provision, on the interval, and for unknown kids) by result (success, error).",
+	}, []string{"result"})
+
 	metricKeyFile = &keyFileCollector{
 		tokens: prometheus.NewDesc("deplo_auth_keyfile_tokens",
 			"Tokens in the key file currently in force.", []string{"path"}, nil),
@@ -54,7 +59,7 @@ var (
 	}
 
 	allCollectors = []prometheus.Collector{metricRequests, metricDecision, metricCacheLookups,
-		metricStoreRequests, metricStoreDuration, metricKeyFile}
+		metricStoreRequests, metricStoreDuration, metricJWKSRefreshes, metricKeyFile}
 )
 
 // Outcome label values.
@@ -110,6 +115,14 @@ func observeRefusal(f *refusal, start time.Time) {
 	}
 	metricRequests.WithLabelValues(f.kind.String(), outcome, f.class.reason).Inc()
 	hot.decision[f.kind].Observe(time.Since(start).Seconds())
+}
+
+func observeJWKSRefresh(err error) {
+	result := "success"
+	if err != nil {
+		result = "error"
+	}
+	metricJWKSRefreshes.WithLabelValues(result).Inc()
 }
 
 // storeObserver returns the tokencache hook that times lookups of a store.

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
 	"github.com/deplo-sh/deplo-auth/tokencache"
@@ -54,6 +55,10 @@ type Handler struct {
 	// Length and alphabet are still checked. Default false.
 	DisableChecksum bool `json:"disable_checksum,omitempty"`
 
+	// JWT accepts dashboard session JWTs beside API tokens. Without it, a
+	// JWT-shaped credential is refused (401 invalid_token).
+	JWT *JWTConfig `json:"jwt,omitempty"`
+
 	// Routes is the route policy; the most specific pattern wins.
 	Routes []RouteConfig `json:"routes,omitempty"`
 
@@ -63,6 +68,7 @@ type Handler struct {
 
 	policy    *policy.Policy
 	tokens    *tokencache.Cache
+	jwt       *jwtauth.Verifier
 	storeKey  string
 	realm     string
 	challenge challenges
@@ -70,6 +76,8 @@ type Handler struct {
 	logger    *zap.Logger
 	// storeErrLog rate-limits store failure logs to one a second.
 	storeErrLog *logLimiter
+	// unknownScopeLog rate-limits warnings about unknown JWT scopes.
+	unknownScopeLog *logLimiter
 }
 
 // KeysConfig selects the key store.
@@ -77,6 +85,54 @@ type KeysConfig struct {
 	// File is the path of the JSON key file. It is re-read when it changes;
 	// a file that fails to parse keeps the last good contents in force.
 	File string `json:"file,omitempty"`
+}
+
+// JWTConfig configures dashboard session JWT verification. The algorithm
+// of a token never chooses the key: each key is pinned to one algorithm.
+type JWTConfig struct {
+	// Issuer, when set, must equal the iss claim.
+	Issuer string `json:"issuer,omitempty"`
+	// Audience, when set, must be the aud claim or one of its values.
+	Audience string `json:"audience,omitempty"`
+	// Algorithms is the allowlist: HS256 HS384 HS512 RS256 RS384 RS512
+	// ES256 ES384 EdDSA. Required.
+	Algorithms []string `json:"algorithms,omitempty"`
+	// Secret is the HS* key: the bytes of the value as written, at least 32.
+	// Placeholders are replaced at provision, so {env.DEPLO_JWT_SECRET}
+	// keeps the secret out of the config.
+	Secret string `json:"secret,omitempty"`
+	// PublicKeys are PEM files of RSA, EC (P-256, P-384) or Ed25519 public
+	// keys.
+	PublicKeys []string `json:"public_keys,omitempty"`
+	// JWKS is a URL of a JSON Web Key Set, fetched at provision, refreshed
+	// every 5m, and refetched (at most every 30s) for an unknown kid.
+	JWKS string `json:"jwks,omitempty"`
+	// Leeway for exp, nbf and iat. Default 30s.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+	// MaxLifetime refuses tokens whose exp - iat exceeds it (iat is then
+	// required). Default: off; 15m suits the dashboard.
+	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
+	// Types are the accepted JOSE typ values, compared case-insensitively.
+	// Default at+jwt and application/at+jwt (RFC 9068), which is how a
+	// refresh token (typ refresh+jwt or JWT) is told from an access token.
+	Types []string `json:"types,omitempty"`
+	// TypeOff turns the typ check off.
+	TypeOff bool `json:"type_off,omitempty"`
+	// Claims names the claims of the identity.
+	Claims *ClaimsConfig `json:"claims,omitempty"`
+}
+
+// ClaimsConfig names the claims that carry the identity.
+type ClaimsConfig struct {
+	// Subject claim. Default "sub".
+	Subject string `json:"subject,omitempty"`
+	// Workspace claim. Default "workspace".
+	Workspace string `json:"workspace,omitempty"`
+	// Project claim. Default "project".
+	Project string `json:"project,omitempty"`
+	// Scopes claim: a space-delimited string or a JSON array; when absent,
+	// "scp" and "scopes" arrays are read. Default "scope".
+	Scopes string `json:"scopes,omitempty"`
 }
 
 // CacheConfig bounds the token cache.
@@ -133,6 +189,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.storeErrLog = &logLimiter{interval: time.Second}
+	h.unknownScopeLog = &logLimiter{interval: time.Minute}
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
@@ -186,8 +243,45 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.tokens, err = tokencache.New(store, cfg); err != nil {
 		return err
 	}
+	if h.JWT != nil {
+		if h.jwt, err = h.provisionJWT(ctx, store); err != nil {
+			return fmt.Errorf("jwt: %w", err)
+		}
+	}
 	addLive(h)
 	return nil
+}
+
+func (h *Handler) provisionJWT(ctx caddy.Context, store keystore.Store) (*jwtauth.Verifier, error) {
+	c := h.JWT
+	repl := caddy.NewReplacer()
+	cfg := jwtauth.Config{
+		Issuer:         c.Issuer,
+		Audience:       c.Audience,
+		Algorithms:     c.Algorithms,
+		PublicKeyFiles: c.PublicKeys,
+		JWKSURL:        c.JWKS,
+		Leeway:         time.Duration(c.Leeway),
+		MaxLifetime:    time.Duration(c.MaxLifetime),
+		Types:          c.Types,
+		TypeOff:        c.TypeOff,
+		Logger:         h.logger.Named("jwt"),
+		OnJWKSRefresh:  observeJWKSRefresh,
+	}
+	if c.Secret != "" {
+		secret, err := repl.ReplaceOrErr(c.Secret, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("secret: %w", err)
+		}
+		cfg.Secret = []byte(secret)
+	}
+	if cl := c.Claims; cl != nil {
+		cfg.Claims = jwtauth.ClaimNames{Subject: cl.Subject, Workspace: cl.Workspace, Project: cl.Project, Scopes: cl.Scopes}
+	}
+	if d, ok := store.(jwtauth.SessionDenylist); ok {
+		cfg.Sessions = d
+	}
+	return jwtauth.New(ctx, cfg)
 }
 
 // policySpec translates the JSON routes into policy specs, naming the route
@@ -259,6 +353,9 @@ func (h *Handler) Validate() error {
 // Cleanup releases the cache and this handler's reference to the key store.
 func (h *Handler) Cleanup() error {
 	removeLive(h)
+	if h.jwt != nil {
+		h.jwt.Close()
+	}
 	if h.tokens != nil {
 		h.tokens.Close()
 	}

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/policy"
 )
 
@@ -81,7 +82,7 @@ func (e refusalError) Error() string { return e.c.code + ": " + e.c.description 
 var (
 	refuseBadPath        = newRefusalClass(http.StatusBadRequest, reasonBadPath, "non-canonical request path")
 	refuseNoCredential   = newRefusalClass(http.StatusUnauthorized, reasonNoCredential, "a Bearer credential is required")
-	refuseNotAToken      = newRefusalClass(http.StatusUnauthorized, reasonMalformedToken, "the credential is not a deplo API token")
+	refuseNotAToken      = newRefusalClass(http.StatusUnauthorized, reasonMalformedToken, "the credential is neither a deplo API token nor an accepted session token")
 	refuseMalformedToken = newRefusalClass(http.StatusUnauthorized, reasonMalformedToken, "malformed API token")
 	refuseUnknownToken   = newRefusalClass(http.StatusUnauthorized, reasonUnknownToken, "unknown API token")
 	refuseRevokedToken   = newRefusalClass(http.StatusUnauthorized, reasonRevokedToken, "the API token has been revoked")
@@ -116,6 +117,33 @@ func forbiddenDescription(r policy.Reason) string {
 		return "the credential is not valid for this project"
 	}
 	return "no route allows this request"
+}
+
+// refuseByJWTReason holds one 401 invalid_token per jwtauth reason.
+var refuseByJWTReason = func() map[string]*refusalClass {
+	m := make(map[string]*refusalClass)
+	for _, r := range append(jwtauth.Reasons(), jwtauth.ReasonInvalid) {
+		description := "invalid session token"
+		switch r {
+		case "jwt_expired":
+			description = "the session token has expired"
+		case "jwt_session_revoked":
+			description = "the session has been revoked"
+		case "jwt_lifetime_too_long":
+			description = "the session token lives longer than this API accepts"
+		case "jwt_bad_type":
+			description = "not an access token (a refresh token is not a Bearer credential)"
+		}
+		m[r] = newRefusalClass(http.StatusUnauthorized, r, description)
+	}
+	return m
+}()
+
+func refuseJWT(err error) *refusalClass {
+	if c, ok := refuseByJWTReason[jwtauth.Reason(err)]; ok {
+		return c
+	}
+	return refuseByJWTReason[jwtauth.ReasonInvalid]
 }
 
 // refusalForDecision returns the refusal of a policy denial.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/jwtauth"
 )
 
 // TestEndToEnd runs in one Caddy config: caddytest shares one Caddy process,
@@ -357,6 +358,60 @@ func TestEndToEnd(t *testing.T) {
 		e.up.take()
 	})
 
+	// Dashboard session JWTs through Caddy.
+	session := func(typ string, claims map[string]any) string {
+		now := time.Now()
+		c := map[string]any{"iss": "https://dashboard.deplo.sh", "sub": "user_42", "workspace": "ws_acme",
+			"scope": "admin", "iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix(), "sid": "sess_1"}
+		for k, v := range claims {
+			c[k] = v
+		}
+		tok, err := jwtauth.MintWithType("HS256", []byte(jwtSecret), "", typ, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	t.Run("dashboard session allowed with identity", func(t *testing.T) {
+		resp, body := e.do("GET", ws+"/members", "Bearer "+session("at+jwt", nil))
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		got := e.up.take()
+		if len(got) != 1 {
+			t.Fatalf("upstream saw %d requests", len(got))
+		}
+		h := got[0].Header
+		if h.Get("X-Deplo-Auth") != "jwt" || h.Get("X-Deplo-Subject") != "user_42" || h.Get("X-Deplo-Workspace") != "ws_acme" ||
+			h.Get("X-Deplo-Scopes") != "admin" || h.Get("Authorization") != "" {
+			t.Errorf("upstream headers %v", h)
+		}
+	})
+	for _, tt := range []struct {
+		name, method, path, token, description string
+	}{
+		{"session on an API-token-only route", "POST", ws + "/projects/p1/deploy-hooks", session("at+jwt", nil), "does not accept dashboard session tokens"},
+		{"API token on a dashboard-only route", "GET", ws + "/members", bearer(admin)[len("Bearer "):], "does not accept API tokens"},
+		{"refresh token as Bearer", "GET", ws + "/members", session("refresh+jwt", nil), "refresh token"},
+		{"session signed with another secret", "GET", ws + "/members", mustMint(t, "another-secret-of-at-least-32-bytes!!"), "invalid session token"},
+		{"alg none, empty signature", "GET", ws + "/members", "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0." + strings.Split(session("at+jwt", nil), ".")[1] + ".", "neither a deplo API token nor"},
+		{"alg none, any signature", "GET", ws + "/members", "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0." + strings.Split(session("at+jwt", nil), ".")[1] + ".AAAA", "invalid session token"},
+		{"session over 15 minutes", "GET", ws + "/members", session("at+jwt", map[string]any{"exp": time.Now().Add(2 * time.Hour).Unix()}), "lives longer"},
+	} {
+		t.Run("refused/"+tt.name, func(t *testing.T) {
+			resp, body := e.do(tt.method, tt.path, "Bearer "+tt.token)
+			if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Bearer realm="deplo", error="invalid_token"` {
+				t.Fatalf("status %d %q: %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+			}
+			if !strings.Contains(body, tt.description) {
+				t.Errorf("body %s, want %q", body, tt.description)
+			}
+			if got := e.up.take(); len(got) != 0 {
+				t.Fatal("reached the upstream")
+			}
+		})
+	}
+
 	// Every log line of the run above, at DEBUG, and the access log: no
 	// token, no hash; refusals are logged with their reason and client IP;
 	// the access log keeps Authorization redacted.
@@ -378,6 +433,11 @@ func TestEndToEnd(t *testing.T) {
 					strings.Contains(logText, tk.Raw[8:34]) {
 					t.Fatalf("a log line contains token %s or its hash", tk.ID)
 				}
+			}
+		}
+		for _, logText := range []string{caddyLog, accessLog} {
+			if strings.Contains(logText, jwtSecret) {
+				t.Fatal("a log line contains the JWT secret")
 			}
 		}
 		t.Logf("%d log lines checked", lines)
@@ -456,3 +516,13 @@ func waitStatus(t *testing.T, e *env, method, path, auth string, want int) {
 
 func apikeyHash(raw string) string    { return apikey.Sum(raw).String() }
 func apikeyHashHex(raw string) string { return strings.TrimPrefix(apikeyHash(raw), "sha256:") }
+
+func mustMint(t *testing.T, secret string) string {
+	now := time.Now()
+	tok, err := jwtauth.Mint("HS256", []byte(secret), "", map[string]any{"iss": "https://dashboard.deplo.sh",
+		"sub": "user_42", "workspace": "ws_acme", "scope": "admin", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}

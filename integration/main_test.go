@@ -26,6 +26,10 @@ import (
 	_ "github.com/deplo-sh/deplo-auth/caddymodule"
 )
 
+// jwtSecret signs the dashboard session tokens of the tests; Caddy reads it
+// from the environment at provision ({env.…}), never from the config text.
+const jwtSecret = "integration-test-secret-0123456789abcdef"
+
 // Ports of the in-process Caddy; caddytest's admin endpoint is :2999.
 const (
 	httpPort = 9480
@@ -136,6 +140,18 @@ func caddyfile(keysFile, upstream, logDir string) string {
 http://localhost:%d {
 	deplo_auth {
 		keys file %s
+		jwt {
+			issuer https://dashboard.deplo.sh
+			alg HS256
+			secret {env.DEPLO_AUTH_IT_JWT_SECRET}
+			max_lifetime 15m
+		}
+		route GET    /v1/workspaces/{workspace}/members admin {
+			via jwt
+		}
+		route POST   /v1/workspaces/{workspace}/projects/{project}/deploy-hooks deploy {
+			via api_key
+		}
 		route GET    /healthz public
 		route GET    /v1/me authenticated
 		route GET    /v1/workspaces/{workspace}/projects read {
@@ -177,6 +193,7 @@ func start(t *testing.T, tokens ...token) *env {
 	}
 	e := &env{t: t, up: newRecorder(t), keysFile: filepath.Join(t.TempDir(), "keys.json"), logDir: t.TempDir()}
 	writeKeys(t, e.keysFile, tokens...)
+	t.Setenv("DEPLO_AUTH_IT_JWT_SECRET", jwtSecret)
 	e.tester = caddytest.NewTester(t)
 	e.tester.InitServer(caddyfile(e.keysFile, e.up.addr(), e.logDir), "caddyfile")
 	if t.Failed() {

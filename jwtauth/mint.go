@@ -22,6 +22,12 @@ import (
 // ed25519.PrivateKey for EdDSA). It is for development (the `caddy
 // deplo-auth jwt mint` command) and tests; it adds no claims of its own.
 func Mint(algName string, key any, kid string, claims map[string]any) (string, error) {
+	return MintWithType(algName, key, kid, "at+jwt", claims)
+}
+
+// MintWithType is Mint with another JOSE typ, e.g. "refresh+jwt" to show
+// that a refresh token is refused as a Bearer credential.
+func MintWithType(algName string, key any, kid, typ string, claims map[string]any) (string, error) {
 	if isNone(algName) {
 		return "", errors.New("jwt mint: alg none is never used")
 	}
@@ -40,7 +46,7 @@ func Mint(algName string, key any, kid string, claims map[string]any) (string, e
 		Alg string `json:"alg"`
 		Kid string `json:"kid,omitempty"`
 		Typ string `json:"typ"`
-	}{algNames[a], kid, "at+jwt"})
+	}{algNames[a], kid, typ})
 	if err != nil {
 		return "", err
 	}

@@ -1,0 +1,150 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deplo-sh/deplo-auth/jwtauth"
+)
+
+const testJWTSecret = "a-test-secret-of-at-least-32-bytes!!"
+
+func withJWT(h *Handler) {
+	h.JWT = &JWTConfig{
+		Issuer:      "https://dashboard.deplo.sh",
+		Audience:    "https://api.deplo.sh",
+		Algorithms:  []string{"HS256"},
+		Secret:      testJWTSecret,
+		MaxLifetime: caddyDuration(15 * time.Minute),
+	}
+}
+
+func mintJWT(t testing.TB, typ string, lifetime time.Duration, claims map[string]any) string {
+	t.Helper()
+	now := time.Now()
+	base := map[string]any{
+		"iss": "https://dashboard.deplo.sh", "aud": "https://api.deplo.sh",
+		"sub": "user_42", "workspace": "ws_acme", "scope": "read deploy",
+		"iat": now.Unix(), "exp": now.Add(lifetime).Unix(),
+	}
+	for k, v := range claims {
+		if v == nil {
+			delete(base, k)
+		} else {
+			base[k] = v
+		}
+	}
+	tok, err := jwtauth.MintWithType("HS256", []byte(testJWTSecret), "", typ, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestServeHTTPJWT(t *testing.T) {
+	f := newFixture(t, func(h *Handler) {
+		withJWT(h)
+		h.Routes = append(h.Routes,
+			RouteConfig{Method: "GET", Path: "/v1/workspaces/{workspace}/billing", Scopes: []string{"read"}, Via: []string{"api_key"}})
+	})
+	ws := "/v1/workspaces/ws_acme"
+	good := mintJWT(t, "at+jwt", 15*time.Minute, nil)
+	tests := []struct {
+		name, method, path, token string
+		status                    int
+		description               string
+	}{
+		{"dashboard session allowed", "GET", ws + "/projects", good, 200, ""},
+		{"jwt-only route", "GET", ws + "/members", mintJWT(t, "at+jwt", 15*time.Minute, map[string]any{"scope": "admin"}), 200, ""},
+		{"api-key-only route refuses jwt", "GET", ws + "/billing", good, 401, "does not accept dashboard session tokens"},
+		{"refresh token", "GET", ws + "/projects", mintJWT(t, "refresh+jwt", 15*time.Minute, nil), 401, "refresh token"},
+		{"typ JWT", "GET", ws + "/projects", mintJWT(t, "JWT", 15*time.Minute, nil), 401, "refresh token"},
+		{"expired", "GET", ws + "/projects", mintJWT(t, "at+jwt", 15*time.Minute, map[string]any{"exp": time.Now().Add(-time.Hour).Unix(), "iat": time.Now().Add(-70 * time.Minute).Unix()}), 401, "expired"},
+		{"over max_lifetime", "GET", ws + "/projects", mintJWT(t, "at+jwt", 2*time.Hour, nil), 401, "lives longer"},
+		{"wrong issuer", "GET", ws + "/projects", mintJWT(t, "at+jwt", 15*time.Minute, map[string]any{"iss": "https://evil.example"}), 401, "invalid session token"},
+		{"tampered", "GET", ws + "/projects", good[:len(good)-4] + "AAAA", 401, "invalid session token"},
+		{"other workspace", "GET", "/v1/workspaces/ws_other/projects", good, 403, ""},
+		{"no workspace claim on workspace route", "GET", ws + "/projects", mintJWT(t, "at+jwt", 15*time.Minute, map[string]any{"workspace": nil}), 403, ""},
+		{"missing scope", "DELETE", ws + "/projects/p1", good, 403, ""},
+		{"unknown scopes never granted", "DELETE", ws + "/projects/p1", mintJWT(t, "at+jwt", 15*time.Minute, map[string]any{"scope": "read superuser delete-all"}), 403, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, repl := newRequest(tt.method, tt.path)
+			r.Header.Set("Authorization", "Bearer "+tt.token)
+			w, up, err := f.serve(r)
+			if got := statusOf(err); got != tt.status {
+				t.Fatalf("status %d (%v), want %d", got, err, tt.status)
+			}
+			if up.called != (tt.status == 200) {
+				t.Fatalf("upstream called = %v", up.called)
+			}
+			if tt.status == 401 && w.Header().Get("WWW-Authenticate") != `Bearer realm="deplo", error="invalid_token"` {
+				t.Errorf("challenge %q", w.Header().Get("WWW-Authenticate"))
+			}
+			if tt.description != "" {
+				if d, _ := repl.GetString("http.auth.error_description"); !strings.Contains(d, tt.description) {
+					t.Errorf("description %q, want it to mention %q", d, tt.description)
+				}
+			}
+			if err != nil && strings.Contains(err.Error(), tt.token) {
+				t.Fatal("error echoes the token")
+			}
+		})
+	}
+
+	t.Run("identity headers", func(t *testing.T) {
+		r, _ := newRequest("GET", ws+"/projects")
+		r.Header.Set("Authorization", "Bearer "+good)
+		r.Header.Set("X-Deplo-Auth", "api_key")
+		_, up, err := f.serve(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := http.Header{"X-Deplo-Auth": {"jwt"}, "X-Deplo-Subject": {"user_42"}, "X-Deplo-Workspace": {"ws_acme"}, "X-Deplo-Scopes": {"deploy read"}}
+		for k, v := range want {
+			if got := up.header.Values(k); len(got) != 1 || got[0] != v[0] {
+				t.Errorf("%s = %q, want %q", k, got, v)
+			}
+		}
+		if up.header.Get("X-Deplo-Project") != "" || up.header.Get("Authorization") != "" {
+			t.Errorf("unexpected headers %v", up.header)
+		}
+	})
+}
+
+func TestJWTNotConfigured(t *testing.T) {
+	f := newFixture(t, nil)
+	r, _ := newRequest("GET", "/v1/workspaces/ws_acme/projects")
+	r.Header.Set("Authorization", "Bearer "+mintJWT(t, "at+jwt", 15*time.Minute, nil))
+	if _, up, err := f.serve(r); statusOf(err) != 401 || up.called {
+		t.Fatalf("a JWT without a jwt block: %v", err)
+	}
+}
+
+func TestProvisionJWTErrors(t *testing.T) {
+	for name, cfg := range map[string]*JWTConfig{
+		"short secret":     {Algorithms: []string{"HS256"}, Secret: "short"},
+		"no algorithms":    {Secret: testJWTSecret},
+		"alg none":         {Algorithms: []string{"none"}, Secret: testJWTSecret},
+		"missing key file": {Algorithms: []string{"ES256"}, PublicKeys: []string{"/nonexistent.pem"}},
+		"unset env secret": {Algorithms: []string{"HS256"}, Secret: "{env.DEPLO_TEST_UNSET_SECRET_VAR}"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("panic: %v", r)
+				}
+			}()
+			err := provisionErr(t, func(h *Handler) { h.JWT = cfg })
+			if err == nil || !strings.Contains(err.Error(), "jwt") {
+				t.Errorf("Provision() = %v, want a jwt error", err)
+			}
+			if err != nil && strings.Contains(err.Error(), testJWTSecret) {
+				t.Error("error echoes the secret")
+			}
+		})
+	}
+}
