@@ -1,10 +1,20 @@
 package caddymodule
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 )
@@ -146,5 +156,62 @@ func TestProvisionJWTErrors(t *testing.T) {
 				t.Error("error echoes the secret")
 			}
 		})
+	}
+}
+
+// BenchmarkServeHTTPJWT measures dashboard sessions through ServeHTTP as
+// BenchmarkServeHTTP does API keys: cached (the same token again, a
+// verification-cache hit) and uncached (the verification cache off, so every
+// call verifies the signature).
+func BenchmarkServeHTTPJWT(b *testing.B) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	pubFile := filepath.Join(b.TempDir(), "dashboard.pub.pem")
+	if err := os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	claims := map[string]any{"iss": "https://dashboard.deplo.sh", "aud": "https://api.deplo.sh", "sub": "user_42",
+		"workspace": "ws_acme", "scope": "read deploy", "iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix()}
+	for _, alg := range []string{"HS256", "ES256"} {
+		var key any = []byte(testJWTSecret)
+		if alg == "ES256" {
+			key = priv
+		}
+		tok, err := jwtauth.Mint(alg, key, "", claims)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, cached := range []bool{true, false} {
+			name := alg + "/cached"
+			if !cached {
+				name = alg + "/uncached"
+			}
+			b.Run(name, func(b *testing.B) {
+				f := newFixture(b, func(h *Handler) {
+					withJWT(h)
+					h.JWT.Algorithms = []string{alg}
+					if alg == "ES256" {
+						h.JWT.Secret, h.JWT.PublicKeys = "", []string{pubFile}
+					}
+				})
+				f.h.logger = zap.NewNop()
+				if !cached {
+					cfg, err := f.h.jwtConfig(nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					cfg.CacheMaxEntries = -1
+					f.h.jwt.Close()
+					if f.h.jwt, err = jwtauth.New(context.Background(), cfg); err != nil {
+						b.Fatal(err)
+					}
+				}
+				benchServe(b, f, "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer "+tok, 200)
+			})
+		}
 	}
 }

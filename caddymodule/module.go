@@ -253,6 +253,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 func (h *Handler) provisionJWT(ctx caddy.Context, store keystore.Store) (*jwtauth.Verifier, error) {
+	cfg, err := h.jwtConfig(store)
+	if err != nil {
+		return nil, err
+	}
+	return jwtauth.New(ctx, cfg)
+}
+
+// jwtConfig translates the jwt block into the verifier's configuration.
+func (h *Handler) jwtConfig(store keystore.Store) (jwtauth.Config, error) {
 	c := h.JWT
 	repl := caddy.NewReplacer()
 	cfg := jwtauth.Config{
@@ -271,7 +280,7 @@ func (h *Handler) provisionJWT(ctx caddy.Context, store keystore.Store) (*jwtaut
 	if c.Secret != "" {
 		secret, err := repl.ReplaceOrErr(c.Secret, true, true)
 		if err != nil {
-			return nil, fmt.Errorf("secret: %w", err)
+			return cfg, fmt.Errorf("secret: %w", err)
 		}
 		cfg.Secret = []byte(secret)
 	}
@@ -281,7 +290,7 @@ func (h *Handler) provisionJWT(ctx caddy.Context, store keystore.Store) (*jwtaut
 	if d, ok := store.(jwtauth.SessionDenylist); ok {
 		cfg.Sessions = d
 	}
-	return jwtauth.New(ctx, cfg)
+	return cfg, nil
 }
 
 // policySpec translates the JSON routes into policy specs, naming the route

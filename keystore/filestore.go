@@ -62,8 +62,9 @@ type FileStore struct {
 
 // snapshot is one immutable generation of the store's contents.
 type snapshot struct {
-	tokens map[Hash]*Token
-	gen    uint64
+	tokens   map[Hash]*Token
+	sessions *sessionSet // revoked dashboard sessions, see SessionRevoked
+	gen      uint64
 }
 
 // fileState is what the poller last read.
@@ -91,7 +92,7 @@ func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, tokens, err := parseKeyFile(path, data)
+	kf, tokens, err := parseKeyFile(path, data)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +112,7 @@ func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
-	s.snap.Store(&snapshot{tokens: tokens, gen: 1})
+	s.snap.Store(&snapshot{tokens: tokens, sessions: newSessionSet(kf.RevokedSessions), gen: 1})
 	s.log.Info("key file loaded", zap.String("path", path), zap.Int("tokens", len(tokens)))
 	go s.run()
 	return s, nil
@@ -193,7 +194,7 @@ func (s *FileStore) poll() {
 		s.setErr(s.seen.err)
 		return
 	}
-	_, tokens, err := parseKeyFile(s.path, data)
+	kf, tokens, err := parseKeyFile(s.path, data)
 	s.seen = fileState{info: info, sum: sum, readAt: readAt, err: err}
 	if err != nil {
 		s.setErr(err)
@@ -206,7 +207,7 @@ func (s *FileStore) poll() {
 	s.mu.Lock()
 	s.lastOK, s.lastErr = time.Now(), nil
 	s.mu.Unlock()
-	next := &snapshot{tokens: tokens, gen: s.snap.Load().gen + 1}
+	next := &snapshot{tokens: tokens, sessions: newSessionSet(kf.RevokedSessions), gen: s.snap.Load().gen + 1}
 	s.snap.Store(next)
 	s.log.Info("key file reloaded", zap.String("path", s.path),
 		zap.Int("tokens", len(tokens)), zap.Uint64("generation", next.gen))

@@ -22,6 +22,9 @@ const MaxFileSize = 64 << 20
 // KeyFile is the on-disk key file document.
 type KeyFile struct {
 	Tokens []TokenEntry `json:"tokens"`
+	// RevokedSessions lists revoked dashboard sessions (see
+	// SessionDenylist). It is optional and omitted when empty.
+	RevokedSessions []RevokedSession `json:"revoked_sessions,omitempty"`
 }
 
 // TokenEntry is one entry of the key file, as written on disk. Project nil
@@ -53,7 +56,7 @@ func (kf *KeyFile) Find(id string) *TokenEntry {
 // matches names case-insensitively and lets a repeated name override an
 // earlier one; both are refused before decoding (see checkKeys).
 var (
-	fileFields  = []string{"tokens"}
+	fileFields  = []string{"tokens", "revoked_sessions"}
 	entryFields = []string{"id", "name", "hash", "workspace", "project", "scopes",
 		"created_at", "expires_at", "revoked_at"}
 )
@@ -144,11 +147,15 @@ func parse(data []byte) (*KeyFile, map[Hash]*Token, error) {
 		return nil, nil, err
 	}
 	var doc struct {
-		Tokens *[]json.RawMessage `json:"tokens"`
+		Tokens          *[]json.RawMessage `json:"tokens"`
+		RevokedSessions []json.RawMessage  `json:"revoked_sessions"` // optional; null = none
 	}
 	if err := decodeStrict(data, &doc); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
+			if te.Field == "revoked_sessions" {
+				return nil, nil, errors.New("revoked_sessions: want an array of revoked session objects")
+			}
 			return nil, nil, errors.New("tokens: want an array of token objects")
 		}
 		return nil, nil, err
@@ -179,6 +186,11 @@ func parse(data []byte) (*KeyFile, map[Hash]*Token, error) {
 		tokens[tok.Hash] = tok
 		kf.Tokens = append(kf.Tokens, e)
 	}
+	sessions, err := parseRevokedSessions(doc.RevokedSessions)
+	if err != nil {
+		return nil, nil, err
+	}
+	kf.RevokedSessions = sessions
 	return kf, tokens, nil
 }
 
@@ -437,7 +449,7 @@ func fileError(path string, err error) error {
 // marshalKeyFile returns the file form of kf: indented JSON, nil scopes as
 // [], absent expires_at/revoked_at as null, project omitted when nil.
 func marshalKeyFile(kf *KeyFile) ([]byte, error) {
-	out := KeyFile{Tokens: make([]TokenEntry, len(kf.Tokens))}
+	out := KeyFile{Tokens: make([]TokenEntry, len(kf.Tokens)), RevokedSessions: kf.RevokedSessions}
 	for i, e := range kf.Tokens {
 		if e.Scopes == nil {
 			e.Scopes = []string{}

@@ -88,3 +88,12 @@ type Store interface {
 	// (reload); a cache compares it to drop entries fetched before a change.
 	Generation() uint64
 }
+
+// Watcher is implemented by stores that push changes as they happen. fn is
+// called with the hash of each changed token, or with all=true when changes
+// may have been missed (the cache must then drop every entry of this store).
+// Calls come from one goroutine, in order; fn must return quickly and must
+// not close the store. stop unsubscribes; it is idempotent.
+type Watcher interface {
+	Watch(fn func(h Hash, all bool)) (stop func())
+}
