@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,10 +77,14 @@ func liveHandlers() []*Handler {
 type storeStatus struct {
 	Kind       string    `json:"kind"`
 	Path       string    `json:"path,omitempty"`
-	Tokens     int       `json:"tokens"`
-	LastReload time.Time `json:"last_reload"`
+	Tokens     int       `json:"tokens,omitempty"`
+	LastReload time.Time `json:"last_reload,omitzero"`
 	LastError  string    `json:"last_error,omitempty"`
 	Healthy    bool      `json:"healthy"`
+	// PostgreSQL only.
+	PoolConns      int32  `json:"pool_conns,omitempty"`
+	PoolIdle       int32  `json:"pool_idle,omitempty"`
+	DroppedTouches uint64 `json:"dropped_last_used_writes,omitempty"`
 }
 
 type handlerStatus struct {
@@ -103,13 +108,18 @@ func handleStatus(w http.ResponseWriter, r *http.Request) error {
 	out.Stores = []storeStatus{}
 	out.Handlers = []handlerStatus{}
 	stores.Range(func(_, v any) bool {
-		if fs, ok := v.(sharedFileStore); ok {
-			at, err := fs.LastReload()
-			st := storeStatus{Kind: "file", Path: fs.Path(), Tokens: fs.Len(), LastReload: at, Healthy: err == nil}
+		switch s := v.(type) {
+		case sharedFileStore:
+			at, err := s.LastReload()
+			st := storeStatus{Kind: "file", Path: s.Path(), Tokens: s.Len(), LastReload: at, Healthy: err == nil}
 			if err != nil {
 				st.LastError = err.Error()
 			}
 			out.Stores = append(out.Stores, st)
+		case sharedPostgresStore:
+			ps := s.Pool().Stat()
+			out.Stores = append(out.Stores, storeStatus{Kind: "postgres", Healthy: ps.TotalConns() > 0,
+				PoolConns: ps.TotalConns(), PoolIdle: ps.IdleConns(), DroppedTouches: s.DroppedTouches()})
 		}
 		return true
 	})
@@ -179,6 +189,7 @@ func handlePurge(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
+	metricRevocations.WithLabelValues("admin_purge").Inc()
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(map[string]int{"handlers_purged": len(handlers)})
 }
@@ -187,15 +198,21 @@ func handlePurge(w http.ResponseWriter, r *http.Request) error {
 func hashesOfID(id string) []keystore.Hash {
 	var out []keystore.Hash
 	stores.Range(func(_, v any) bool {
-		fs, ok := v.(sharedFileStore)
-		if !ok {
-			return true
+		var entries []keystore.TokenEntry
+		switch s := v.(type) {
+		case sharedFileStore:
+			if kf, err := keystore.ReadKeyFile(s.Path()); err == nil {
+				entries = kf.Tokens
+			}
+		case sharedPostgresStore:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			entries, _ = s.ListTokens(ctx)
+			cancel()
 		}
-		kf, err := keystore.ReadKeyFile(fs.Path())
-		if err != nil {
-			return true
-		}
-		if e := kf.Find(id); e != nil {
+		for _, e := range entries {
+			if e.ID != id {
+				continue
+			}
 			if h, err := keystore.ParseHash(e.Hash); err == nil {
 				out = append(out, h)
 			}

@@ -28,10 +28,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	deplo_auth [<matcher>] {
 //		keys file <path>
+//		keys postgres <dsn> {
+//			lookup_query <sql>
+//			max_conns <n>
+//			query_timeout <duration>
+//			record_last_used
+//			migrate
+//		}
 //		cache {
 //			ttl <duration>
 //			negative_ttl <duration>
 //			max_entries <n>
+//			stale_if_error <duration>
 //		}
 //		realm <name>
 //		header_prefix <prefix>
@@ -143,14 +151,59 @@ func (h *Handler) parseKeys(d *caddyfile.Dispenser) error {
 		return d.Err("keys: only one key store may be configured")
 	}
 	var kind, arg string
-	if !d.AllArgs(&kind, &arg) {
+	if !d.Args(&kind, &arg) || d.CountRemainingArgs() > 0 {
 		return d.ArgErr()
 	}
 	switch kind {
 	case "file":
 		h.Keys = &KeysConfig{File: arg}
+		if d.NextBlock(d.Nesting()) {
+			return d.Errf("keys file takes no block (got %q)", d.Val())
+		}
+	case "postgres":
+		pg := &PostgresConfig{DSN: arg}
+		h.Keys = &KeysConfig{Postgres: pg}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			switch sub := d.Val(); sub {
+			case "lookup_query":
+				if !d.AllArgs(&pg.LookupQuery) {
+					return d.ArgErr()
+				}
+			case "max_conns":
+				var v string
+				if !d.AllArgs(&v) {
+					return d.ArgErr()
+				}
+				n, err := strconv.ParseInt(v, 10, 32)
+				if err != nil || n <= 0 {
+					return d.Errf("keys postgres max_conns: want a positive integer, got %q", v)
+				}
+				pg.MaxConns = int32(n)
+			case "query_timeout":
+				var v string
+				if !d.AllArgs(&v) {
+					return d.ArgErr()
+				}
+				dur, err := caddy.ParseDuration(v)
+				if err != nil || dur <= 0 {
+					return d.Errf("keys postgres query_timeout: want a positive duration, got %q", v)
+				}
+				pg.QueryTimeout = caddy.Duration(dur)
+			case "record_last_used", "migrate":
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+				if sub == "migrate" {
+					pg.Migrate = true
+				} else {
+					pg.RecordLastUsed = true
+				}
+			default:
+				return d.Errf("unrecognized keys postgres subdirective %q", sub)
+			}
+		}
 	default:
-		return d.Errf("keys: unknown key store %q (want file)", kind)
+		return d.Errf("keys: unknown key store %q (want file or postgres)", kind)
 	}
 	return nil
 }
@@ -169,15 +222,18 @@ func (h *Handler) parseCache(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 		switch sub {
-		case "ttl", "negative_ttl":
+		case "ttl", "negative_ttl", "stale_if_error":
 			dur, err := caddy.ParseDuration(v)
 			if err != nil || dur <= 0 {
 				return d.Errf("cache %s: want a positive duration, got %q", sub, v)
 			}
-			if sub == "ttl" {
+			switch sub {
+			case "ttl":
 				h.Cache.TTL = caddy.Duration(dur)
-			} else {
+			case "negative_ttl":
 				h.Cache.NegativeTTL = caddy.Duration(dur)
+			default:
+				h.Cache.StaleIfError = caddy.Duration(dur)
 			}
 		case "max_entries":
 			n, err := strconv.ParseInt(v, 10, 64)

@@ -82,6 +82,21 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		}`,
 		want: `{"keys":{"file":"keys.json"},"jwt":{"issuer":"https://dashboard.deplo.sh","audience":"https://api.deplo.sh","algorithms":["ES256","EdDSA","HS256"],"secret":"{env.DEPLO_JWT_SECRET}","public_keys":["/etc/deplo/a.pem","/etc/deplo/b.pem"],"jwks":"https://dashboard.deplo.sh/.well-known/jwks.json","leeway":10000000000,"max_lifetime":900000000000,"types":["at+jwt","application/at+jwt"],"claims":{"subject":"uid","workspace":"ws","project":"prj","scopes":"scp"}}}`,
 	}, struct{ name, input, want string }{
+		name: "postgres",
+		input: `deplo_auth {
+			keys postgres {env.DEPLO_AUTH_POSTGRES} {
+				lookup_query "SELECT id, name, workspace, project, scopes, created_at, expires_at, revoked_at FROM api_keys WHERE sha = $1"
+				max_conns 20
+				query_timeout 500ms
+				record_last_used
+				migrate
+			}
+			cache {
+				stale_if_error 2m
+			}
+		}`,
+		want: `{"keys":{"postgres":{"dsn":"{env.DEPLO_AUTH_POSTGRES}","lookup_query":"SELECT id, name, workspace, project, scopes, created_at, expires_at, revoked_at FROM api_keys WHERE sha = $1","max_conns":20,"query_timeout":500000000,"record_last_used":true,"migrate":true}},"cache":{"stale_if_error":120000000000}}`,
+	}, struct{ name, input, want string }{
 		name:  "jwt typ off",
 		input: "deplo_auth {\n keys file k\n jwt {\n alg HS256\n secret {env.S}\n typ off\n }\n}",
 		want:  `{"keys":{"file":"k"},"jwt":{"algorithms":["HS256"],"secret":"{env.S}","type_off":true}}`,
@@ -110,6 +125,10 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"argument on directive", "deplo_auth foo {\n keys file k\n}", "wrong argument count"},
 		{"unknown subdirective", "deplo_auth {\n keys file k\n frobnicate\n}", `unrecognized deplo_auth subdirective "frobnicate"`},
 		{"unknown store", "deplo_auth {\n keys redis x\n}", `unknown key store "redis"`},
+		{"postgres unknown option", "deplo_auth {\n keys postgres dsn {\n pool 3\n }\n}", `unrecognized keys postgres subdirective "pool"`},
+		{"postgres bad timeout", "deplo_auth {\n keys postgres dsn {\n query_timeout 0s\n }\n}", "query_timeout"},
+		{"keys file with block", "deplo_auth {\n keys file k {\n migrate\n }\n}", "takes no block"},
+		{"keys extra argument", "deplo_auth {\n keys file a b\n}", "wrong argument count"},
 		{"two stores", "deplo_auth {\n keys file a\n keys file b\n}", "only one key store"},
 		{"keys without path", "deplo_auth {\n keys file\n}", "wrong argument count"},
 		{"bad ttl", "deplo_auth {\n cache {\n ttl soon\n }\n}", "cache ttl"},

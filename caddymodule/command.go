@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,17 +26,19 @@ func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "deplo-auth",
 		Usage: "token create|revoke|list … | hash",
-		Short: "Manages deplo API tokens in a key file",
+		Short: "Manages deplo API tokens in a key store",
 		Long: `
-Manages the API tokens of a deplo_auth key file (the JSON file named by
-"keys file <path>"). The file is edited under a lock and replaced atomically,
-so a running Caddy picks the change up within two seconds and a crash never
-leaves a truncated file.
+Manages the API tokens of a deplo_auth key store: the JSON key file named by
+"keys file <path>" (edited under a lock and replaced atomically, so a running
+Caddy picks the change up within two seconds and a crash never leaves a
+truncated file) or the PostgreSQL store of "keys postgres <dsn>" (every
+instance drops a revoked token from its cache at once, by NOTIFY).
 
-  caddy deplo-auth token create --keys-file <path> --name <name> --workspace <ws> [--project <p>] --scopes read,deploy [--expires 720h]
-  caddy deplo-auth token revoke --keys-file <path> [--at <RFC 3339 time>] <token id>
-  caddy deplo-auth token list   --keys-file <path> [--json]
+  caddy deplo-auth token create (--keys-file <path> | --postgres <dsn>) --name <name> --workspace <ws> [--project <p>] --scopes read,deploy [--expires 720h]
+  caddy deplo-auth token revoke (--keys-file <path> | --postgres <dsn>) [--at <RFC 3339 time>] <token id>
+  caddy deplo-auth token list   (--keys-file <path> | --postgres <dsn>) [--json]
   caddy deplo-auth hash         < token
+  caddy deplo-auth migrate      --postgres <dsn>
   caddy deplo-auth jwt mint     (--secret-env <VAR> | --key <private.pem>) --alg <alg> --sub <user> --workspace <ws> --scopes read,deploy [--ttl 15m]
 
 create prints the new token once, on stdout; only its SHA-256 is stored.
@@ -46,21 +49,88 @@ create prints the new token once, on stdout; only its SHA-256 is stored.
 			token.AddCommand(tokenCreateCommand(), tokenRevokeCommand(), tokenListCommand())
 			jwtCmd := &cobra.Command{Use: "jwt", Short: "Dashboard session tokens for development"}
 			jwtCmd.AddCommand(jwtMintCommand())
-			cmd.AddCommand(token, hashCommand(), jwtCmd)
+			cmd.AddCommand(token, hashCommand(), jwtCmd, migrateCommand())
 		},
 	})
 }
 
-func keysFileFlag(cmd *cobra.Command) *string {
-	return cmd.Flags().String("keys-file", os.Getenv("DEPLO_AUTH_KEYS_FILE"), "path of the JSON key file")
+// storeFlags are the flags that name the key store a command edits.
+type storeFlags struct{ file, postgres *string }
+
+func addStoreFlags(cmd *cobra.Command) storeFlags {
+	return storeFlags{
+		file:     cmd.Flags().String("keys-file", os.Getenv("DEPLO_AUTH_KEYS_FILE"), "path of the JSON key file (default $DEPLO_AUTH_KEYS_FILE)"),
+		postgres: cmd.Flags().String("postgres", os.Getenv("DEPLO_AUTH_POSTGRES"), "PostgreSQL DSN of the key store (default $DEPLO_AUTH_POSTGRES)"),
+	}
 }
 
-func requireKeysFile(path string) error {
-	if path == "" {
-		return errors.New("--keys-file is required (or set DEPLO_AUTH_KEYS_FILE)")
-	}
-	return nil
+// tokenAdmin edits tokens in one key store.
+type tokenAdmin interface {
+	create(ctx context.Context, e keystore.TokenEntry) error
+	revoke(ctx context.Context, id string, at time.Time) error
+	list(ctx context.Context) ([]keystore.TokenEntry, error)
+	where() string
+	close()
 }
+
+func (f storeFlags) open(ctx context.Context) (tokenAdmin, error) {
+	switch {
+	case *f.file != "" && *f.postgres != "":
+		return nil, errors.New("give either --keys-file or --postgres, not both")
+	case *f.file != "":
+		return fileAdmin(*f.file), nil
+	case *f.postgres != "":
+		pg, err := keystore.OpenPostgres(ctx, keystore.PostgresOptions{DSN: *f.postgres})
+		if err != nil {
+			return nil, err
+		}
+		return pgAdmin{pg}, nil
+	}
+	return nil, errors.New("--keys-file or --postgres is required (or set DEPLO_AUTH_KEYS_FILE or DEPLO_AUTH_POSTGRES)")
+}
+
+type fileAdmin string
+
+func (f fileAdmin) create(_ context.Context, e keystore.TokenEntry) error {
+	return keystore.UpdateKeyFile(string(f), true, func(kf *keystore.KeyFile) error {
+		kf.Tokens = append(kf.Tokens, e)
+		return nil
+	})
+}
+
+func (f fileAdmin) revoke(_ context.Context, id string, at time.Time) error {
+	return keystore.UpdateKeyFile(string(f), false, func(kf *keystore.KeyFile) error {
+		e := kf.Find(id)
+		if e == nil {
+			return fmt.Errorf("no token with id %q in %s", id, string(f))
+		}
+		e.RevokedAt = &at
+		return nil
+	})
+}
+
+func (f fileAdmin) list(context.Context) ([]keystore.TokenEntry, error) {
+	kf, err := keystore.ReadKeyFile(string(f))
+	if err != nil {
+		return nil, err
+	}
+	return kf.Tokens, nil
+}
+
+func (f fileAdmin) where() string { return string(f) }
+func (f fileAdmin) close()        {}
+
+type pgAdmin struct{ *keystore.PostgresStore }
+
+func (p pgAdmin) create(ctx context.Context, e keystore.TokenEntry) error {
+	return p.CreateToken(ctx, e)
+}
+func (p pgAdmin) revoke(ctx context.Context, id string, at time.Time) error {
+	return p.RevokeToken(ctx, id, at)
+}
+func (p pgAdmin) list(ctx context.Context) ([]keystore.TokenEntry, error) { return p.ListTokens(ctx) }
+func (p pgAdmin) where() string                                           { return "PostgreSQL" }
+func (p pgAdmin) close()                                                  { _ = p.Close() }
 
 func tokenCreateCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -68,16 +138,13 @@ func tokenCreateCommand() *cobra.Command {
 		Short: "Creates a token and prints it once on stdout",
 		Args:  cobra.NoArgs,
 	}
-	file := keysFileFlag(cmd)
+	store := addStoreFlags(cmd)
 	name := cmd.Flags().String("name", "", "human-readable name, e.g. \"CI deploys\"")
 	workspace := cmd.Flags().String("workspace", "", "workspace id the token belongs to (required)")
 	project := cmd.Flags().String("project", "", "project the token is bound to (default: the whole workspace)")
 	scopes := cmd.Flags().StringSlice("scopes", nil, "scopes: read, deploy, delete, admin (comma-separated, required)")
 	expires := cmd.Flags().Duration("expires", 0, "lifetime, e.g. 720h (default: no expiry)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := requireKeysFile(*file); err != nil {
-			return err
-		}
 		if *workspace == "" {
 			return errors.New("--workspace is required")
 		}
@@ -116,14 +183,15 @@ func tokenCreateCommand() *cobra.Command {
 			t := now.Add(*expires)
 			entry.ExpiresAt = &t
 		}
-		err = keystore.UpdateKeyFile(*file, true, func(kf *keystore.KeyFile) error {
-			kf.Tokens = append(kf.Tokens, entry)
-			return nil
-		})
+		admin, err := store.open(cmd.Context())
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "created token %s in %s; it is shown once:\n", id, *file)
+		defer admin.close()
+		if err := admin.create(cmd.Context(), entry); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "created token %s in %s; it is shown once:\n", id, admin.where())
 		fmt.Fprintln(cmd.OutOrStdout(), raw)
 		return nil
 	}
@@ -136,12 +204,9 @@ func tokenRevokeCommand() *cobra.Command {
 		Short: "Revokes a token now, or at a given time",
 		Args:  cobra.ExactArgs(1),
 	}
-	file := keysFileFlag(cmd)
+	store := addStoreFlags(cmd)
 	at := cmd.Flags().String("at", "", "RFC 3339 time the revocation takes effect (default: now)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := requireKeysFile(*file); err != nil {
-			return err
-		}
 		when := time.Now().UTC().Truncate(time.Second)
 		if *at != "" {
 			t, err := time.Parse(time.RFC3339, *at)
@@ -151,16 +216,12 @@ func tokenRevokeCommand() *cobra.Command {
 			when = t
 		}
 		id := args[0]
-		err := keystore.UpdateKeyFile(*file, false, func(kf *keystore.KeyFile) error {
-			for i := range kf.Tokens {
-				if kf.Tokens[i].ID == id {
-					kf.Tokens[i].RevokedAt = &when
-					return nil
-				}
-			}
-			return fmt.Errorf("no token with id %q in %s", id, *file)
-		})
+		admin, err := store.open(cmd.Context())
 		if err != nil {
+			return err
+		}
+		defer admin.close()
+		if err := admin.revoke(cmd.Context(), id, when); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "revoked %s at %s\n", id, when.Format(time.RFC3339))
@@ -175,13 +236,15 @@ func tokenListCommand() *cobra.Command {
 		Short: "Lists tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 	}
-	file := keysFileFlag(cmd)
+	store := addStoreFlags(cmd)
 	asJSON := cmd.Flags().Bool("json", false, "print the entries as JSON")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := requireKeysFile(*file); err != nil {
+		admin, err := store.open(cmd.Context())
+		if err != nil {
 			return err
 		}
-		kf, err := keystore.ReadKeyFile(*file)
+		defer admin.close()
+		tokens, err := admin.list(cmd.Context())
 		if err != nil {
 			return err
 		}
@@ -189,12 +252,12 @@ func tokenListCommand() *cobra.Command {
 		if *asJSON {
 			enc := json.NewEncoder(out)
 			enc.SetIndent("", "  ")
-			return enc.Encode(kf.Tokens)
+			return enc.Encode(tokens)
 		}
 		now := time.Now()
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tNAME\tWORKSPACE\tPROJECT\tSCOPES\tCREATED\tSTATUS")
-		for _, t := range kf.Tokens {
+		for _, t := range tokens {
 			project := "*"
 			if t.Project != nil && *t.Project != "" {
 				project = *t.Project
@@ -324,6 +387,28 @@ random sid.`,
 			return err
 		}
 		fmt.Fprintln(cmd.OutOrStdout(), tok)
+		return nil
+	}
+	return cmd
+}
+
+func migrateCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "migrate --postgres <dsn>",
+		Short: "Applies the PostgreSQL key store schema (idempotent, safe to run concurrently)",
+		Args:  cobra.NoArgs,
+	}
+	dsn := cmd.Flags().String("postgres", os.Getenv("DEPLO_AUTH_POSTGRES"), "PostgreSQL DSN (default $DEPLO_AUTH_POSTGRES)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *dsn == "" {
+			return errors.New("--postgres is required (or set DEPLO_AUTH_POSTGRES)")
+		}
+		pg, err := keystore.OpenPostgres(cmd.Context(), keystore.PostgresOptions{DSN: *dsn, Migrate: true})
+		if err != nil {
+			return err
+		}
+		defer pg.Close()
+		fmt.Fprintln(cmd.OutOrStdout(), "schema is up to date")
 		return nil
 	}
 	return cmd

@@ -82,7 +82,8 @@ func (h *Handler) authenticate(r *http.Request, token string) (*policy.Principal
 	if err := apikey.Check(token, !h.DisableChecksum); err != nil {
 		return nil, &refusal{class: refuseMalformedToken, kind: policy.KindAPIKey}
 	}
-	entry, result, err := h.tokens.Lookup(r.Context(), keystore.Hash(apikey.Sum(token)))
+	hash := keystore.Hash(apikey.Sum(token))
+	entry, result, err := h.tokens.Lookup(r.Context(), hash)
 	hot.cache[result].Inc()
 	switch {
 	case err != nil:
@@ -104,6 +105,9 @@ func (h *Handler) authenticate(r *http.Request, token string) (*policy.Principal
 		if !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
 			return nil, &refusal{class: refuseExpiredToken, kind: policy.KindAPIKey, subject: t.ID}
 		}
+	}
+	if h.toucher != nil {
+		h.toucher.Touch(hash) // queued; written behind the request
 	}
 	return &entry.Principal, nil
 }

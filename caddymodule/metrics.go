@@ -49,6 +49,16 @@ var (
 		Help: "JWKS fetches (at provision, on the interval, and for unknown kids) by result (success, error).",
 	}, []string{"result"})
 
+	metricRevocations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deplo_auth_revocations_total",
+		Help: "Token changes pushed to the caches, by source: postgres (one token, NOTIFY), postgres_resync (every entry dropped after a listener reconnect), admin_purge.",
+	}, []string{"source"})
+
+	metricReconnects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deplo_auth_store_reconnects_total",
+		Help: "Reconnects of a key store's change listener (PostgreSQL LISTEN), by store.",
+	}, []string{"store"})
+
 	metricKeyFile = &keyFileCollector{
 		tokens: prometheus.NewDesc("deplo_auth_keyfile_tokens",
 			"Tokens in the key file currently in force.", []string{"path"}, nil),
@@ -59,7 +69,7 @@ var (
 	}
 
 	allCollectors = []prometheus.Collector{metricRequests, metricDecision, metricCacheLookups,
-		metricStoreRequests, metricStoreDuration, metricJWKSRefreshes, metricKeyFile}
+		metricStoreRequests, metricStoreDuration, metricJWKSRefreshes, metricRevocations, metricReconnects, metricKeyFile}
 )
 
 // Outcome label values.
@@ -75,7 +85,7 @@ var hot = struct {
 	public   prometheus.Counter
 	allowed  [3]prometheus.Counter  // by policy.Kind
 	decision [3]prometheus.Observer // by policy.Kind
-	cache    [3]prometheus.Counter  // by tokencache.Result
+	cache    [4]prometheus.Counter  // by tokencache.Result
 }{}
 
 func init() {
@@ -84,7 +94,7 @@ func init() {
 		hot.allowed[k] = metricRequests.WithLabelValues(k.String(), outcomeAllowed, "allowed")
 		hot.decision[k] = metricDecision.WithLabelValues(k.String())
 	}
-	for _, r := range []tokencache.Result{tokencache.Hit, tokencache.NegativeHit, tokencache.Miss} {
+	for _, r := range []tokencache.Result{tokencache.Hit, tokencache.NegativeHit, tokencache.Miss, tokencache.Stale} {
 		hot.cache[r] = metricCacheLookups.WithLabelValues(r.String())
 	}
 }
@@ -123,6 +133,25 @@ func observeJWKSRefresh(err error) {
 		result = "error"
 	}
 	metricJWKSRefreshes.WithLabelValues(result).Inc()
+}
+
+// revocationObserver counts pushed changes of a store.
+func revocationObserver(store string) func(all bool) {
+	one := metricRevocations.WithLabelValues(store)
+	all := metricRevocations.WithLabelValues(store + "_resync")
+	return func(everything bool) {
+		if everything {
+			all.Inc()
+		} else {
+			one.Inc()
+		}
+	}
+}
+
+// reconnectObserver counts listener reconnects of a store.
+func reconnectObserver(store string) func() {
+	c := metricReconnects.WithLabelValues(store)
+	return c.Inc
 }
 
 // storeObserver returns the tokencache hook that times lookups of a store.

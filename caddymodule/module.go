@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -70,6 +69,8 @@ type Handler struct {
 	tokens    *tokencache.Cache
 	jwt       *jwtauth.Verifier
 	storeKey  string
+	cacheKey  string
+	toucher   toucher // records last use (PostgreSQL record_last_used), or nil
 	realm     string
 	challenge challenges
 	headers   identityHeaders
@@ -80,11 +81,34 @@ type Handler struct {
 	unknownScopeLog *logLimiter
 }
 
-// KeysConfig selects the key store.
+// KeysConfig selects the key store: exactly one of File and Postgres.
 type KeysConfig struct {
 	// File is the path of the JSON key file. It is re-read when it changes;
 	// a file that fails to parse keeps the last good contents in force.
 	File string `json:"file,omitempty"`
+	// Postgres is a PostgreSQL key store shared by every instance, with
+	// revocation pushed by LISTEN/NOTIFY.
+	Postgres *PostgresConfig `json:"postgres,omitempty"`
+}
+
+// PostgresConfig configures the PostgreSQL key store.
+type PostgresConfig struct {
+	// DSN is the connection string. Placeholders are replaced at provision
+	// ({env.DEPLO_AUTH_POSTGRES}), which keeps a password out of the config.
+	DSN string `json:"dsn"`
+	// LookupQuery replaces the query on the shipped schema: $1 is the
+	// 32-byte SHA-256 (bytea); it returns id, name, workspace, project,
+	// scopes (text[]), created_at, expires_at, revoked_at.
+	LookupQuery string `json:"lookup_query,omitempty"`
+	// MaxConns caps the pool. Default 10 (plus one listener connection).
+	MaxConns int32 `json:"max_conns,omitempty"`
+	// QueryTimeout bounds each lookup. Default 2s.
+	QueryTimeout caddy.Duration `json:"query_timeout,omitempty"`
+	// RecordLastUsed writes last_used_at in the background, batched, at
+	// most once a minute per token.
+	RecordLastUsed bool `json:"record_last_used,omitempty"`
+	// Migrate applies the shipped schema at provision.
+	Migrate bool `json:"migrate,omitempty"`
 }
 
 // JWTConfig configures dashboard session JWT verification. The algorithm
@@ -144,6 +168,10 @@ type CacheConfig struct {
 	// MaxEntries bounds each of the positive and negative caches.
 	// Default 100000.
 	MaxEntries int64 `json:"max_entries,omitempty"`
+	// StaleIfError serves a known token this long past TTL while the store
+	// fails. Default off: a trade-off, since a token revoked during the
+	// outage keeps working until then.
+	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
 }
 
 // RouteConfig is one route of the policy.
@@ -219,28 +247,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("header_prefix: %w", err)
 	}
 
-	if h.Keys == nil || h.Keys.File == "" {
-		return errors.New("keys: a key store is required (keys file <path>)")
-	}
-	store, key, err := openFileStore(h.Keys.File, h.logger)
+	store, err := h.openKeys(ctx)
 	if err != nil {
-		return fmt.Errorf("keys file: %w", err)
-	}
-	h.storeKey = key
-
-	cfg := tokencache.Config{
-		OnUnknownScopes: func(id string, unknown []string) {
-			h.logger.Warn("token carries unknown scopes; they are ignored",
-				zap.String("token_id", id), zap.Strings("scopes", unknown))
-		},
-		OnStoreLookup: storeObserver("file"),
-	}
-	if c := h.Cache; c != nil {
-		cfg.TTL = time.Duration(c.TTL)
-		cfg.NegativeTTL = time.Duration(c.NegativeTTL)
-		cfg.MaxEntries = c.MaxEntries
-	}
-	if h.tokens, err = tokencache.New(store, cfg); err != nil {
 		return err
 	}
 	if h.JWT != nil {
@@ -365,44 +373,7 @@ func (h *Handler) Cleanup() error {
 	if h.jwt != nil {
 		h.jwt.Close()
 	}
-	if h.tokens != nil {
-		h.tokens.Close()
-	}
-	if h.storeKey != "" {
-		if _, err := stores.Delete(h.storeKey); err != nil {
-			return fmt.Errorf("releasing key store: %w", err)
-		}
-	}
-	return nil
-}
-
-// stores shares one open key store (and its file poller) between every
-// handler and config generation that names it.
-var stores = caddy.NewUsagePool()
-
-type sharedFileStore struct{ *keystore.FileStore }
-
-func (s sharedFileStore) Destruct() error { return s.Close() }
-
-func openFileStore(path string, logger *zap.Logger) (keystore.Store, string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, "", err
-	}
-	key := "file:" + abs
-	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		fs, err := keystore.OpenFile(abs, keystore.FileOptions{
-			Logger: caddy.Log().Named("deplo_auth.keys"),
-		})
-		if err != nil {
-			return nil, err
-		}
-		return sharedFileStore{fs}, nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	return v.(sharedFileStore), key, nil
+	return h.releaseKeys()
 }
 
 // canonicalHeader is the form in which net/http keys a header.

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,13 @@ type Config struct {
 	// OnStoreLookup is called after every store lookup with its error
 	// (nil, keystore.ErrNotFound or a failure) and duration, for metrics.
 	OnStoreLookup func(err error, d time.Duration)
+	// StaleIfError keeps known tokens this long past TTL and serves them
+	// when the store fails. Off (0) by default: during an outage a token
+	// revoked meanwhile keeps working for up to this long.
+	StaleIfError time.Duration
+	// OnInvalidate is called for each change a watching store pushes
+	// (all=true: every entry dropped), for metrics.
+	OnInvalidate func(all bool)
 }
 
 // Entry is a resolved token: the stored record and the principal it stands
@@ -51,6 +59,7 @@ type Entry struct {
 
 	hash       keystore.Hash
 	generation uint64
+	freshUntil time.Time // only with StaleIfError
 }
 
 // Result says where an answer came from, for metrics.
@@ -61,6 +70,9 @@ const (
 	Hit Result = iota
 	NegativeHit
 	Miss
+	// Stale is a known token served past its TTL because the store failed
+	// (StaleIfError).
+	Stale
 )
 
 // String returns the metric label value.
@@ -70,6 +82,8 @@ func (r Result) String() string {
 		return "hit"
 	case NegativeHit:
 		return "negative_hit"
+	case Stale:
+		return "stale"
 	}
 	return "miss"
 }
@@ -81,17 +95,24 @@ type Cache struct {
 	positive *ristretto.Cache[uint64, *Entry]
 	negative *ristretto.Cache[uint64, *Entry]
 	flight   singleflight.Group
-	counts   [3]atomic.Uint64 // by Result
+	counts   [4]atomic.Uint64 // by Result
+
+	// invalidated remembers when a watching store last reported each hash
+	// changed, so that a lookup which raced with the change does not cache
+	// the answer it read before it.
+	invalidatedMu sync.Mutex
+	invalidated   map[keystore.Hash]time.Time
 }
 
 // Stats counts lookups by result since the cache was made.
 type Stats struct {
-	Hits, NegativeHits, Misses uint64
+	Hits, NegativeHits, Misses, Stale uint64
 }
 
 // Stats returns the lookup counts.
 func (c *Cache) Stats() Stats {
-	return Stats{Hits: c.counts[Hit].Load(), NegativeHits: c.counts[NegativeHit].Load(), Misses: c.counts[Miss].Load()}
+	return Stats{Hits: c.counts[Hit].Load(), NegativeHits: c.counts[NegativeHit].Load(),
+		Misses: c.counts[Miss].Load(), Stale: c.counts[Stale].Load()}
 }
 
 // New returns a cache in front of store.
@@ -108,7 +129,7 @@ func New(store keystore.Store, cfg Config) (*Cache, error) {
 	if cfg.LookupTimeout <= 0 {
 		cfg.LookupTimeout = DefaultLookupTimeout
 	}
-	c := &Cache{store: store, cfg: cfg}
+	c := &Cache{store: store, cfg: cfg, invalidated: make(map[keystore.Hash]time.Time)}
 	var err error
 	if c.positive, err = newRistretto(cfg.MaxEntries); err != nil {
 		return nil, fmt.Errorf("token cache: %w", err)
@@ -140,26 +161,85 @@ func key(h keystore.Hash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 func (c *Cache) Lookup(ctx context.Context, h keystore.Hash) (*Entry, Result, error) {
 	gen := c.store.Generation()
 	k := key(h)
-	if e, ok := c.positive.Get(k); ok && e.hash == h && e.generation == gen {
-		c.counts[Hit].Add(1)
-		return e, Hit, nil
+	var stale *Entry
+	if e, ok := c.positive.Get(k); ok && e.hash == h {
+		switch {
+		case c.cfg.StaleIfError > 0 && !time.Now().Before(e.freshUntil):
+			stale = e // past TTL: only for when the store fails
+		case e.generation == gen:
+			c.counts[Hit].Add(1)
+			return e, Hit, nil
+		case c.cfg.StaleIfError > 0:
+			stale = e
+		}
 	}
 	if e, ok := c.negative.Get(k); ok && e.hash == h && e.generation == gen {
 		c.counts[NegativeHit].Add(1)
 		return nil, NegativeHit, nil
 	}
-	c.counts[Miss].Add(1)
 	v, err, _ := c.flight.Do(string(h[:]), func() (any, error) {
 		return c.fill(ctx, h)
 	})
 	if err != nil {
+		if stale != nil {
+			c.counts[Stale].Add(1)
+			return stale, Stale, nil
+		}
+		c.counts[Miss].Add(1)
 		return nil, Miss, err
 	}
+	c.counts[Miss].Add(1)
 	e := v.(*Entry)
 	if e.Token == nil {
 		return nil, Miss, nil
 	}
 	return e, Miss, nil
+}
+
+// Watch subscribes the cache to the changes a watching store pushes (a
+// PostgreSQL NOTIFY): each changed hash is dropped at once, and everything
+// when changes may have been lost. It returns nil for a store that does not
+// push changes (its Generation covers reloads).
+func (c *Cache) Watch() (stop func()) {
+	w, ok := c.store.(keystore.Watcher)
+	if !ok {
+		return nil
+	}
+	return w.Watch(func(h keystore.Hash, all bool) {
+		if all {
+			c.PurgeAll()
+		} else {
+			c.Invalidate(h)
+		}
+		if c.cfg.OnInvalidate != nil {
+			c.cfg.OnInvalidate(all)
+		}
+	})
+}
+
+// Invalidate drops h now and keeps any lookup already in flight for h from
+// caching what it read before the change.
+func (c *Cache) Invalidate(h keystore.Hash) {
+	now := time.Now()
+	c.invalidatedMu.Lock()
+	c.invalidated[h] = now
+	if len(c.invalidated) > 4096 { // forget changes older than any lookup can be
+		for k, at := range c.invalidated {
+			if now.Sub(at) > 2*c.cfg.LookupTimeout {
+				delete(c.invalidated, k)
+			}
+		}
+	}
+	c.invalidatedMu.Unlock()
+	c.Purge(h)
+}
+
+// invalidatedSince reports whether h was invalidated at or after t.
+func (c *Cache) invalidatedSince(h keystore.Hash, t time.Time) bool {
+	c.invalidatedMu.Lock()
+	defer c.invalidatedMu.Unlock()
+	at, ok := c.invalidated[h]
+	return ok && !at.Before(t)
 }
 
 // fill asks the store and caches the answer under the generation read before
@@ -176,7 +256,9 @@ func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		e := &Entry{hash: h, generation: gen}
-		c.negative.SetWithTTL(key(h), e, 1, c.cfg.NegativeTTL)
+		if !c.invalidatedSince(h, start) {
+			c.negative.SetWithTTL(key(h), e, 1, c.cfg.NegativeTTL)
+		}
 		return e, nil
 	case err != nil:
 		return nil, err
@@ -198,7 +280,15 @@ func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
 		generation: gen,
 	}
 	c.negative.Del(key(h))
-	c.positive.SetWithTTL(key(h), e, 1, c.cfg.TTL)
+	if c.invalidatedSince(h, start) {
+		return e, nil // changed while we read it: answer this once, cache nothing
+	}
+	ttl := c.cfg.TTL
+	if c.cfg.StaleIfError > 0 {
+		e.freshUntil = time.Now().Add(c.cfg.TTL)
+		ttl += c.cfg.StaleIfError
+	}
+	c.positive.SetWithTTL(key(h), e, 1, ttl)
 	return e, nil
 }
 

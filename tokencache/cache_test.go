@@ -256,3 +256,56 @@ func BenchmarkLookupHit(b *testing.B) {
 		c.Lookup(context.Background(), h)
 	}
 }
+
+func TestStaleIfError(t *testing.T) {
+	s := newStore()
+	h := hashOf(10)
+	s.put(h, &keystore.Token{ID: "tok_10", Workspace: "ws"})
+	c := newCache(t, s, Config{TTL: 50 * time.Millisecond, StaleIfError: time.Hour})
+	waitCached(t, c, h, Hit)
+	time.Sleep(60 * time.Millisecond) // past TTL, inside the stale window
+	s.fail.Store(true)
+	e, res, err := c.Lookup(context.Background(), h)
+	if err != nil || e == nil || res != Stale {
+		t.Fatalf("store down past TTL: %v %s %v, want the stale entry", e, res, err)
+	}
+	s.fail.Store(false)
+	if _, res, err := c.Lookup(context.Background(), h); err != nil || res != Miss {
+		t.Fatalf("store back: %s %v, want a fresh lookup", res, err)
+	}
+}
+
+func TestNoStaleByDefault(t *testing.T) {
+	s := newStore()
+	h := hashOf(11)
+	s.put(h, &keystore.Token{ID: "tok_11", Workspace: "ws"})
+	c := newCache(t, s, Config{TTL: 50 * time.Millisecond})
+	waitCached(t, c, h, Hit)
+	time.Sleep(80 * time.Millisecond)
+	s.fail.Store(true)
+	if e, _, err := c.Lookup(context.Background(), h); err == nil || e != nil {
+		t.Fatalf("store down, no stale_if_error: %v %v, want an error", e, err)
+	}
+}
+
+// A lookup that read the row before a pushed change must not cache it.
+func TestInvalidateDuringLookupIsNotCached(t *testing.T) {
+	s := newStore()
+	s.delay = 100 * time.Millisecond
+	h := hashOf(12)
+	s.put(h, &keystore.Token{ID: "tok_12", Workspace: "ws"})
+	c := newCache(t, s, Config{TTL: time.Hour})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Lookup(context.Background(), h) // reads the old row, slowly
+	}()
+	time.Sleep(30 * time.Millisecond)
+	c.Invalidate(h) // the revocation arrives while that lookup is in flight
+	<-done
+	c.positive.Wait()
+	before := s.lookups.Load()
+	if _, res, _ := c.Lookup(context.Background(), h); res != Miss || s.lookups.Load() != before+1 {
+		t.Fatalf("the answer read before the change was cached (%s)", res)
+	}
+}
