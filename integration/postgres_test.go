@@ -1,0 +1,270 @@
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/jackc/pgx/v5"
+)
+
+// pgEnv is a PostgreSQL schema of its own for one test, migrated, and the
+// DSN that puts it on the search path.
+type pgEnv struct {
+	dsn, slowDSN, schema, app string
+	admin            *pgx.Conn
+}
+
+func newPG(t *testing.T) *pgEnv {
+	t.Helper()
+	base := os.Getenv("DEPLO_AUTH_TEST_POSTGRES")
+	if base == "" {
+		t.Skip("DEPLO_AUTH_TEST_POSTGRES is not set; skipping the PostgreSQL end-to-end tests (.ci/run sets it)")
+	}
+	if testing.Short() {
+		t.Skip("starts Caddy; skipped with -short")
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connecting to DEPLO_AUTH_TEST_POSTGRES: %v", err)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	suffix := hex.EncodeToString(b)
+	e := &pgEnv{schema: "deplo_it_" + suffix, app: "deplo-it-" + suffix, admin: admin}
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+e.schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP SCHEMA "+e.schema+" CASCADE")
+		admin.Close(context.Background())
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("options", "-c search_path="+e.schema)
+	q.Set("application_name", e.app)
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
+	e.dsn = u.String()
+	q.Set("application_name", e.app+"-slow")
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
+	e.slowDSN = u.String()
+	if _, err := runCommand(t, "", "migrate", "--postgres", e.dsn); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return e
+}
+
+// count runs a counting query.
+func (p *pgEnv) count(t *testing.T, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := p.admin.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func pgCaddyfile(upstream string) string {
+	return fmt.Sprintf(`{
+	skip_install_trust
+	admin localhost:2999
+	http_port %d
+	https_port 9443
+	grace_period 1ns
+}
+
+http://localhost:%d {
+	handle /slow/* {
+		deplo_auth {
+			keys postgres {env.DEPLO_AUTH_IT_PG_DSN_SLOW} {
+				lookup_query "SELECT id, name, workspace, project, scopes, created_at, expires_at, revoked_at FROM deplo_tokens, pg_sleep(1) WHERE hash = $1"
+				query_timeout 200ms
+			}
+			route GET /slow/{workspace} read
+		}
+		reverse_proxy %s
+	}
+	handle /v2/* {
+		# A second handler on the same store and cache settings: one pool,
+		# one listener, one cache.
+		deplo_auth {
+			keys postgres {env.DEPLO_AUTH_IT_PG_DSN} {
+				record_last_used
+			}
+			route GET /v2/workspaces/{workspace}/projects read
+		}
+		reverse_proxy %s
+	}
+	handle {
+		deplo_auth {
+			keys postgres {env.DEPLO_AUTH_IT_PG_DSN} {
+				record_last_used
+			}
+			route GET /v1/workspaces/{workspace}/projects read
+		}
+		reverse_proxy %s
+	}
+}
+`, httpPort, httpPort, upstream, upstream, upstream)
+}
+
+func TestPostgresEndToEnd(t *testing.T) {
+	pg := newPG(t)
+	up := newRecorder(t)
+	t.Setenv("DEPLO_AUTH_IT_PG_DSN", pg.dsn)
+	t.Setenv("DEPLO_AUTH_IT_PG_DSN_SLOW", pg.slowDSN)
+
+	out, err := runCommand(t, "", "token", "create", "--postgres", pg.dsn, "--name", "CI", "--workspace", "ws_acme", "--scopes", "read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := strings.TrimSpace(out)
+
+	tester := caddytest.NewTester(t)
+	tester.InitServer(pgCaddyfile(up.addr()), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	e := &env{t: t, tester: tester, up: up}
+	bearer := "Bearer " + raw
+
+	listeners := func() int {
+		return pg.count(t, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", pg.app+"-listener")
+	}
+
+	t.Run("token from PostgreSQL works in both handlers", func(t *testing.T) {
+		for _, path := range []string{"/v1/workspaces/ws_acme/projects", "/v2/workspaces/ws_acme/projects"} {
+			if resp, body := e.do("GET", path, bearer); resp.StatusCode != 200 {
+				t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
+			}
+		}
+		if resp, _ := e.do("GET", "/v1/workspaces/ws_other/projects", bearer); resp.StatusCode != 403 {
+			t.Fatalf("other workspace: %d", resp.StatusCode)
+		}
+		up.take()
+	})
+
+	t.Run("one listener for every handler of the store", func(t *testing.T) {
+		if n := listeners(); n != 1 {
+			t.Fatalf("%d LISTEN connections, want 1", n)
+		}
+	})
+
+	t.Run("config reload does not leak connections", func(t *testing.T) {
+		before := pg.count(t, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", pg.app+"%")
+		t.Logf("%d connections of this test's stores before the reloads", before)
+		for i := 0; i < 3; i++ {
+			tester.InitServer(pgCaddyfile(up.addr())+fmt.Sprintf("\n# reload %d\n", i), "caddyfile")
+		}
+		time.Sleep(300 * time.Millisecond)
+		if n := listeners(); n != 1 {
+			t.Fatalf("%d LISTEN connections after 3 reloads, want 1", n)
+		}
+		after := pg.count(t, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", pg.app+"%")
+		if after > before+1 {
+			t.Fatalf("connections grew from %d to %d over 3 reloads", before, after)
+		}
+		if resp, _ := e.do("GET", "/v1/workspaces/ws_acme/projects", bearer); resp.StatusCode != 200 {
+			t.Fatalf("after reloads: %d", resp.StatusCode)
+		}
+		up.take()
+	})
+
+	t.Run("last used written behind the request", func(t *testing.T) {
+		deadline := time.Now().Add(10 * time.Second)
+		for pg.count(t, "SELECT count(*) FROM "+pg.schema+".deplo_tokens WHERE last_used_at IS NOT NULL") == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("last_used_at not written within 10s")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+
+	t.Run("listener reconnect, then instant revocation while cached", func(t *testing.T) {
+		pg.count(t, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) x", pg.app+"-listener")
+		deadline := time.Now().Add(5 * time.Second)
+		for listeners() != 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("listener did not reconnect within 5s")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if m := scrape(t); metricLine(m, `deplo_auth_store_reconnects_total{store="postgres"}`) == "" {
+			t.Error("no reconnect metric")
+		}
+		// Cached in both handlers again after the reconnect dropped everything.
+		for i := 0; i < 3; i++ {
+			e.do("GET", "/v1/workspaces/ws_acme/projects", bearer)
+			e.do("GET", "/v2/workspaces/ws_acme/projects", bearer)
+			time.Sleep(20 * time.Millisecond)
+		}
+		up.take()
+		var id string
+		if err := pg.admin.QueryRow(context.Background(), "SELECT id FROM "+pg.schema+".deplo_tokens").Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := runCommand(t, "", "token", "revoke", "--postgres", pg.dsn, id); err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/v1/workspaces/ws_acme/projects", "/v2/workspaces/ws_acme/projects"} {
+			for {
+				resp, _ := e.do("GET", path, bearer)
+				if resp.StatusCode == 401 {
+					break
+				}
+				if time.Since(start) > time.Second {
+					t.Fatalf("%s: revoked token still accepted 1s after the revocation (cache TTL 5m)", path)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		t.Logf("revocation reached both handlers after %v", time.Since(start).Round(time.Millisecond))
+		if got := up.take(); len(got) > 2 {
+			t.Logf("%d requests passed before the revocation arrived", len(got))
+		}
+		if m := scrape(t); metricLine(m, `deplo_auth_revocations_total{source="postgres"}`) == "" {
+			t.Error("no revocation metric")
+		}
+	})
+
+	t.Run("slow store answers 503, never 401, never allowed, never cached", func(t *testing.T) {
+		for i := 0; i < 2; i++ {
+			start := time.Now()
+			resp, body := e.do("GET", "/slow/ws_acme", bearer)
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || resp.Header.Get("WWW-Authenticate") != "" {
+				t.Fatalf("status %d %v: %s", resp.StatusCode, resp.Header, body)
+			}
+			if d := time.Since(start); d > 900*time.Millisecond {
+				t.Errorf("503 took %v; query_timeout is 200ms", d)
+			}
+		}
+		if got := up.take(); len(got) != 0 {
+			t.Fatal("a request reached the upstream while the store failed")
+		}
+	})
+}
+
+func scrape(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://localhost:2999/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
