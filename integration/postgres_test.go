@@ -21,7 +21,7 @@ import (
 // DSN that puts it on the search path.
 type pgEnv struct {
 	dsn, slowDSN, schema, app string
-	admin            *pgx.Conn
+	admin                     *pgx.Conn
 }
 
 func newPG(t *testing.T) *pgEnv {
