@@ -11,6 +11,7 @@ import (
 
 	"github.com/deplo-sh/deplo-auth/apikey"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
+	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
 // TestEndToEnd runs in one Caddy config: caddytest shares one Caddy process,
@@ -411,6 +412,44 @@ func TestEndToEnd(t *testing.T) {
 			}
 		})
 	}
+
+	// A dashboard session revoked through the key file (logout, or a
+	// compromised laptop) is refused before its 15 minutes are up, even
+	// while its verification is cached.
+	t.Run("revoked dashboard session", func(t *testing.T) {
+		live := session("at+jwt", map[string]any{"sid": "sess_logout"})
+		other := session("at+jwt", map[string]any{"sid": "sess_other"})
+		for i := 0; i < 2; i++ {
+			if resp, body := e.do("GET", ws+"/members", "Bearer "+live); resp.StatusCode != 200 {
+				t.Fatalf("before revocation: %d %s", resp.StatusCode, body)
+			}
+		}
+		err := keystore.UpdateKeyFile(e.keysFile, false, func(kf *keystore.KeyFile) error {
+			kf.RevokedSessions = append(kf.RevokedSessions, keystore.RevokedSession{ID: "sess_logout", RevokedAt: time.Now().Add(-time.Second)})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for {
+			resp, body := e.do("GET", ws+"/members", "Bearer "+live)
+			if resp.StatusCode == 401 {
+				if !strings.Contains(body, "session has been revoked") {
+					t.Errorf("body %s", body)
+				}
+				break
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatal("revoked session still accepted 2s after the key file changed")
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		if resp, _ := e.do("GET", ws+"/members", "Bearer "+other); resp.StatusCode != 200 {
+			t.Errorf("another session refused: %d", resp.StatusCode)
+		}
+		e.up.take()
+	})
 
 	// Every log line of the run above, at DEBUG, and the access log: no
 	// token, no hash; refusals are logged with their reason and client IP;
