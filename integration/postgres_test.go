@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +22,11 @@ import (
 // DSN that puts it on the search path.
 type pgEnv struct {
 	dsn, slowDSN, schema, app string
-	admin                     *pgx.Conn
+	// proxyDSN reaches the same database through proxy, which a test can
+	// stop and start to take the database away from Caddy.
+	proxyDSN string
+	proxy    *tcpProxy
+	admin    *pgx.Conn
 }
 
 func newPG(t *testing.T) *pgEnv {
@@ -61,6 +66,12 @@ func newPG(t *testing.T) *pgEnv {
 	q.Set("application_name", e.app+"-slow")
 	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 	e.slowDSN = u.String()
+	e.proxy = newTCPProxy(t, u.Host)
+	q.Set("application_name", e.app)
+	q.Set("connect_timeout", "2")
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
+	u.Host = e.proxy.addr
+	e.proxyDSN = u.String()
 	if _, err := runCommand(t, "", "migrate", "--postgres", e.dsn); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
@@ -98,11 +109,15 @@ http://localhost:%d {
 		reverse_proxy %s
 	}
 	handle /v2/* {
-		# A second handler on the same store and cache settings: one pool,
-		# one listener, one cache.
+		# A second handler on the same store with a cache of its own (other
+		# settings): one pool, one listener, two caches.
 		deplo_auth {
 			keys postgres {env.DEPLO_AUTH_IT_PG_DSN} {
 				record_last_used
+				query_timeout 500ms
+			}
+			cache {
+				ttl 10m
 			}
 			route GET /v2/workspaces/{workspace}/projects read
 		}
@@ -112,6 +127,7 @@ http://localhost:%d {
 		deplo_auth {
 			keys postgres {env.DEPLO_AUTH_IT_PG_DSN} {
 				record_last_used
+				query_timeout 500ms
 			}
 			route GET /v1/workspaces/{workspace}/projects read
 		}
@@ -124,7 +140,7 @@ http://localhost:%d {
 func TestPostgresEndToEnd(t *testing.T) {
 	pg := newPG(t)
 	up := newRecorder(t)
-	t.Setenv("DEPLO_AUTH_IT_PG_DSN", pg.dsn)
+	t.Setenv("DEPLO_AUTH_IT_PG_DSN", pg.proxyDSN)
 	t.Setenv("DEPLO_AUTH_IT_PG_DSN_SLOW", pg.slowDSN)
 
 	out, err := runCommand(t, "", "token", "create", "--postgres", pg.dsn, "--name", "CI", "--workspace", "ws_acme", "--scopes", "read")
@@ -132,6 +148,22 @@ func TestPostgresEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := strings.TrimSpace(out)
+	newPGToken := func(name string) (raw, id string) {
+		t.Helper()
+		out, err := runCommand(t, "", "token", "create", "--postgres", pg.dsn, "--name", name, "--workspace", "ws_acme", "--scopes", "read")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = strings.TrimSpace(out)
+		if err := pg.admin.QueryRow(context.Background(), "SELECT id FROM "+pg.schema+".deplo_tokens WHERE name = $1", name).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return raw, id
+	}
+	purgeRaw, purgeID := newPGToken("purge")
+	stampedeRaw, _ := newPGToken("stampede")
+	outageCached, _ := newPGToken("outage-cached")
+	outageUncached, _ := newPGToken("outage-uncached")
 
 	tester := caddytest.NewTester(t)
 	tester.InitServer(pgCaddyfile(up.addr()), "caddyfile")
@@ -213,7 +245,7 @@ func TestPostgresEndToEnd(t *testing.T) {
 		}
 		up.take()
 		var id string
-		if err := pg.admin.QueryRow(context.Background(), "SELECT id FROM "+pg.schema+".deplo_tokens").Scan(&id); err != nil {
+		if err := pg.admin.QueryRow(context.Background(), "SELECT id FROM "+pg.schema+".deplo_tokens WHERE name = 'CI'").Scan(&id); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
@@ -239,6 +271,107 @@ func TestPostgresEndToEnd(t *testing.T) {
 		if m := scrape(t); metricLine(m, `deplo_auth_revocations_total{source="postgres"}`) == "" {
 			t.Error("no revocation metric")
 		}
+	})
+
+	t.Run("stampede of first requests makes one query", func(t *testing.T) {
+		before := metricValue(scrape(t), `deplo_auth_store_requests_total{result="found",store="postgres"}`)
+		const n = 200
+		var wg sync.WaitGroup
+		statuses := make(chan int, n)
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				req, _ := http.NewRequest("GET", base+"/v1/workspaces/ws_acme/projects", nil)
+				req.Header.Set("Authorization", "Bearer "+stampedeRaw)
+				resp, err := e.tester.Client.Do(req)
+				if err != nil {
+					statuses <- -1
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				statuses <- resp.StatusCode
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(statuses)
+		for st := range statuses {
+			if st != 200 {
+				t.Fatalf("a concurrent first request got %d", st)
+			}
+		}
+		after := metricValue(scrape(t), `deplo_auth_store_requests_total{result="found",store="postgres"}`)
+		t.Logf("%d concurrent first requests for one key: %v store queries", n, after-before)
+		if after-before != 1 {
+			t.Errorf("%v store queries, want exactly 1", after-before)
+		}
+		up.take()
+	})
+
+	t.Run("admin purge drops a since-revoked token at once", func(t *testing.T) {
+		for i := 0; i < 3; i++ {
+			if resp, _ := e.do("GET", "/v1/workspaces/ws_acme/projects", "Bearer "+purgeRaw); resp.StatusCode != 200 {
+				t.Fatalf("warm-up %d", resp.StatusCode)
+			}
+		}
+		// Revoke behind the listener's back (triggers off for this session),
+		// as a store without notifications would: the cache still has it.
+		ctx := context.Background()
+		if _, err := pg.admin.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pg.admin.Exec(ctx, "UPDATE "+pg.schema+".deplo_tokens SET revoked_at = now() - interval '1 second' WHERE id = $1", purgeID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pg.admin.Exec(ctx, "SET session_replication_role = origin"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if resp, _ := e.do("GET", "/v1/workspaces/ws_acme/projects", "Bearer "+purgeRaw); resp.StatusCode != 200 {
+			t.Fatalf("the test needs the revoked token still cached; got %d", resp.StatusCode)
+		}
+		resp, err := http.Post("http://localhost:2999/deplo-auth/purge", "application/json", strings.NewReader(`{"id":"`+purgeID+`"}`))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("purge: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		if resp, _ := e.do("GET", "/v1/workspaces/ws_acme/projects", "Bearer "+purgeRaw); resp.StatusCode != 401 {
+			t.Fatalf("after purge: %d, want 401", resp.StatusCode)
+		}
+		up.take()
+	})
+
+	t.Run("database outage: 503 for uncached, cached keep working, resumes without restart", func(t *testing.T) {
+		for i := 0; i < 3; i++ {
+			if resp, _ := e.do("GET", "/v1/workspaces/ws_acme/projects", "Bearer "+outageCached); resp.StatusCode != 200 {
+				t.Fatalf("warm-up %d", resp.StatusCode)
+			}
+		}
+		pg.proxy.stop()
+		resp, body := e.do("GET", "/v1/workspaces/ws_acme/projects", "Bearer "+outageUncached)
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("uncached key with the database down: %d %s", resp.StatusCode, body)
+		}
+		if resp, _ := e.do("GET", "/v1/workspaces/ws_acme/projects", "Bearer "+outageCached); resp.StatusCode != 200 {
+			t.Fatalf("cached key with the database down: %d, want 200 within its TTL", resp.StatusCode)
+		}
+		pg.proxy.start()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			resp, _ := e.do("GET", "/v1/workspaces/ws_acme/projects", "Bearer "+outageUncached)
+			if resp.StatusCode == 200 {
+				break
+			}
+			if resp.StatusCode != 503 || time.Now().After(deadline) {
+				t.Fatalf("after the database came back: %d", resp.StatusCode)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		up.take()
 	})
 
 	t.Run("slow store answers 503, never 401, never allowed, never cached", func(t *testing.T) {
@@ -267,4 +400,15 @@ func scrape(t *testing.T) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// metricValue returns the value of the sample line starting with prefix, or 0.
+func metricValue(body, prefix string) float64 {
+	line := metricLine(body, prefix)
+	if line == "" {
+		return 0
+	}
+	var v float64
+	fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v)
+	return v
 }

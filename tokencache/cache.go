@@ -258,6 +258,7 @@ func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
 		e := &Entry{hash: h, generation: gen}
 		if !c.invalidatedSince(h, start) {
 			c.negative.SetWithTTL(key(h), e, 1, c.cfg.NegativeTTL)
+			c.negative.Wait()
 		}
 		return e, nil
 	case err != nil:
@@ -289,6 +290,10 @@ func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
 		ttl += c.cfg.StaleIfError
 	}
 	c.positive.SetWithTTL(key(h), e, 1, ttl)
+	// ristretto applies sets asynchronously; waiting here (on the miss path
+	// only) means that when the requests sharing this lookup return, the
+	// next one finds the entry, so a stampede makes exactly one query.
+	c.positive.Wait()
 	return e, nil
 }
 
