@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"io"
 	"net/http"
 
 	"github.com/deplo-sh/deplo-auth/policy"
@@ -65,18 +66,46 @@ func (ih *identityHeaders) matches(name string) bool {
 }
 
 // strip removes every header and declared trailer whose name folds to the
-// prefix.
+// prefix. Trailers arrive only when the body has been read, into the
+// r.Trailer map that Caddy's reverse proxy copies at EOF; the body is
+// wrapped so that they are removed at that moment too.
 func (ih *identityHeaders) strip(r *http.Request) {
 	for name := range r.Header {
 		if ih.matches(name) {
 			delete(r.Header, name)
 		}
 	}
-	for name := range r.Trailer {
-		if ih.matches(name) {
-			delete(r.Trailer, name)
+	if r.Trailer != nil {
+		for name := range r.Trailer {
+			if ih.matches(name) {
+				delete(r.Trailer, name)
+			}
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &trailerStripper{ReadCloser: r.Body, r: r, ih: ih}
 		}
 	}
+}
+
+// trailerStripper removes identity trailers when the body reaches EOF,
+// after net/http has filled them in and before anything downstream reads
+// them.
+type trailerStripper struct {
+	io.ReadCloser
+	r  *http.Request
+	ih *identityHeaders
+}
+
+func (t *trailerStripper) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err == io.EOF {
+		for name := range t.r.Trailer {
+			if t.ih.matches(name) {
+				delete(t.r.Trailer, name)
+			}
+		}
+	}
+	return n, err
 }
 
 // set writes the identity of p; one allocation backs all the values.

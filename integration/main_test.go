@@ -45,14 +45,16 @@ type recorder struct {
 
 type seen struct {
 	Method, Path, RawPath, Query string
-	Header                       http.Header
+	Header, Trailer              http.Header
+	Body                         string
 }
 
 func newRecorder(t *testing.T) *recorder {
 	rec := &recorder{}
 	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body) // trailers arrive after the body
 		rec.mu.Lock()
-		rec.reqs = append(rec.reqs, seen{r.Method, r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.Header.Clone()})
+		rec.reqs = append(rec.reqs, seen{r.Method, r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.Header.Clone(), r.Trailer.Clone(), string(body)})
 		rec.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{
