@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -50,6 +51,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			project_tokens
 //		}]
 //		default deny|authenticated
+//		throttle <failures> <window>|off
 //		jwt {
 //			issuer <iss>
 //			audience <aud>
@@ -113,6 +115,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "jwt":
 			if err := h.parseJWT(d); err != nil {
 				return err
+			}
+		case "throttle":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == "off":
+				h.Throttle = &ThrottleConfig{Off: true}
+			case len(args) == 2:
+				n, err := strconv.Atoi(args[0])
+				if err != nil || n < 1 {
+					return d.Errf("throttle: want a positive number of failures, got %q", args[0])
+				}
+				win, err := caddy.ParseDuration(args[1])
+				if err != nil || win < time.Second {
+					return d.Errf("throttle: want a window of at least 1s, got %q", args[1])
+				}
+				h.Throttle = &ThrottleConfig{Failures: n, Window: caddy.Duration(win)}
+			default:
+				return d.Err("throttle: want <failures> <window> or off")
 			}
 		case "route":
 			where := d.File() + ":" + strconv.Itoa(d.Line())

@@ -97,6 +97,14 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		}`,
 		want: `{"keys":{"postgres":{"dsn":"{env.DEPLO_AUTH_POSTGRES}","lookup_query":"SELECT id, name, workspace, project, scopes, created_at, expires_at, revoked_at FROM api_keys WHERE sha = $1","max_conns":20,"query_timeout":500000000,"record_last_used":true,"migrate":true}},"cache":{"stale_if_error":120000000000}}`,
 	}, struct{ name, input, want string }{
+		name:  "throttle",
+		input: "deplo_auth {\n keys file k\n throttle 10 30s\n}",
+		want:  `{"keys":{"file":"k"},"throttle":{"failures":10,"window":30000000000}}`,
+	}, struct{ name, input, want string }{
+		name:  "throttle off",
+		input: "deplo_auth {\n keys file k\n throttle off\n}",
+		want:  `{"keys":{"file":"k"},"throttle":{"off":true}}`,
+	}, struct{ name, input, want string }{
 		name:  "jwt typ off",
 		input: "deplo_auth {\n keys file k\n jwt {\n alg HS256\n secret {env.S}\n typ off\n }\n}",
 		want:  `{"keys":{"file":"k"},"jwt":{"algorithms":["HS256"],"secret":"{env.S}","type_off":true}}`,
@@ -146,6 +154,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"conflict names the line", "deplo_auth {\n route GET /a/{x}/c read\n route GET /a/b/{y} read\n}", "Testfile:3: deplo_auth route 2 (GET /a/b/{y})"},
 		{"bad pattern names the line", "deplo_auth {\n route GET /a read\n route GET /b/{ read\n}", "Testfile:3"},
 		{"bad method", "deplo_auth {\n route get /a read\n}", "method"},
+		{"throttle zero", "deplo_auth {\n throttle 0 1m\n}", "positive number of failures"},
+		{"throttle short window", "deplo_auth {\n throttle 5 10ms\n}", "at least 1s"},
+		{"throttle one arg", "deplo_auth {\n throttle 5\n}", "want <failures> <window> or off"},
 		{"jwt without alg", "deplo_auth {\n jwt {\n secret x\n }\n}", "alg is required"},
 		{"jwt alg none", "deplo_auth {\n jwt {\n alg none\n secret x\n }\n}", `"none" is not one of`},
 		{"jwt without key", "deplo_auth {\n jwt {\n alg ES256\n }\n}", "a key is required"},

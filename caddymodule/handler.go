@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -14,6 +15,7 @@ import (
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
+	"github.com/deplo-sh/deplo-auth/throttle"
 )
 
 // ServeHTTP decides the request, in this order: strip client-sent identity
@@ -37,16 +39,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 
+	// The brute-force guard answers before any parsing, hashing, cache or
+	// store work.
+	var client string
+	if h.throttle != nil {
+		ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+		client = throttle.ClientKey(ip)
+		if ok, retry := h.throttle.Allow(client, start); !ok {
+			w.Header()["Retry-After"] = []string{strconv.Itoa(int(retry / time.Second))}
+			return h.refuse(w, r, start, refusal{class: refuseThrottled}, &match)
+		}
+	}
+
 	token, status, description := bearer.Parse(r.Header["Authorization"])
 	switch status {
 	case bearer.Missing:
 		return h.refuse(w, r, start, refusal{class: refuseNoCredential}, &match)
 	case bearer.Malformed:
+		h.failed(client, start)
 		return h.refuse(w, r, start, refusal{class: refuseMalformedRequest(description)}, &match)
 	}
 
 	who, ref := h.authenticate(r, token)
 	if ref != nil {
+		if ref.class.status == http.StatusUnauthorized {
+			h.failed(client, start)
+		}
 		return h.refuse(w, r, start, *ref, &match)
 	}
 
@@ -68,6 +86,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			zap.String("subject", who.Subject))
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// failed counts a failed authentication of client against its budget.
+func (h *Handler) failed(client string, now time.Time) {
+	if h.throttle != nil {
+		h.throttle.Fail(client, now)
+	}
 }
 
 // authenticate verifies token. It returns the principal, or the refusal

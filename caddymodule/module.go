@@ -18,6 +18,7 @@ import (
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
+	"github.com/deplo-sh/deplo-auth/throttle"
 	"github.com/deplo-sh/deplo-auth/tokencache"
 )
 
@@ -58,6 +59,12 @@ type Handler struct {
 	// JWT-shaped credential is refused (401 invalid_token).
 	JWT *JWTConfig `json:"jwt,omitempty"`
 
+	// Throttle is the brute-force guard: failed authentications per client
+	// IP (as Caddy determines it, honouring trusted_proxies) past which the
+	// client gets 429 with Retry-After before any hashing, cache or store
+	// work. Default 60 per 1m.
+	Throttle *ThrottleConfig `json:"throttle,omitempty"`
+
 	// Routes is the route policy; the most specific pattern wins.
 	Routes []RouteConfig `json:"routes,omitempty"`
 
@@ -68,6 +75,7 @@ type Handler struct {
 	policy    *policy.Policy
 	tokens    *tokencache.Cache
 	jwt       *jwtauth.Verifier
+	throttle  *throttle.Limiter // nil when off
 	storeKey  string
 	cacheKey  string
 	toucher   toucher // records last use (PostgreSQL record_last_used), or nil
@@ -159,6 +167,18 @@ type ClaimsConfig struct {
 	Scopes string `json:"scopes,omitempty"`
 }
 
+// ThrottleConfig configures the brute-force guard.
+type ThrottleConfig struct {
+	// Off disables the guard.
+	Off bool `json:"off,omitempty"`
+	// Failures allowed per Window per client. Default 60.
+	Failures int `json:"failures,omitempty"`
+	// Window of the failure budget. Default 1m.
+	Window caddy.Duration `json:"window,omitempty"`
+	// MaxClients bounds the clients tracked (memory). Default 100000.
+	MaxClients int `json:"max_clients,omitempty"`
+}
+
 // CacheConfig bounds the token cache.
 type CacheConfig struct {
 	// TTL is how long a known token is cached. Default 5m.
@@ -245,6 +265,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.headers, err = newIdentityHeaders(prefix); err != nil {
 		return fmt.Errorf("header_prefix: %w", err)
+	}
+
+	if t := h.Throttle; t == nil || !t.Off {
+		cfg := throttle.DefaultConfig()
+		if t != nil {
+			cfg = throttle.Config{Failures: t.Failures, Window: time.Duration(t.Window), MaxClients: t.MaxClients}
+		}
+		if h.throttle, err = throttle.New(cfg); err != nil {
+			return fmt.Errorf("throttle: %w", err)
+		}
 	}
 
 	store, err := h.openKeys(ctx)

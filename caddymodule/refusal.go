@@ -25,6 +25,7 @@ const (
 	reasonRevokedToken     = "revoked_token"
 	reasonExpiredToken     = "expired_token"
 	reasonStoreError       = "store_error"
+	reasonThrottled        = "throttled"
 )
 
 // retryAfterStoreError is the Retry-After of a 503, in seconds.
@@ -88,6 +89,7 @@ var (
 	refuseRevokedToken   = newRefusalClass(http.StatusUnauthorized, reasonRevokedToken, "the API token has been revoked")
 	refuseExpiredToken   = newRefusalClass(http.StatusUnauthorized, reasonExpiredToken, "the API token has expired")
 	refuseStoreError     = newRefusalClass(http.StatusServiceUnavailable, reasonStoreError, "the key store is unavailable; retry later")
+	refuseThrottled      = newRefusalClass(http.StatusTooManyRequests, reasonThrottled, "too many failed authentications from this client; retry later")
 )
 
 // refuseByPolicy holds the refusal of each policy reason and, for

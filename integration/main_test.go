@@ -124,8 +124,14 @@ func writeKeys(t *testing.T, path string, tokens ...token) {
 	}
 }
 
-// caddyfile is the deplo API configuration under test.
-func caddyfile(keysFile, upstream, logDir string) string {
+// caddyfile is the deplo API configuration under test; extra lines go into
+// the deplo_auth block. The brute-force budget is raised so that the many
+// refusals of one test from 127.0.0.1 stay below it; TestThrottle lowers it.
+func caddyfile(keysFile, upstream, logDir string, extra ...string) string {
+	guard := "throttle 1000 1m"
+	if len(extra) > 0 {
+		guard = strings.Join(extra, "\n\t\t")
+	}
 	return fmt.Sprintf(`{
 	skip_install_trust
 	admin localhost:2999
@@ -142,6 +148,7 @@ func caddyfile(keysFile, upstream, logDir string) string {
 http://localhost:%d {
 	deplo_auth {
 		keys file %s
+		%s
 		jwt {
 			issuer https://dashboard.deplo.sh
 			alg HS256
@@ -176,7 +183,7 @@ http://localhost:%d {
 		respond `+"`"+`{"error":"{http.auth.error}","error_description":"{http.auth.error_description}"}`+"`"+`
 	}
 }
-`, httpPort, logDir, httpPort, keysFile, logDir, upstream)
+`, httpPort, logDir, httpPort, keysFile, guard, logDir, upstream)
 }
 
 // env is one running Caddy with its upstream and key file.
@@ -190,6 +197,12 @@ type env struct {
 
 func start(t *testing.T, tokens ...token) *env {
 	t.Helper()
+	return startWith(t, nil, tokens...)
+}
+
+// startWith starts Caddy with extra lines in the deplo_auth block.
+func startWith(t *testing.T, extra []string, tokens ...token) *env {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("integration tests start Caddy; skipped with -short")
 	}
@@ -197,7 +210,7 @@ func start(t *testing.T, tokens ...token) *env {
 	writeKeys(t, e.keysFile, tokens...)
 	t.Setenv("DEPLO_AUTH_IT_JWT_SECRET", jwtSecret)
 	e.tester = caddytest.NewTester(t)
-	e.tester.InitServer(caddyfile(e.keysFile, e.up.addr(), e.logDir), "caddyfile")
+	e.tester.InitServer(caddyfile(e.keysFile, e.up.addr(), e.logDir, extra...), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
