@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/deplo-sh/deplo-auth/policy"
 )
@@ -75,6 +76,9 @@ func (ih *identityHeaders) strip(r *http.Request) {
 			delete(r.Header, name)
 		}
 	}
+	if conn, ok := r.Header["Connection"]; ok {
+		ih.stripConnectionTokens(r.Header, conn)
+	}
 	if r.Trailer != nil {
 		for name := range r.Trailer {
 			if ih.matches(name) {
@@ -85,6 +89,37 @@ func (ih *identityHeaders) strip(r *http.Request) {
 			r.Body = &trailerStripper{ReadCloser: r.Body, r: r, ih: ih}
 		}
 	}
+}
+
+// stripConnectionTokens removes identity header names from Connection. A
+// proxy drops every header named there as hop-by-hop, after deplo_auth has
+// set the identity: "Connection: X-Deplo-Project" would otherwise make a
+// project-scoped credential reach the upstream as a workspace-wide one.
+func (ih *identityHeaders) stripConnectionTokens(h http.Header, values []string) {
+	named := false
+	for _, v := range values {
+		for _, tok := range strings.Split(v, ",") {
+			if ih.matches(strings.TrimSpace(tok)) {
+				named = true
+			}
+		}
+	}
+	if !named {
+		return
+	}
+	var kept []string
+	for _, v := range values {
+		for _, tok := range strings.Split(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" && !ih.matches(tok) {
+				kept = append(kept, tok)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Connection")
+		return
+	}
+	h["Connection"] = []string{strings.Join(kept, ", ")}
 }
 
 // trailerStripper removes identity trailers when the body reaches EOF,

@@ -68,6 +68,23 @@ func TestAttacks(t *testing.T) {
 		}
 	})
 
+	// A proxy drops the headers named in Connection, after deplo_auth set
+	// them: naming X-Deplo-Project there would make a project token look
+	// workspace-wide upstream.
+	t.Run("identity header named in Connection", func(t *testing.T) {
+		for _, conn := range []string{"X-Deplo-Project", "keep-alive, x-deplo-project, X_Deplo_Scopes", "X-Deplo-Project,close"} {
+			status, resp := raw(t, "POST /v1/workspaces/ws_acme/projects/weekly-report/deployments HTTP/1.1\r\n"+host+
+				"Authorization: Bearer "+agent.Raw+"\r\nContent-Length: 0\r\nConnection: "+conn+"\r\n\r\n")
+			if status != 200 {
+				t.Fatalf("%q: status %d: %s", conn, status, resp)
+			}
+			got := e.up.take()
+			if len(got) != 1 || got[0].Header.Get("X-Deplo-Project") != "weekly-report" || got[0].Header.Get("X-Deplo-Scopes") != "deploy read" {
+				t.Fatalf("Connection: %s — upstream saw %+v", conn, got)
+			}
+		}
+	})
+
 	t.Run("obs-fold continuation of an identity header", func(t *testing.T) {
 		status, _ := raw(t, "GET /v1/workspaces/ws_acme/projects HTTP/1.1\r\n"+host+
 			"Authorization: Bearer "+read.Raw+"\r\nX-Request-Id: 1\r\n X-Deplo-Workspace: ws_evil\r\nConnection: close\r\n\r\n")
