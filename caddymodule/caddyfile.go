@@ -52,6 +52,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}]
 //		default deny|authenticated
 //		throttle <failures> <window>|off
+//		signed_identity {
+//			key <id> <secret>
+//		}
 //		jwt {
 //			issuer <iss>
 //			audience <aud>
@@ -116,6 +119,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := h.parseJWT(d); err != nil {
 				return err
 			}
+		case "signed_identity":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			si := &SignedIdentityConfig{}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "key":
+					var id, secret string
+					if !d.AllArgs(&id, &secret) {
+						return d.Err("signed_identity key: want <id> <secret>")
+					}
+					si.Keys = append(si.Keys, SigningKey{ID: id, Secret: secret})
+				default:
+					return d.Errf("unrecognized signed_identity subdirective %q", d.Val())
+				}
+			}
+			if len(si.Keys) == 0 {
+				return d.Err("signed_identity: at least one key <id> <secret> is required")
+			}
+			h.SignedIdentity = si
 		case "throttle":
 			args := d.RemainingArgs()
 			switch {

@@ -101,6 +101,10 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		input: "deplo_auth {\n keys file k\n throttle 10 30s\n}",
 		want:  `{"keys":{"file":"k"},"throttle":{"failures":10,"window":30000000000}}`,
 	}, struct{ name, input, want string }{
+		name:  "signed identity",
+		input: "deplo_auth {\n keys file k\n signed_identity {\n key k2 {env.DEPLO_IDENTITY_KEY}\n key k1 {env.DEPLO_IDENTITY_KEY_OLD}\n }\n}",
+		want:  `{"keys":{"file":"k"},"signed_identity":{"keys":[{"id":"k2","secret":"{env.DEPLO_IDENTITY_KEY}"},{"id":"k1","secret":"{env.DEPLO_IDENTITY_KEY_OLD}"}]}}`,
+	}, struct{ name, input, want string }{
 		name:  "throttle off",
 		input: "deplo_auth {\n keys file k\n throttle off\n}",
 		want:  `{"keys":{"file":"k"},"throttle":{"off":true}}`,
@@ -154,6 +158,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"conflict names the line", "deplo_auth {\n route GET /a/{x}/c read\n route GET /a/b/{y} read\n}", "Testfile:3: deplo_auth route 2 (GET /a/b/{y})"},
 		{"bad pattern names the line", "deplo_auth {\n route GET /a read\n route GET /b/{ read\n}", "Testfile:3"},
 		{"bad method", "deplo_auth {\n route get /a read\n}", "method"},
+		{"signed identity without keys", "deplo_auth {\n signed_identity {\n }\n}", "at least one key"},
+		{"signed identity key without secret", "deplo_auth {\n signed_identity {\n key k1\n }\n}", "want <id> <secret>"},
 		{"throttle zero", "deplo_auth {\n throttle 0 1m\n}", "positive number of failures"},
 		{"throttle short window", "deplo_auth {\n throttle 5 10ms\n}", "at least 1s"},
 		{"throttle one arg", "deplo_auth {\n throttle 5\n}", "want <failures> <window> or off"},

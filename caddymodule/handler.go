@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -77,6 +78,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		delete(r.Header, "Authorization")
 	}
 	h.headers.set(r.Header, who)
+	if h.signer != nil {
+		// After every header is set and before anything else can touch the
+		// request; sign after any path rewrite of yours (see README).
+		if err := h.signer.SignRequest(r, start); err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing the identity: %w", err))
+		}
+	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(identityPlaceholders{who}.get)
 	hot.allowed[who.Kind].Inc()

@@ -580,3 +580,13 @@ func TestServeHTTPStoreUnavailable(t *testing.T) {
 		t.Errorf("malformed token with the store down: %v", err)
 	}
 }
+
+// BenchmarkServeHTTPSigned is the cached API-key path with signed_identity,
+// to read the cost of signing against BenchmarkServeHTTP/cached_api_key.
+func BenchmarkServeHTTPSigned(b *testing.B) {
+	f := newFixture(b, func(h *Handler) {
+		h.SignedIdentity = &SignedIdentityConfig{Keys: []SigningKey{{ID: "k1", Secret: "benchmark-identity-key-0123456789abcdef"}}}
+	})
+	f.h.logger = zap.NewNop()
+	benchServe(b, f, "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer "+f.deploy.raw, 200)
+}

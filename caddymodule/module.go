@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/deplo-sh/deplo-auth/identity"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
@@ -65,6 +66,12 @@ type Handler struct {
 	// work. Default 60 per 1m.
 	Throttle *ThrottleConfig `json:"throttle,omitempty"`
 
+	// SignedIdentity signs the identity headers of every allowed request
+	// (X-Deplo-Signature, HMAC-SHA256 over the identity, method, path and a
+	// timestamp), so an upstream can verify they came from deplo_auth for
+	// this very request (package identity). Off when absent.
+	SignedIdentity *SignedIdentityConfig `json:"signed_identity,omitempty"`
+
 	// Routes is the route policy; the most specific pattern wins.
 	Routes []RouteConfig `json:"routes,omitempty"`
 
@@ -76,6 +83,7 @@ type Handler struct {
 	tokens    *tokencache.Cache
 	jwt       *jwtauth.Verifier
 	throttle  *throttle.Limiter // nil when off
+	signer    *identity.Signer  // nil without signed_identity
 	storeKey  string
 	cacheKey  string
 	toucher   toucher // records last use (PostgreSQL record_last_used), or nil
@@ -165,6 +173,22 @@ type ClaimsConfig struct {
 	// Scopes claim: a space-delimited string or a JSON array; when absent,
 	// "scp" and "scopes" arrays are read. Default "scope".
 	Scopes string `json:"scopes,omitempty"`
+}
+
+// SignedIdentityConfig lists the signing keys.
+type SignedIdentityConfig struct {
+	// Keys: the first signs; list the previous key after it while upstreams
+	// still verify with it, so a rotation needs no flag day.
+	Keys []SigningKey `json:"keys"`
+}
+
+// SigningKey is one HMAC key of the identity signature.
+type SigningKey struct {
+	// ID names the key in the signature header (A-Z a-z 0-9 . _ -).
+	ID string `json:"id"`
+	// Secret, at least 32 bytes; placeholders such as {env.DEPLO_IDENTITY_KEY}
+	// are replaced at provision, so the secret stays out of the config.
+	Secret string `json:"secret"`
 }
 
 // ThrottleConfig configures the brute-force guard.
@@ -267,6 +291,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("header_prefix: %w", err)
 	}
 
+	if si := h.SignedIdentity; si != nil {
+		if h.signer, err = newSigner(prefix, si); err != nil {
+			return fmt.Errorf("signed_identity: %w", err)
+		}
+	}
+
 	if t := h.Throttle; t == nil || !t.Off {
 		cfg := throttle.DefaultConfig()
 		if t != nil {
@@ -296,6 +326,22 @@ func (h *Handler) provisionJWT(ctx caddy.Context, store keystore.Store) (*jwtaut
 		return nil, err
 	}
 	return jwtauth.New(ctx, cfg)
+}
+
+func newSigner(prefix string, si *SignedIdentityConfig) (*identity.Signer, error) {
+	if len(si.Keys) == 0 {
+		return nil, errors.New("at least one key is required")
+	}
+	repl := caddy.NewReplacer()
+	keys := make([]identity.Key, 0, len(si.Keys))
+	for i, k := range si.Keys {
+		secret, err := repl.ReplaceOrErr(k.Secret, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("key %d (%s): secret: %w", i, k.ID, err)
+		}
+		keys = append(keys, identity.Key{ID: k.ID, Secret: []byte(secret)})
+	}
+	return identity.NewSigner(prefix, keys...)
 }
 
 // jwtConfig translates the jwt block into the verifier's configuration.

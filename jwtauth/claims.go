@@ -284,6 +284,11 @@ func headerSafe(s string) bool {
 	if len(s) > maxIdentityLen {
 		return false
 	}
+	// HTTP trims spaces around a header value in transit, so " alice" would
+	// reach the upstream as "alice": refuse rather than change identity.
+	if s != "" && (s[0] == ' ' || s[len(s)-1] == ' ') {
+		return false
+	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == 0x7f {
 			return false

@@ -476,3 +476,16 @@ func TestReason(t *testing.T) {
 		}
 	}
 }
+
+func TestIdentityClaimsWithSurroundingSpacesRefused(t *testing.T) {
+	for _, claim := range []string{"sub", "workspace", "project"} {
+		for _, v := range []string{" alice", "alice ", " "} {
+			if headerSafe(v) {
+				t.Errorf("%s %q accepted: HTTP would trim it in transit", claim, v)
+			}
+		}
+	}
+	if !headerSafe("alice smith") {
+		t.Error("an inner space refused")
+	}
+}
