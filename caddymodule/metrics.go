@@ -91,8 +91,10 @@ var hot = struct {
 func init() {
 	hot.public = metricRequests.WithLabelValues("none", outcomeAllowed, policy.ReasonPublic.String())
 	for k := policy.KindNone; k <= policy.KindJWT; k++ {
-		hot.allowed[k] = metricRequests.WithLabelValues(k.String(), outcomeAllowed, "allowed")
 		hot.decision[k] = metricDecision.WithLabelValues(k.String())
+		if k != policy.KindNone { // a request without a credential is allowed only as public
+			hot.allowed[k] = metricRequests.WithLabelValues(k.String(), outcomeAllowed, "allowed")
+		}
 	}
 	for _, r := range []tokencache.Result{tokencache.Hit, tokencache.NegativeHit, tokencache.Miss, tokencache.Stale} {
 		hot.cache[r] = metricCacheLookups.WithLabelValues(r.String())

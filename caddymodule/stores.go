@@ -84,7 +84,9 @@ func (h *Handler) openKeys(ctx caddy.Context) (keystore.Store, error) {
 				zap.String("token_id", id), zap.Strings("scopes", unknown))
 		},
 		OnStoreLookup: storeObserver(kind),
-		OnInvalidate:  revocationObserver(kind),
+	}
+	if _, pushes := store.(keystore.Watcher); pushes {
+		cfg.OnInvalidate = revocationObserver(kind)
 	}
 	if c := h.Cache; c != nil {
 		cfg.TTL = time.Duration(c.TTL)
