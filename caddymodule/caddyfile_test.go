@@ -229,3 +229,34 @@ func TestAdaptGolden(t *testing.T) {
 		})
 	}
 }
+
+// Secrets given as {env.…} placeholders are replaced at provision, never at
+// adapt time: `caddy adapt` (and the admin API's /config) show the
+// placeholder, not the secret.
+func TestAdaptKeepsSecretsOut(t *testing.T) {
+	const secret = "adapt-test-secret-never-in-json-0123456789"
+	t.Setenv("DEPLO_ADAPT_TEST_SECRET", secret)
+	src := []byte(`:8080 {
+	deplo_auth {
+		keys postgres {env.DEPLO_ADAPT_TEST_SECRET}
+		jwt {
+			alg HS256
+			secret {env.DEPLO_ADAPT_TEST_SECRET}
+		}
+		signed_identity {
+			key k1 {env.DEPLO_ADAPT_TEST_SECRET}
+		}
+	}
+}
+`)
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), secret) {
+		t.Fatalf("adapted JSON contains the secret: %s", out)
+	}
+	if !strings.Contains(string(out), "{env.DEPLO_ADAPT_TEST_SECRET}") {
+		t.Fatalf("adapted JSON lost the placeholder: %s", out)
+	}
+}
