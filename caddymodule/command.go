@@ -38,6 +38,7 @@ instance drops a revoked token from its cache at once, by NOTIFY).
   caddy deplo-auth token revoke (--keys-file <path> | --postgres <dsn>) [--at <RFC 3339 time>] <token id>
   caddy deplo-auth token list   (--keys-file <path> | --postgres <dsn>) [--json]
   caddy deplo-auth hash         < token
+  caddy deplo-auth session revoke (--keys-file <path> | --postgres <dsn>) [--expires <time>] <sid>
   caddy deplo-auth migrate      --postgres <dsn>
   caddy deplo-auth jwt mint     (--secret-env <VAR> | --key <private.pem>) --alg <alg> --sub <user> --workspace <ws> --scopes read,deploy [--ttl 15m]
 
@@ -49,7 +50,9 @@ create prints the new token once, on stdout; only its SHA-256 is stored.
 			token.AddCommand(tokenCreateCommand(), tokenRevokeCommand(), tokenListCommand())
 			jwtCmd := &cobra.Command{Use: "jwt", Short: "Dashboard session tokens for development"}
 			jwtCmd.AddCommand(jwtMintCommand())
-			cmd.AddCommand(token, hashCommand(), jwtCmd, migrateCommand())
+			session := &cobra.Command{Use: "session", Short: "Revokes dashboard sessions"}
+			session.AddCommand(sessionRevokeCommand())
+			cmd.AddCommand(token, hashCommand(), jwtCmd, session, migrateCommand())
 		},
 	})
 }
@@ -69,6 +72,7 @@ type tokenAdmin interface {
 	create(ctx context.Context, e keystore.TokenEntry) error
 	revoke(ctx context.Context, id string, at time.Time) error
 	list(ctx context.Context) ([]keystore.TokenEntry, error)
+	revokeSession(ctx context.Context, id string, expires *time.Time) error
 	where() string
 	close()
 }
@@ -90,6 +94,19 @@ func (f storeFlags) open(ctx context.Context) (tokenAdmin, error) {
 }
 
 type fileAdmin string
+
+func (f fileAdmin) revokeSession(_ context.Context, id string, expires *time.Time) error {
+	return keystore.UpdateKeyFile(string(f), false, func(kf *keystore.KeyFile) error {
+		for _, rs := range kf.RevokedSessions {
+			if rs.ID == id {
+				return nil // already revoked; keep the earlier instant
+			}
+		}
+		kf.RevokedSessions = append(kf.RevokedSessions, keystore.RevokedSession{
+			ID: id, RevokedAt: time.Now().UTC().Truncate(time.Second), ExpiresAt: expires})
+		return nil
+	})
+}
 
 func (f fileAdmin) create(_ context.Context, e keystore.TokenEntry) error {
 	return keystore.UpdateKeyFile(string(f), true, func(kf *keystore.KeyFile) error {
@@ -129,8 +146,15 @@ func (p pgAdmin) revoke(ctx context.Context, id string, at time.Time) error {
 	return p.RevokeToken(ctx, id, at)
 }
 func (p pgAdmin) list(ctx context.Context) ([]keystore.TokenEntry, error) { return p.ListTokens(ctx) }
-func (p pgAdmin) where() string                                           { return "PostgreSQL" }
-func (p pgAdmin) close()                                                  { _ = p.Close() }
+func (p pgAdmin) revokeSession(ctx context.Context, id string, expires *time.Time) error {
+	var at time.Time
+	if expires != nil {
+		at = *expires
+	}
+	return p.RevokeSession(ctx, id, at)
+}
+func (p pgAdmin) where() string { return "PostgreSQL" }
+func (p pgAdmin) close()        { _ = p.Close() }
 
 func tokenCreateCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -409,6 +433,37 @@ func migrateCommand() *cobra.Command {
 		}
 		defer pg.Close()
 		fmt.Fprintln(cmd.OutOrStdout(), "schema is up to date")
+		return nil
+	}
+	return cmd
+}
+
+func sessionRevokeCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "revoke (--keys-file <path> | --postgres <dsn>) [--expires <RFC 3339 time>] <session id>",
+		Short: "Cuts off a dashboard session (its sid or jti) before its token expires",
+		Args:  cobra.ExactArgs(1),
+	}
+	store := addStoreFlags(cmd)
+	expires := cmd.Flags().String("expires", "", "when the session would have expired anyway (the entry may be dropped after it)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var exp *time.Time
+		if *expires != "" {
+			t, err := time.Parse(time.RFC3339, *expires)
+			if err != nil {
+				return fmt.Errorf("--expires: %w", err)
+			}
+			exp = &t
+		}
+		admin, err := store.open(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer admin.close()
+		if err := admin.revokeSession(cmd.Context(), args[0], exp); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "revoked session %s in %s\n", args[0], admin.where())
 		return nil
 	}
 	return cmd

@@ -11,7 +11,6 @@ import (
 
 	"github.com/deplo-sh/deplo-auth/apikey"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
-	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
 // TestEndToEnd runs in one Caddy config: caddytest shares one Caddy process,
@@ -424,12 +423,11 @@ func TestEndToEnd(t *testing.T) {
 				t.Fatalf("before revocation: %d %s", resp.StatusCode, body)
 			}
 		}
-		err := keystore.UpdateKeyFile(e.keysFile, false, func(kf *keystore.KeyFile) error {
-			kf.RevokedSessions = append(kf.RevokedSessions, keystore.RevokedSession{ID: "sess_logout", RevokedAt: time.Now().Add(-time.Second)})
-			return nil
-		})
-		if err != nil {
+		if _, err := runCommand(t, "", "session", "revoke", "--keys-file", e.keysFile, "sess_logout"); err != nil {
 			t.Fatal(err)
+		}
+		if _, err := runCommand(t, "", "session", "revoke", "--keys-file", e.keysFile, "sess_logout"); err != nil {
+			t.Fatalf("revoking twice: %v", err)
 		}
 		start := time.Now()
 		for {
