@@ -457,7 +457,9 @@ func TestProvisionErrors(t *testing.T) {
 // BenchmarkServeHTTP measures the handler as Caddy calls it: replacer and
 // vars in the context, a dozen headers, a no-op next handler.
 func BenchmarkServeHTTP(b *testing.B) {
-	f := newFixture(b, nil)
+	// The guard is off here so that the refusal paths are measured as such;
+	// BenchmarkServeHTTPThrottled measures the 429 path.
+	f := newFixture(b, func(h *Handler) { h.Throttle = &ThrottleConfig{Off: true} })
 	// Logging is measured apart: a refusal line costs more than the decision.
 	f.h.logger = zap.NewNop()
 	cases := []struct {
@@ -499,23 +501,35 @@ func benchServe(b *testing.B, f *fixture, method, path, auth string, want int) {
 	if got := statusOf(f.h.ServeHTTP(w, r, next)); got != want {
 		b.Fatalf("status %d, want %d", got, want)
 	}
-	// One request is reused; the handler strips and sets its headers on
-	// every call and only Authorization needs putting back. A fresh replacer
-	// (Caddy makes one per request) every 1024 calls keeps repl.Map from
-	// growing one replacer without bound.
-	authValues := base["Authorization"]
+	// Each call gets a fresh header map (as from net/http) and, every 1024
+	// calls, a fresh replacer; both are made outside the timer.
+	const batch = 1024
+	headers := make([]http.Header, batch)
+	refill := func() {
+		for i := range headers {
+			headers[i] = base.Clone()
+		}
+		r, _ = newRequest(method, path)
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if i%1024 == 0 {
+		if i%batch == 0 {
 			b.StopTimer()
-			r, _ = newRequest(method, path)
-			r.Header = base.Clone()
+			refill()
 			b.StartTimer()
 		}
-		r.Header["Authorization"] = authValues
+		r.Header = headers[i%batch]
 		_ = f.h.ServeHTTP(w, r, next)
 	}
+}
+
+// BenchmarkServeHTTPThrottled is a client past its failure budget: the 429
+// answered before any token work.
+func BenchmarkServeHTTPThrottled(b *testing.B) {
+	f := newFixture(b, func(h *Handler) { h.Throttle = &ThrottleConfig{Failures: 1, Window: caddyDuration(time.Hour)} })
+	f.h.logger = zap.NewNop()
+	benchServe(b, f, "GET", "/v1/workspaces/ws_acme/projects", "Bearer "+mustToken(b), 429)
 }
 
 // BenchmarkReferenceFloor is BENCHMARKING.md's floor for a cached API-key

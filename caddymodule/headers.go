@@ -98,13 +98,13 @@ func (ih *identityHeaders) strip(r *http.Request) {
 func (ih *identityHeaders) stripConnectionTokens(h http.Header, values []string) {
 	named := false
 	for _, v := range values {
-		for _, tok := range strings.Split(v, ",") {
-			if ih.matches(strings.TrimSpace(tok)) {
-				named = true
-			}
+		for rest := v; rest != "" && !named; {
+			var tok string
+			tok, rest, _ = strings.Cut(rest, ",")
+			named = ih.matches(strings.TrimSpace(tok))
 		}
 	}
-	if !named {
+	if !named { // the common case ("keep-alive") allocates nothing
 		return
 	}
 	var kept []string
