@@ -89,10 +89,12 @@ var fieldWant = map[string]string{
 	"revoked_at": "an RFC 3339 time string or null",
 }
 
-// entryError is a problem with one entry. Its message names the entry's index
-// (0-based, as in .tokens[i]), its id when it has a printable one, and the
-// field; it never includes a hash value.
+// entryError is a problem with one entry of a list (kind "token" or
+// "revoked session"). Its message names the entry's index (0-based, as in
+// .tokens[i]), its id when it has a printable one, and the field; it never
+// includes a hash value.
 type entryError struct {
+	kind  string
 	index int
 	id    string
 	field string
@@ -101,7 +103,7 @@ type entryError struct {
 
 func (e *entryError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "token %d", e.index)
+	fmt.Fprintf(&b, "%s %d", e.kind, e.index)
 	if e.id != "" {
 		fmt.Fprintf(&b, " (id %q)", e.id)
 	}
@@ -174,12 +176,12 @@ func parse(data []byte) (*KeyFile, map[Hash]*Token, error) {
 			return nil, nil, err
 		}
 		if j, dup := ids[e.ID]; dup {
-			return nil, nil, &entryError{i, printableID(e.ID), "id",
+			return nil, nil, &entryError{"token", i, printableID(e.ID), "id",
 				fmt.Sprintf("duplicate of token %d", j)}
 		}
 		ids[e.ID] = i
 		if j, dup := hashes[tok.Hash]; dup {
-			return nil, nil, &entryError{i, printableID(e.ID), "hash",
+			return nil, nil, &entryError{"token", i, printableID(e.ID), "hash",
 				fmt.Sprintf("same hash as token %d", j)}
 		}
 		hashes[tok.Hash] = i
@@ -196,7 +198,7 @@ func parse(data []byte) (*KeyFile, map[Hash]*Token, error) {
 
 func parseEntry(i int, raw json.RawMessage) (TokenEntry, *Token, error) {
 	fail := func(id, field, msg string) (TokenEntry, *Token, error) {
-		return TokenEntry{}, nil, &entryError{i, printableID(id), field, msg}
+		return TokenEntry{}, nil, &entryError{"token", i, printableID(id), field, msg}
 	}
 	// Best effort id for messages about an entry that does not decode.
 	var probe struct {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -84,31 +83,6 @@ func (s *FileStore) SessionRevoked(id string) bool {
 // sessionFields are the JSON field names of one revoked_sessions entry.
 var sessionFields = []string{"id", "revoked_at", "expires_at"}
 
-// sessionError is a problem with one revoked_sessions entry. Like
-// entryError it names the entry's index, its id when printable, and the
-// field.
-type sessionError struct {
-	index int
-	id    string
-	field string
-	msg   string
-}
-
-func (e *sessionError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "revoked session %d", e.index)
-	if e.id != "" {
-		fmt.Fprintf(&b, " (id %q)", e.id)
-	}
-	if e.field != "" {
-		b.WriteString(": ")
-		b.WriteString(e.field)
-	}
-	b.WriteString(": ")
-	b.WriteString(e.msg)
-	return b.String()
-}
-
 // parseRevokedSessions validates the key file's "revoked_sessions" entries
 // with the strictness of the token entries: exactly spelled, known fields
 // only, each once; a non-empty id, unique in the list; revoked_at an RFC
@@ -121,7 +95,7 @@ func parseRevokedSessions(raws []json.RawMessage) ([]RevokedSession, error) {
 	ids := make(map[string]int, len(raws))
 	for i, raw := range raws {
 		fail := func(id, field, msg string) ([]RevokedSession, error) {
-			return nil, &sessionError{i, printableID(id), field, msg}
+			return nil, &entryError{"revoked session", i, printableID(id), field, msg}
 		}
 		var probe struct {
 			ID any `json:"id"`
