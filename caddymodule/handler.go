@@ -61,7 +61,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.refuse(w, r, start, refusal{class: refuseMalformedRequest(description)}, &match)
 	}
 
-	who, ref := h.authenticate(r, token)
+	who, ref := h.authenticate(r, token, start)
 	if ref != nil {
 		if ref.class.status == http.StatusUnauthorized {
 			h.failed(client, start)
@@ -103,12 +103,13 @@ func (h *Handler) failed(client string, now time.Time) {
 	}
 }
 
-// authenticate verifies token. It returns the principal, or the refusal
-// when the token is not a valid credential or the store cannot answer.
-func (h *Handler) authenticate(r *http.Request, token string) (*policy.Principal, *refusal) {
+// authenticate verifies token at now (the request's start, so a decision
+// reads the clock once). It returns the principal, or the refusal when the
+// token is not a valid credential or the store cannot answer.
+func (h *Handler) authenticate(r *http.Request, token string, now time.Time) (*policy.Principal, *refusal) {
 	if !apikey.HasPrefix(token) {
 		if h.jwt != nil && jwtauth.LooksLikeJWT(token) {
-			return h.authenticateJWT(token)
+			return h.authenticateJWT(token, now)
 		}
 		return nil, &refusal{class: refuseNotAToken}
 	}
@@ -129,9 +130,7 @@ func (h *Handler) authenticate(r *http.Request, token string) (*policy.Principal
 	case entry == nil:
 		return nil, &refusal{class: refuseUnknownToken, kind: policy.KindAPIKey}
 	}
-	// Most tokens have neither time set; they skip the clock read.
 	if t := entry.Token; !t.RevokedAt.IsZero() || !t.ExpiresAt.IsZero() {
-		now := time.Now()
 		if !t.RevokedAt.IsZero() && !now.Before(t.RevokedAt) {
 			return nil, &refusal{class: refuseRevokedToken, kind: policy.KindAPIKey, subject: t.ID}
 		}
@@ -146,13 +145,13 @@ func (h *Handler) authenticate(r *http.Request, token string) (*policy.Principal
 }
 
 // authenticateJWT verifies a dashboard session token.
-func (h *Handler) authenticateJWT(token string) (*policy.Principal, *refusal) {
-	s, err := h.jwt.Verify(token, time.Now())
+func (h *Handler) authenticateJWT(token string, now time.Time) (*policy.Principal, *refusal) {
+	s, err := h.jwt.Verify(token, now)
 	if err != nil {
 		return nil, &refusal{class: refuseJWT(err), kind: policy.KindJWT}
 	}
 	if len(s.UnknownScopes) > 0 {
-		if ok, _ := h.unknownScopeLog.allow(time.Now()); ok {
+		if ok, _ := h.unknownScopeLog.allow(now); ok {
 			h.logger.Warn("session token carries unknown scopes; they are ignored",
 				zap.String("subject", s.Principal.Subject), zap.Strings("scopes", s.UnknownScopes))
 		}
