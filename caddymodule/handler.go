@@ -62,11 +62,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	who, ref := h.authenticate(r, token, start)
-	if ref != nil {
+	if ref.class != nil {
 		if ref.class.status == http.StatusUnauthorized {
 			h.failed(client, start)
 		}
-		return h.refuse(w, r, start, *ref, &match)
+		return h.refuse(w, r, start, ref, &match)
 	}
 
 	if d := match.Authorize(who); !d.Allow {
@@ -105,16 +105,17 @@ func (h *Handler) failed(client string, now time.Time) {
 
 // authenticate verifies token at now (the request's start, so a decision
 // reads the clock once). It returns the principal, or the refusal when the
-// token is not a valid credential or the store cannot answer.
-func (h *Handler) authenticate(r *http.Request, token string, now time.Time) (*policy.Principal, *refusal) {
+// token is not a valid credential or the store cannot answer (a refusal
+// with a nil class is none; returned by value, it costs no allocation).
+func (h *Handler) authenticate(r *http.Request, token string, now time.Time) (*policy.Principal, refusal) {
 	if !apikey.HasPrefix(token) {
 		if h.jwt != nil && jwtauth.LooksLikeJWT(token) {
 			return h.authenticateJWT(token, now)
 		}
-		return nil, &refusal{class: refuseNotAToken}
+		return nil, refusal{class: refuseNotAToken}
 	}
 	if err := apikey.Check(token, !h.DisableChecksum); err != nil {
-		return nil, &refusal{class: refuseMalformedToken, kind: policy.KindAPIKey}
+		return nil, refusal{class: refuseMalformedToken, kind: policy.KindAPIKey}
 	}
 	hash := keystore.Hash(apikey.Sum(token))
 	entry, result, err := h.tokens.Lookup(r.Context(), hash)
@@ -126,29 +127,29 @@ func (h *Handler) authenticate(r *http.Request, token string, now time.Time) (*p
 				c.Write(zap.Error(err), zap.Uint64("suppressed_since_last", suppressed))
 			}
 		}
-		return nil, &refusal{class: refuseStoreError, kind: policy.KindAPIKey}
+		return nil, refusal{class: refuseStoreError, kind: policy.KindAPIKey}
 	case entry == nil:
-		return nil, &refusal{class: refuseUnknownToken, kind: policy.KindAPIKey}
+		return nil, refusal{class: refuseUnknownToken, kind: policy.KindAPIKey}
 	}
 	if t := entry.Token; !t.RevokedAt.IsZero() || !t.ExpiresAt.IsZero() {
 		if !t.RevokedAt.IsZero() && !now.Before(t.RevokedAt) {
-			return nil, &refusal{class: refuseRevokedToken, kind: policy.KindAPIKey, subject: t.ID}
+			return nil, refusal{class: refuseRevokedToken, kind: policy.KindAPIKey, subject: t.ID}
 		}
 		if !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
-			return nil, &refusal{class: refuseExpiredToken, kind: policy.KindAPIKey, subject: t.ID}
+			return nil, refusal{class: refuseExpiredToken, kind: policy.KindAPIKey, subject: t.ID}
 		}
 	}
 	if h.toucher != nil {
 		h.toucher.Touch(hash) // queued; written behind the request
 	}
-	return &entry.Principal, nil
+	return &entry.Principal, refusal{}
 }
 
 // authenticateJWT verifies a dashboard session token.
-func (h *Handler) authenticateJWT(token string, now time.Time) (*policy.Principal, *refusal) {
+func (h *Handler) authenticateJWT(token string, now time.Time) (*policy.Principal, refusal) {
 	s, err := h.jwt.Verify(token, now)
 	if err != nil {
-		return nil, &refusal{class: refuseJWT(err), kind: policy.KindJWT}
+		return nil, refusal{class: refuseJWT(err), kind: policy.KindJWT}
 	}
 	if len(s.UnknownScopes) > 0 {
 		if ok, _ := h.unknownScopeLog.allow(now); ok {
@@ -156,7 +157,7 @@ func (h *Handler) authenticateJWT(token string, now time.Time) (*policy.Principa
 				zap.String("subject", s.Principal.Subject), zap.Strings("scopes", s.UnknownScopes))
 		}
 	}
-	return &s.Principal, nil
+	return &s.Principal, refusal{}
 }
 
 // identityPlaceholders serves {http.auth.user.*} for the verified principal

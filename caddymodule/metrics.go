@@ -121,11 +121,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 
 // observeRefusal counts a refused request.
 func observeRefusal(f *refusal, start time.Time) {
-	outcome := outcomeDenied
-	if f.class == refuseStoreError {
-		outcome = outcomeError
-	}
-	metricRequests.WithLabelValues(f.kind.String(), outcome, f.class.reason).Inc()
+	f.class.counter(f.kind).Inc()
 	hot.decision[f.kind].Observe(time.Since(start).Seconds())
 }
 

@@ -3,10 +3,12 @@ package caddymodule
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -41,6 +43,10 @@ type refusalClass struct {
 	description string // fixed text, never request data or secrets
 	err         error  // a caddyhttp.HandlerError
 	repl        caddy.ReplacerFunc
+	// requests holds the deplo_auth_requests_total child of each credential
+	// kind, resolved on first use: a label lookup costs more than the rest
+	// of a refusal, and resolving eagerly would export series never seen.
+	requests [3]atomic.Pointer[prometheus.Counter]
 }
 
 func newRefusalClass(status int, reason, description string) *refusalClass {
@@ -74,6 +80,21 @@ func (c *refusalClass) placeholder(key string) (any, bool) {
 		return c.description, true
 	}
 	return nil, false
+}
+
+// counter returns the deplo_auth_requests_total child of this class for
+// kind. Two first uses at once resolve the same child, so the race is benign.
+func (c *refusalClass) counter(kind policy.Kind) prometheus.Counter {
+	if p := c.requests[kind].Load(); p != nil {
+		return *p
+	}
+	outcome := outcomeDenied
+	if c.status == http.StatusServiceUnavailable {
+		outcome = outcomeError
+	}
+	ctr := metricRequests.WithLabelValues(kind.String(), outcome, c.reason)
+	c.requests[kind].Store(&ctr)
+	return ctr
 }
 
 type refusalError struct{ c *refusalClass }
