@@ -328,14 +328,32 @@ func (h *Handler) provisionJWT(ctx caddy.Context, store keystore.Store) (*jwtaut
 	return jwtauth.New(ctx, cfg)
 }
 
+// resolveSecret replaces the placeholders of a secret given in the config
+// ({env.NAME}, {file./run/secrets/name}) at provision, so that the adapted
+// JSON and the admin API only ever show the placeholder. A secret that
+// resolves to nothing (an unset variable, an unreadable or empty file) is a
+// load error naming the placeholder, never a silently missing key.
+func resolveSecret(raw string) (string, error) {
+	v, err := caddy.NewReplacer().ReplaceOrErr(raw, true, true)
+	if err != nil {
+		return "", err
+	}
+	if v == "" {
+		if strings.Contains(raw, "{") {
+			return "", fmt.Errorf("%s resolves to an empty value (unset variable, or a missing or empty file)", raw)
+		}
+		return "", errors.New("must not be empty")
+	}
+	return v, nil
+}
+
 func newSigner(prefix string, si *SignedIdentityConfig) (*identity.Signer, error) {
 	if len(si.Keys) == 0 {
 		return nil, errors.New("at least one key is required")
 	}
-	repl := caddy.NewReplacer()
 	keys := make([]identity.Key, 0, len(si.Keys))
 	for i, k := range si.Keys {
-		secret, err := repl.ReplaceOrErr(k.Secret, true, true)
+		secret, err := resolveSecret(k.Secret)
 		if err != nil {
 			return nil, fmt.Errorf("key %d (%s): secret: %w", i, k.ID, err)
 		}
@@ -347,7 +365,6 @@ func newSigner(prefix string, si *SignedIdentityConfig) (*identity.Signer, error
 // jwtConfig translates the jwt block into the verifier's configuration.
 func (h *Handler) jwtConfig(store keystore.Store) (jwtauth.Config, error) {
 	c := h.JWT
-	repl := caddy.NewReplacer()
 	cfg := jwtauth.Config{
 		Issuer:         c.Issuer,
 		Audience:       c.Audience,
@@ -362,7 +379,7 @@ func (h *Handler) jwtConfig(store keystore.Store) (jwtauth.Config, error) {
 		OnJWKSRefresh:  observeJWKSRefresh,
 	}
 	if c.Secret != "" {
-		secret, err := repl.ReplaceOrErr(c.Secret, true, true)
+		secret, err := resolveSecret(c.Secret)
 		if err != nil {
 			return cfg, fmt.Errorf("secret: %w", err)
 		}

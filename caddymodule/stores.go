@@ -150,7 +150,7 @@ func openFileStore(path string) (keystore.Store, string, error) {
 }
 
 func openPostgresStore(ctx caddy.Context, c *PostgresConfig) (*keystore.PostgresStore, string, error) {
-	dsn, err := caddy.NewReplacer().ReplaceOrErr(c.DSN, true, true)
+	dsn, err := resolveSecret(c.DSN)
 	if err != nil {
 		return nil, "", fmt.Errorf("dsn: %w", err)
 	}
