@@ -38,6 +38,10 @@ const (
 	minJWKSInterval = time.Second
 	// maxCacheTTL bounds how long one verified result is kept.
 	maxCacheTTL = time.Hour
+	// cacheCloseGrace is how long after Close the verification cache is
+	// released: far longer than a Verify that read the open flag just
+	// before Close takes to reach its Get or Set.
+	cacheCloseGrace = 10 * time.Second
 	// maxIdentityLen bounds the subject, workspace and project claims, which
 	// become request headers.
 	maxIdentityLen = 1024
@@ -158,9 +162,12 @@ type Verifier struct {
 	swapMu sync.Mutex
 	jwks   *fetcher
 
-	cacheMu     sync.RWMutex // guards cache against Close
-	cache       *ristretto.Cache[uint64, *cacheEntry]
-	cacheClosed bool
+	cache *ristretto.Cache[uint64, *cacheEntry]
+	// cacheClosed is set by Close. ristretto's Close is not safe against a
+	// Get or Set running at the same moment; rather than a lock around every
+	// Get, Verify reads this flag and the cache is released cacheCloseGrace
+	// after Close.
+	cacheClosed atomic.Bool
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -354,11 +361,9 @@ func (v *Verifier) Close() {
 	v.closeOnce.Do(func() {
 		v.cancel()
 		v.wg.Wait()
-		v.cacheMu.Lock()
-		v.cacheClosed = true
-		v.cacheMu.Unlock()
 		if v.cache != nil {
-			v.cache.Close()
+			v.cacheClosed.Store(true)
+			time.AfterFunc(cacheCloseGrace, v.cache.Close)
 		}
 	})
 }
@@ -422,12 +427,10 @@ func (v *Verifier) Verify(token string, now time.Time) (*Session, error) {
 	var sum [sha256.Size]byte
 	if v.cache != nil {
 		sum = sha256.Sum256(stringBytes(token))
-		v.cacheMu.RLock()
 		var e *cacheEntry
-		if !v.cacheClosed {
+		if !v.cacheClosed.Load() {
 			e, _ = v.cache.Get(cacheKey(&sum))
 		}
-		v.cacheMu.RUnlock()
 		if e != nil && e.hash == sum {
 			if s, stale, err := v.fromCache(e, now); !stale {
 				v.hits.Add(1)
@@ -448,11 +451,9 @@ func (v *Verifier) Verify(token string, now time.Time) (*Session, error) {
 		ttl := min(e.session.ExpiresAt.Sub(now), maxCacheTTL)
 		if ttl > 0 {
 			e.hash = sum
-			v.cacheMu.RLock()
-			if !v.cacheClosed {
+			if !v.cacheClosed.Load() {
 				v.cache.SetWithTTL(cacheKey(&sum), e, 1, ttl)
 			}
-			v.cacheMu.RUnlock()
 		}
 	}
 	return s, nil

@@ -96,6 +96,11 @@ type Cache struct {
 	negative *ristretto.Cache[uint64, *Entry]
 	flight   singleflight.Group
 	counts   [4]atomic.Uint64 // by Result
+	// closed is set by Close. ristretto's Close is not safe against a Get
+	// or Set running at the same moment, and a lock around every Get would
+	// cost every request; instead requests read this flag (a read-only
+	// cache line) and the ristretto caches are closed after closeGrace.
+	closed atomic.Bool
 
 	// invalidated remembers when a watching store last reported each hash
 	// changed, so that a lookup which raced with the change does not cache
@@ -159,6 +164,9 @@ func key(h keystore.Hash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 // never cached. The caller checks Entry.Token.Active at request time, so a
 // scheduled revocation or expiry takes effect at its instant.
 func (c *Cache) Lookup(ctx context.Context, h keystore.Hash) (*Entry, Result, error) {
+	if c.closed.Load() {
+		return c.lookupClosed(ctx, h)
+	}
 	gen := c.store.Generation()
 	k := key(h)
 	var stale *Entry
@@ -256,7 +264,7 @@ func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		e := &Entry{hash: h, generation: gen}
-		if !c.invalidatedSince(h, start) {
+		if !c.invalidatedSince(h, start) && !c.closed.Load() {
 			c.negative.SetWithTTL(key(h), e, 1, c.cfg.NegativeTTL)
 			c.negative.Wait()
 		}
@@ -264,21 +272,9 @@ func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
 	case err != nil:
 		return nil, err
 	}
-	scopes, unknown := policy.ParseScopes(tok.Scopes)
-	if len(unknown) > 0 && c.cfg.OnUnknownScopes != nil {
-		c.cfg.OnUnknownScopes(tok.ID, unknown)
-	}
-	e := &Entry{
-		Token: tok,
-		Principal: policy.Principal{
-			Kind:      policy.KindAPIKey,
-			Subject:   tok.ID,
-			Workspace: tok.Workspace,
-			Project:   tok.Project,
-			Scopes:    scopes,
-		},
-		hash:       h,
-		generation: gen,
+	e := c.newEntry(tok, h, gen)
+	if c.closed.Load() {
+		return e, nil
 	}
 	c.negative.Del(key(h))
 	if c.invalidatedSince(h, start) {
@@ -297,20 +293,72 @@ func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
 	return e, nil
 }
 
+func (c *Cache) newEntry(tok *keystore.Token, h keystore.Hash, gen uint64) *Entry {
+	scopes, unknown := policy.ParseScopes(tok.Scopes)
+	if len(unknown) > 0 && c.cfg.OnUnknownScopes != nil {
+		c.cfg.OnUnknownScopes(tok.ID, unknown)
+	}
+	return &Entry{
+		Token: tok,
+		Principal: policy.Principal{
+			Kind:      policy.KindAPIKey,
+			Subject:   tok.ID,
+			Workspace: tok.Workspace,
+			Project:   tok.Project,
+			Scopes:    scopes,
+		},
+		hash:       h,
+		generation: gen,
+	}
+}
+
+// lookupClosed answers a request still running on a closed cache (a config
+// being unloaded) from the store, caching nothing.
+func (c *Cache) lookupClosed(ctx context.Context, h keystore.Hash) (*Entry, Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.LookupTimeout)
+	defer cancel()
+	tok, err := c.store.Lookup(ctx, h)
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		return nil, Miss, nil
+	case err != nil:
+		return nil, Miss, err
+	}
+	return c.newEntry(tok, h, c.store.Generation()), Miss, nil
+}
+
 // Purge drops h from the cache at once.
 func (c *Cache) Purge(h keystore.Hash) {
+	if c.closed.Load() {
+		return
+	}
 	c.positive.Del(key(h))
 	c.negative.Del(key(h))
 }
 
 // PurgeAll drops every entry.
 func (c *Cache) PurgeAll() {
+	if c.closed.Load() {
+		return
+	}
 	c.positive.Clear()
 	c.negative.Clear()
 }
 
-// Close releases the caches' goroutines.
+// closeGrace is how long after Close the ristretto caches are released:
+// longer than a request that read the closed flag just before Close can
+// take to reach its Get or Set (a store lookup is bounded by LookupTimeout,
+// which is added to it).
+const closeGrace = 10 * time.Second
+
+// Close stops caching at once; later lookups go to the store. The caches'
+// goroutines and memory are released closeGrace plus LookupTimeout later.
 func (c *Cache) Close() {
-	c.positive.Close()
-	c.negative.Close()
+	if c.closed.Swap(true) {
+		return
+	}
+	time.AfterFunc(closeGrace+c.cfg.LookupTimeout, func() {
+		c.positive.Close()
+		c.negative.Close()
+	})
 }

@@ -309,3 +309,56 @@ func TestInvalidateDuringLookupIsNotCached(t *testing.T) {
 		t.Fatalf("the answer read before the change was cached (%s)", res)
 	}
 }
+
+// Requests still running when their config is unloaded keep getting right
+// answers from the store: ristretto's Close is not safe against concurrent
+// use, so Close stops caching at once and releases ristretto later.
+func TestLookupsDuringClose(t *testing.T) {
+	s := newStore()
+	known, unknown := hashOf(11), hashOf(12)
+	s.put(known, &keystore.Token{ID: "tok_11", Workspace: "ws"})
+	c, err := New(s, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCached(t, c, known, Hit)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var wrong atomic.Int64
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if e, _, err := c.Lookup(context.Background(), known); err != nil || e == nil || e.Token.ID != "tok_11" {
+					wrong.Add(1)
+				}
+				if e, _, err := c.Lookup(context.Background(), unknown); err != nil || e != nil {
+					wrong.Add(1)
+				}
+				c.Invalidate(unknown)
+				c.PurgeAll()
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	c.Close()
+	before := s.lookups.Load()
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if n := wrong.Load(); n != 0 {
+		t.Fatalf("%d wrong answers around Close", n)
+	}
+	if _, res, _ := c.Lookup(context.Background(), known); res != Miss {
+		t.Errorf("after Close: %s, want every lookup to go to the store", res)
+	}
+	if s.lookups.Load() == before {
+		t.Error("no store lookups after Close: something is still cached")
+	}
+}
