@@ -176,7 +176,7 @@ func handlePurge(w http.ResponseWriter, r *http.Request) error {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("hash: %w", err)}
 		}
 		for _, h := range handlers {
-			h.tokens.Purge(keystore.Hash(hash))
+			h.tokens.Invalidate(keystore.Hash(hash))
 		}
 	default:
 		hashes := hashesOfID(req.ID)
@@ -185,7 +185,7 @@ func handlePurge(w http.ResponseWriter, r *http.Request) error {
 		}
 		for _, h := range handlers {
 			for _, hash := range hashes {
-				h.tokens.Purge(hash)
+				h.tokens.Invalidate(hash)
 			}
 		}
 	}

@@ -107,6 +107,8 @@ type Cache struct {
 	// the answer it read before it.
 	invalidatedMu sync.Mutex
 	invalidated   map[keystore.Hash]time.Time
+	// purgedAt is when PurgeAll last ran (Unix ns), for the same reason.
+	purgedAt atomic.Int64
 }
 
 // Stats counts lookups by result since the cache was made.
@@ -239,11 +241,15 @@ func (c *Cache) Invalidate(h keystore.Hash) {
 		}
 	}
 	c.invalidatedMu.Unlock()
-	c.Purge(h)
+	c.drop(h)
 }
 
-// invalidatedSince reports whether h was invalidated at or after t.
+// invalidatedSince reports whether h was invalidated, or everything purged,
+// at or after t.
 func (c *Cache) invalidatedSince(h keystore.Hash, t time.Time) bool {
+	if c.purgedAt.Load() >= t.UnixNano() {
+		return true
+	}
 	c.invalidatedMu.Lock()
 	defer c.invalidatedMu.Unlock()
 	at, ok := c.invalidated[h]
@@ -327,8 +333,8 @@ func (c *Cache) lookupClosed(ctx context.Context, h keystore.Hash) (*Entry, Resu
 	return c.newEntry(tok, h, c.store.Generation()), Miss, nil
 }
 
-// Purge drops h from the cache at once.
-func (c *Cache) Purge(h keystore.Hash) {
+// drop removes h from both caches.
+func (c *Cache) drop(h keystore.Hash) {
 	if c.closed.Load() {
 		return
 	}
@@ -336,11 +342,13 @@ func (c *Cache) Purge(h keystore.Hash) {
 	c.negative.Del(key(h))
 }
 
-// PurgeAll drops every entry.
+// PurgeAll drops every entry, and keeps lookups already in flight from
+// caching what they read before.
 func (c *Cache) PurgeAll() {
 	if c.closed.Load() {
 		return
 	}
+	c.purgedAt.Store(time.Now().UnixNano())
 	c.positive.Clear()
 	c.negative.Clear()
 }

@@ -229,7 +229,7 @@ func TestPurge(t *testing.T) {
 	s.put(h, &keystore.Token{ID: "tok_8", Workspace: "ws"})
 	c := newCache(t, s, Config{})
 	waitCached(t, c, h, Hit)
-	c.Purge(h)
+	c.Invalidate(h)
 	if _, res, _ := c.Lookup(context.Background(), h); res != Miss {
 		t.Errorf("after Purge: %s", res)
 	}
@@ -290,23 +290,33 @@ func TestNoStaleByDefault(t *testing.T) {
 
 // A lookup that read the row before a pushed change must not cache it.
 func TestInvalidateDuringLookupIsNotCached(t *testing.T) {
-	s := newStore()
-	s.delay = 100 * time.Millisecond
-	h := hashOf(12)
-	s.put(h, &keystore.Token{ID: "tok_12", Workspace: "ws"})
-	c := newCache(t, s, Config{TTL: time.Hour})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Lookup(context.Background(), h) // reads the old row, slowly
-	}()
-	time.Sleep(30 * time.Millisecond)
-	c.Invalidate(h) // the revocation arrives while that lookup is in flight
-	<-done
-	c.positive.Wait()
-	before := s.lookups.Load()
-	if _, res, _ := c.Lookup(context.Background(), h); res != Miss || s.lookups.Load() != before+1 {
-		t.Fatalf("the answer read before the change was cached (%s)", res)
+	for _, change := range []struct {
+		name  string
+		apply func(c *Cache, h keystore.Hash)
+	}{
+		{"Invalidate", func(c *Cache, h keystore.Hash) { c.Invalidate(h) }},
+		{"PurgeAll", func(c *Cache, _ keystore.Hash) { c.PurgeAll() }},
+	} {
+		t.Run(change.name, func(t *testing.T) {
+			s := newStore()
+			s.delay = 100 * time.Millisecond
+			h := hashOf(12)
+			s.put(h, &keystore.Token{ID: "tok_12", Workspace: "ws"})
+			c := newCache(t, s, Config{TTL: time.Hour})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				c.Lookup(context.Background(), h) // reads the old row, slowly
+			}()
+			time.Sleep(30 * time.Millisecond)
+			change.apply(c, h) // the revocation arrives while that lookup is in flight
+			<-done
+			c.positive.Wait()
+			before := s.lookups.Load()
+			if _, res, _ := c.Lookup(context.Background(), h); res != Miss || s.lookups.Load() != before+1 {
+				t.Fatalf("the answer read before the change was cached (%s)", res)
+			}
+		})
 	}
 }
 
