@@ -524,6 +524,15 @@ func benchServe(b *testing.B, f *fixture, method, path, auth string, want int) {
 	}
 }
 
+// BenchmarkServeHTTPDefaultGuard is the cached API key with the brute-force
+// guard on, as configured by default: the client's budget is checked on
+// every request (an empty shard answers without a lock).
+func BenchmarkServeHTTPDefaultGuard(b *testing.B) {
+	f := newFixture(b, nil)
+	f.h.logger = zap.NewNop()
+	benchServe(b, f, "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer "+f.deploy.raw, 200)
+}
+
 // BenchmarkServeHTTPThrottled is a client past its failure budget: the 429
 // answered before any token work.
 func BenchmarkServeHTTPThrottled(b *testing.B) {
