@@ -1,6 +1,8 @@
 package identity
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -491,6 +493,25 @@ func TestConcurrent(t *testing.T) {
 	for g := 0; g < 8; g++ {
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// The MAC is computed from precomputed pads; it must be HMAC-SHA256 exactly,
+// for keys shorter than, equal to and longer than SHA-256's block, and for
+// canonical strings that do and do not fit the stack buffer.
+func TestMACIsHMACSHA256(t *testing.T) {
+	vals := [numFields]string{"api_key", "tok_1", "ws_acme", "weekly-report", "deploy read"}
+	for _, keyLen := range []int{32, 63, 64, 65, 200} {
+		secret := []byte(strings.Repeat("k", keyLen-1) + "!")
+		ks := newKeyState(Key{ID: "k1", Secret: secret})
+		for _, path := range []string{"/v1/x", "/" + strings.Repeat("p", 2000)} {
+			got := ks.mac(1795756000, "POST", path, &vals)
+			h := hmac.New(sha256.New, secret)
+			h.Write(appendCanonical(nil, "k1", 1795756000, "POST", path, &vals))
+			if want := h.Sum(nil); !hmac.Equal(got[:], want) {
+				t.Errorf("key of %d bytes, path of %d: MAC differs from crypto/hmac", keyLen, len(path))
+			}
 		}
 	}
 }

@@ -5,11 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"hash"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // The signature format.
@@ -113,85 +111,68 @@ func validateKeys(keys []Key) error {
 	return nil
 }
 
-// keyState holds one key's pool of keyed MACs, so that signing and
-// verifying neither re-key HMAC nor allocate scratch space.
+// keyState holds one key's HMAC pads. The MAC is computed straight from
+// them (RFC 2104) over a stack buffer: signing and verifying allocate
+// nothing and need no pool of keyed hashes, which every GC cycle would
+// empty (re-keying HMAC costs more than the signature itself).
 type keyState struct {
-	id   string
-	pool sync.Pool // of *macState
+	id         string
+	ipad, opad [sha256.BlockSize]byte
 }
-
-type macState struct {
-	h   hash.Hash
-	buf []byte // canonical string, then the signature header value
-	sum []byte // computed MAC
-	dec [macLen]byte
-}
-
-// maxPooledBuf keeps an unusually large canonical string's buffer out of
-// the pool.
-const maxPooledBuf = 8 << 10
 
 func newKeyState(k Key) *keyState {
-	secret := append([]byte(nil), k.Secret...)
 	ks := &keyState{id: k.ID}
-	ks.pool.New = func() any {
-		return &macState{
-			h:   hmac.New(sha256.New, secret),
-			buf: make([]byte, 0, 512),
-			sum: make([]byte, 0, macLen),
-		}
+	key := k.Secret
+	if len(key) > sha256.BlockSize {
+		sum := sha256.Sum256(key)
+		key = sum[:]
+	}
+	copy(ks.ipad[:], key)
+	copy(ks.opad[:], key)
+	for i := range ks.ipad {
+		ks.ipad[i] ^= 0x36
+		ks.opad[i] ^= 0x5c
 	}
 	return ks
 }
 
-func (ks *keyState) get() *macState { return ks.pool.Get().(*macState) }
-
-func (ks *keyState) put(ms *macState) {
-	if cap(ms.buf) > maxPooledBuf {
-		ms.buf = make([]byte, 0, 512)
-	}
-	ks.pool.Put(ms)
-}
-
-// mac computes the MAC of the canonical string into ms.sum.
-func (ks *keyState) mac(ms *macState, ts int64, method, path string, vals *[numFields]string) {
-	ms.buf = appendCanonical(ms.buf[:0], ks.id, ts, method, path, vals)
-	ms.h.Reset()
-	ms.h.Write(ms.buf)
-	ms.sum = ms.h.Sum(ms.sum[:0])
+// mac returns HMAC-SHA256(key, canonical string).
+func (ks *keyState) mac(ts int64, method, path string, vals *[numFields]string) [macLen]byte {
+	var stack [512]byte // the inner block and a typical canonical string
+	b := append(stack[:0], ks.ipad[:]...)
+	b = appendCanonical(b, ks.id, ts, method, path, vals)
+	inner := sha256.Sum256(b)
+	var outer [sha256.BlockSize + sha256.Size]byte
+	copy(outer[:], ks.opad[:])
+	copy(outer[sha256.BlockSize:], inner[:])
+	return sha256.Sum256(outer[:])
 }
 
 // sign returns the signature header value.
 func (ks *keyState) sign(ts int64, method, path string, vals *[numFields]string) string {
-	ms := ks.get()
-	ks.mac(ms, ts, method, path, vals)
-	b := append(ms.buf[:0], sigVersion+" kid="...)
+	sum := ks.mac(ts, method, path, vals)
+	var stack [128]byte
+	b := append(stack[:0], sigVersion+" kid="...)
 	b = append(b, ks.id...)
 	b = append(b, " ts="...)
 	b = strconv.AppendInt(b, ts, 10)
 	b = append(b, " sig="...)
-	b = b64.AppendEncode(b, ms.sum)
-	v := string(b)
-	ms.buf = b
-	ks.put(ms)
-	return v
+	b = b64.AppendEncode(b, sum[:])
+	return string(b)
 }
 
 // verify reports whether sh carries the MAC of the request, comparing in
 // constant time. sh comes from parseSignature, which checked the alphabet
 // and the trailing bits of sh.sig.
 func (ks *keyState) verify(sh *signatureHeader, method, path string, vals *[numFields]string) bool {
-	ms := ks.get()
-	defer ks.put(ms)
-	// Decode through the pooled buffer so that sh.sig is not copied into a
-	// fresh []byte.
-	ms.buf = append(ms.buf[:0], sh.sig...)
-	n, err := b64.Decode(ms.dec[:], ms.buf)
+	var stack [sigTextLen]byte
+	var got [macLen]byte
+	n, err := b64.Decode(got[:], append(stack[:0], sh.sig...))
 	if err != nil || n != macLen {
 		return false
 	}
-	ks.mac(ms, sh.ts, method, path, vals)
-	return hmac.Equal(ms.sum, ms.dec[:])
+	want := ks.mac(sh.ts, method, path, vals)
+	return hmac.Equal(want[:], got[:])
 }
 
 // appendCanonical appends the canonical string: ten lines joined by "\n",
