@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -612,4 +613,66 @@ func BenchmarkServeHTTPSigned(b *testing.B) {
 	})
 	f.h.logger = zap.NewNop()
 	benchServe(b, f, "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer "+f.deploy.raw, 200)
+}
+
+// recordingStore is a key store that records what it is asked.
+type recordingStore struct {
+	inner keystore.Store
+	mu    sync.Mutex
+	asked []keystore.Hash
+}
+
+func (s *recordingStore) Lookup(ctx context.Context, h keystore.Hash) (*keystore.Token, error) {
+	s.mu.Lock()
+	s.asked = append(s.asked, h)
+	s.mu.Unlock()
+	return s.inner.Lookup(ctx, h)
+}
+func (s *recordingStore) Generation() uint64 { return s.inner.Generation() }
+
+// A timing observer learns nothing from the store: a known and an unknown
+// token each cost the store exactly one lookup, by SHA-256 of the whole
+// token (never the token or a prefix of it, so no byte-by-byte comparison
+// can exist behind it), and from then on both are answered from a cache —
+// positive or negative, the same structure. BenchmarkServeHTTP measures the
+// two cached paths side by side (cached_api_key, unknown_token_negative_hit).
+func TestKnownAndUnknownTokensAlikeAtTheStore(t *testing.T) {
+	f := newFixture(t, nil)
+	fs, err := keystore.OpenFile(f.keys, keystore.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	rec := &recordingStore{inner: fs}
+	cache, err := tokencache.New(rec, tokencache.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.h.tokens.Close()
+	f.h.tokens = cache
+	unknown := mustToken(t)
+	for _, tok := range []struct {
+		raw    string
+		status int
+	}{{f.read.raw, 200}, {unknown, 401}} {
+		for i := 0; i < 3; i++ {
+			r, _ := newRequest("GET", "/v1/workspaces/ws_acme/projects")
+			r.Header.Set("Authorization", "Bearer "+tok.raw)
+			_, up, err := f.serve(r)
+			if statusOf(err) != tok.status || up.called != (tok.status == 200) {
+				t.Fatalf("request %d: status %d, upstream called %v", i, statusOf(err), up.called)
+			}
+		}
+	}
+	want := []keystore.Hash{sha256.Sum256([]byte(f.read.raw)), sha256.Sum256([]byte(unknown))}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.asked) != len(want) {
+		t.Fatalf("store asked %d times for 2 tokens × 3 requests, want once per token", len(rec.asked))
+	}
+	for i := range want {
+		if rec.asked[i] != want[i] {
+			t.Errorf("store lookup %d was not by the SHA-256 of the whole token", i)
+		}
+	}
 }
