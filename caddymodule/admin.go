@@ -77,6 +77,7 @@ func liveHandlers() []*Handler {
 type storeStatus struct {
 	Kind       string    `json:"kind"`
 	Path       string    `json:"path,omitempty"`
+	Database   string    `json:"database,omitempty"` // PostgreSQL: host:port/name, never credentials
 	Tokens     int       `json:"tokens,omitempty"`
 	LastReload time.Time `json:"last_reload,omitzero"`
 	LastError  string    `json:"last_error,omitempty"`
@@ -118,14 +119,14 @@ func handleStatus(w http.ResponseWriter, r *http.Request) error {
 			out.Stores = append(out.Stores, st)
 		case sharedPostgresStore:
 			ps := s.Pool().Stat()
-			out.Stores = append(out.Stores, storeStatus{Kind: "postgres", Healthy: ps.TotalConns() > 0,
+			out.Stores = append(out.Stores, storeStatus{Kind: "postgres", Database: s.Name(), Healthy: ps.TotalConns() > 0,
 				PoolConns: ps.TotalConns(), PoolIdle: ps.IdleConns(), DroppedTouches: s.DroppedTouches()})
 		}
 		return true
 	})
 	for _, h := range liveHandlers() {
 		s := h.tokens.Stats()
-		hs := handlerStatus{Store: h.storeKey, Routes: len(h.Routes), Default: h.Default,
+		hs := handlerStatus{Store: h.storeName, Routes: len(h.Routes), Default: h.Default,
 			CacheHits: s.Hits, CacheNegHits: s.NegativeHits, CacheMisses: s.Misses}
 		if hs.Default == "" {
 			hs.Default = "deny"

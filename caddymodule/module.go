@@ -84,7 +84,8 @@ type Handler struct {
 	jwt       *jwtauth.Verifier
 	throttle  *throttle.Limiter // nil when off
 	signer    *identity.Signer  // nil without signed_identity
-	storeKey  string
+	storeKey  string            // the usage pool key; holds the DSN: never shown
+	storeName string            // for status output: the key file's path, or host:port/db
 	cacheKey  string
 	toucher   toucher // records last use (PostgreSQL record_last_used), or nil
 	realm     string

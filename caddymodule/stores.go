@@ -65,6 +65,7 @@ func (h *Handler) openKeys(ctx caddy.Context) (keystore.Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("keys file: %w", err)
 		}
+		h.storeName = h.storeKey // "file:" and the absolute path
 	} else {
 		kind = "postgres"
 		var pg *keystore.PostgresStore
@@ -73,6 +74,7 @@ func (h *Handler) openKeys(ctx caddy.Context) (keystore.Store, error) {
 			return nil, fmt.Errorf("keys postgres: %w", err)
 		}
 		store = pg
+		h.storeName = "postgres:" + pg.Name()
 		if k.Postgres.RecordLastUsed {
 			h.toucher = pg
 		}

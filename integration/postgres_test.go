@@ -22,6 +22,9 @@ import (
 // DSN that puts it on the search path.
 type pgEnv struct {
 	dsn, slowDSN, schema, app string
+	// password is in every DSN given to Caddy (the machine's trust auth
+	// ignores it), so tests can check that it is shown nowhere.
+	password string
 	// proxyDSN reaches the same database through proxy, which a test can
 	// stop and start to take the database away from Caddy.
 	proxyDSN string
@@ -58,6 +61,16 @@ func newPG(t *testing.T) *pgEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	user, password := "postgres", ""
+	if u.User != nil {
+		user = u.User.Username()
+		password, _ = u.User.Password()
+	}
+	if password == "" {
+		password = "it-pg-password-" + suffix
+	}
+	e.password = password
+	u.User = url.UserPassword(user, password)
 	q := u.Query()
 	q.Set("options", "-c search_path="+e.schema)
 	q.Set("application_name", e.app)
@@ -387,6 +400,28 @@ func TestPostgresEndToEnd(t *testing.T) {
 		}
 		if got := up.take(); len(got) != 0 {
 			t.Fatal("a request reached the upstream while the store failed")
+		}
+	})
+
+	// The DSN carries a password: the admin API (deplo-auth status, Caddy's
+	// own /config/) and /metrics name the database without it.
+	t.Run("admin output and metrics never show the DSN password", func(t *testing.T) {
+		for _, path := range []string{"/deplo-auth/status", "/config/", "/metrics"} {
+			resp, err := http.Get("http://localhost:2999" + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s: %d", path, resp.StatusCode)
+			}
+			if strings.Contains(string(b), pg.password) {
+				t.Errorf("%s shows the DSN password", path)
+			}
+			if path == "/deplo-auth/status" && !strings.Contains(string(b), `"store":"postgres:127.0.0.1:`) {
+				t.Errorf("status does not name the database: %s", b)
+			}
 		}
 	})
 }

@@ -338,6 +338,13 @@ func (s *PostgresStore) checkLookupQuery(ctx context.Context) error {
 // Pool returns the store's connection pool (for Migrate and admin work).
 func (s *PostgresStore) Pool() *pgxpool.Pool { return s.pool }
 
+// Name identifies the database for status output: host, port and database
+// name from the DSN, never its user, password or parameters.
+func (s *PostgresStore) Name() string {
+	c := s.pool.Config().ConnConfig
+	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
+}
+
 // Generation changes each time the listener connection has been lost and
 // re-established (notifications may have been missed meanwhile), and when a
 // notification says every token may have changed. It starts at 1.
