@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +60,16 @@ var (
 		Help: "Reconnects of a key store's change listener (PostgreSQL LISTEN), by store.",
 	}, []string{"store"})
 
+	metricKeyFileReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deplo_auth_keyfile_reloads_total",
+		Help: "Key file reloads after a change, by path and result (success; error: the last good tokens stay in force).",
+	}, []string{"path", "result"})
+
+	metricCacheEvictions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deplo_auth_cache_evictions_total",
+		Help: "Entries evicted to make room (not expired) from a full cache, by cache (api_key, api_key_negative, jwt).",
+	}, []string{"cache"})
+
 	metricKeyFile = &keyFileCollector{
 		tokens: prometheus.NewDesc("deplo_auth_keyfile_tokens",
 			"Tokens in the key file currently in force.", []string{"path"}, nil),
@@ -68,8 +79,18 @@ var (
 			"1 if the last attempt to read the key file succeeded, 0 if the last good contents are kept in force.", []string{"path"}, nil),
 	}
 
+	metricState = &stateCollector{
+		cacheEntries: prometheus.NewDesc("deplo_auth_cache_entries",
+			"Entries held now, by cache (api_key, api_key_negative, jwt), summed over the caches in force.", []string{"cache"}, nil),
+		jwksKeys: prometheus.NewDesc("deplo_auth_jwks_keys",
+			"Keys in force from a JWKS, by JWKS (its URL without credentials or query).", []string{"jwks"}, nil),
+		jwksLastSuccess: prometheus.NewDesc("deplo_auth_jwks_last_success_timestamp_seconds",
+			"Unix time of the last successful fetch of a JWKS (time() minus this is the key set's age).", []string{"jwks"}, nil),
+	}
+
 	allCollectors = []prometheus.Collector{metricRequests, metricDecision, metricCacheLookups,
-		metricStoreRequests, metricStoreDuration, metricJWKSRefreshes, metricRevocations, metricReconnects, metricKeyFile}
+		metricStoreRequests, metricStoreDuration, metricJWKSRefreshes, metricRevocations, metricReconnects, metricKeyFile,
+		metricKeyFileReloads, metricCacheEvictions, metricState}
 )
 
 // Outcome label values.
@@ -196,4 +217,96 @@ func (c *keyFileCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, ok01, fs.Path())
 		return true
 	})
+}
+
+// keyFileReloadObserver counts the reloads of the key file at path.
+func keyFileReloadObserver(path string) func(error) {
+	ok := metricKeyFileReloads.WithLabelValues(path, "success")
+	failed := metricKeyFileReloads.WithLabelValues(path, "error")
+	return func(err error) {
+		if err != nil {
+			failed.Inc()
+		} else {
+			ok.Inc()
+		}
+	}
+}
+
+var (
+	evictedAPIKey   = metricCacheEvictions.WithLabelValues("api_key")
+	evictedNegative = metricCacheEvictions.WithLabelValues("api_key_negative")
+	evictedJWT      = metricCacheEvictions.WithLabelValues("jwt")
+)
+
+func observeTokenCacheEviction(negative bool) {
+	if negative {
+		evictedNegative.Inc()
+	} else {
+		evictedAPIKey.Inc()
+	}
+}
+
+func observeJWTCacheEviction() { evictedJWT.Inc() }
+
+// stateCollector reports, at scrape time, the state of the caches and JWKS
+// key sets of the handlers in force. Caches shared by several handlers are
+// counted once.
+type stateCollector struct{ cacheEntries, jwksKeys, jwksLastSuccess *prometheus.Desc }
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.cacheEntries
+	ch <- c.jwksKeys
+	ch <- c.jwksLastSuccess
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	var apiKey, negative, jwt int64
+	seen := make(map[any]bool)
+	type jwksState struct {
+		keys int
+		last time.Time
+	}
+	jwks := make(map[string]jwksState)
+	for _, h := range liveHandlers() {
+		if h.tokens != nil && !seen[h.tokens] {
+			seen[h.tokens] = true
+			s := h.tokens.Stats()
+			apiKey += s.Entries
+			negative += s.NegativeEntries
+		}
+		if h.jwt != nil && !seen[h.jwt] {
+			seen[h.jwt] = true
+			s := h.jwt.Stats()
+			jwt += s.CacheEntries
+			if s.JWKS && h.JWT != nil {
+				// Several handlers may fetch one JWKS: one series for it.
+				name := redactURL(h.JWT.JWKS)
+				st := jwks[name]
+				st.keys = max(st.keys, s.JWKSKeys)
+				if s.JWKSLastSuccess.After(st.last) {
+					st.last = s.JWKSLastSuccess
+				}
+				jwks[name] = st
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.cacheEntries, prometheus.GaugeValue, float64(apiKey), "api_key")
+	ch <- prometheus.MustNewConstMetric(c.cacheEntries, prometheus.GaugeValue, float64(negative), "api_key_negative")
+	ch <- prometheus.MustNewConstMetric(c.cacheEntries, prometheus.GaugeValue, float64(jwt), "jwt")
+	for name, st := range jwks {
+		ch <- prometheus.MustNewConstMetric(c.jwksKeys, prometheus.GaugeValue, float64(st.keys), name)
+		if !st.last.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.jwksLastSuccess, prometheus.GaugeValue, float64(st.last.UnixNano())/1e9, name)
+		}
+	}
+}
+
+// redactURL keeps scheme, host and path of a URL: a metric label must not
+// carry credentials or query parameters.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "invalid"
+	}
+	return u.Scheme + "://" + u.Host + u.Path
 }

@@ -378,6 +378,7 @@ func (h *Handler) jwtConfig(store keystore.Store) (jwtauth.Config, error) {
 		TypeOff:        c.TypeOff,
 		Logger:         h.logger.Named("jwt"),
 		OnJWKSRefresh:  observeJWKSRefresh,
+		OnCacheEvict:   observeJWTCacheEviction,
 	}
 	if c.Secret != "" {
 		secret, err := resolveSecret(c.Secret)

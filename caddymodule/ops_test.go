@@ -55,7 +55,7 @@ var (
 // opsModuleLabels are the label names the module sets; a matcher on one of
 // them must name a metric that has it. Other labels (instance, job, …) come
 // from the scrape and are not checked.
-var opsModuleLabels = []string{"method", "outcome", "reason", "result", "store", "path", "le", "quantile"}
+var opsModuleLabels = []string{"method", "outcome", "reason", "result", "store", "source", "cache", "path", "jwks", "le", "quantile"}
 
 // opsKnownCatalog reads the metric names and labels from allCollectors and
 // the label values from the code that sets them.
@@ -112,9 +112,13 @@ func opsKnownCatalog(t *testing.T) *opsCatalog {
 			// storeObserver's labels.
 			"deplo_auth_store_requests_total": {"found", "not_found", "error"},
 		},
-		// The stores documented in the metric help; postgres is planned.
 		"store": {"": {"file", "postgres"}},
+		// revocationObserver's sources and the admin purge.
+		"source": {"": {"postgres", "postgres_resync", "admin_purge"}},
+		"cache":  {"": {"api_key", "api_key_negative", "jwt"}},
 	}
+	c.values["result"]["deplo_auth_jwks_refreshes_total"] = []string{"success", "error"}
+	c.values["result"]["deplo_auth_keyfile_reloads_total"] = []string{"success", "error"}
 	return c
 }
 

@@ -86,6 +86,7 @@ func (h *Handler) openKeys(ctx caddy.Context) (keystore.Store, error) {
 				zap.String("token_id", id), zap.Strings("scopes", unknown))
 		},
 		OnStoreLookup: storeObserver(kind),
+		OnEvict:       observeTokenCacheEviction,
 	}
 	if _, pushes := store.(keystore.Watcher); pushes {
 		cfg.OnInvalidate = revocationObserver(kind)
@@ -138,7 +139,8 @@ func openFileStore(path string) (keystore.Store, string, error) {
 	key := "file:" + abs
 	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		fs, err := keystore.OpenFile(abs, keystore.FileOptions{
-			Logger: caddy.Log().Named("deplo_auth.keys"),
+			Logger:   caddy.Log().Named("deplo_auth.keys"),
+			OnReload: keyFileReloadObserver(abs),
 		})
 		if err != nil {
 			return nil, err

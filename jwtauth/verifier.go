@@ -111,6 +111,9 @@ type Config struct {
 	// OnJWKSRefresh, when set, is called after every JWKS fetch with its
 	// error (nil on success), for metrics. It must not block.
 	OnJWKSRefresh func(err error)
+	// OnCacheEvict, when set, is called when the verification cache evicts
+	// an entry for room (not when one expires), for metrics.
+	OnCacheEvict func()
 
 	// For tests in this package: extra static keys, and no 1s floors.
 	testKeys    []*verifyKey
@@ -141,6 +144,12 @@ type Stats struct {
 	// KeySetGeneration grows by one each time the JWKS keys change.
 	KeySetGeneration uint64
 	JWKSKeys         int
+	// JWKS says whether a JWKS URL is configured; JWKSLastSuccess is when
+	// it was last fetched successfully (zero: never).
+	JWKS            bool
+	JWKSLastSuccess time.Time
+	// CacheEntries is the number of verified tokens cached.
+	CacheEntries int64
 }
 
 // Verifier verifies tokens. It is safe for concurrent use.
@@ -175,6 +184,7 @@ type Verifier struct {
 	closeOnce sync.Once
 
 	hits, misses, fetches, fetchFailures atomic.Uint64
+	jwksOK                               atomic.Int64 // Unix ns of the last successful JWKS fetch
 
 	failMu      sync.Mutex
 	lastFailLog time.Time
@@ -252,6 +262,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 			MaxCost:            n, // every entry costs 1
 			BufferItems:        64,
 			IgnoreInternalCost: true,
+			OnEvict:            evictionCounter[*cacheEntry](cfg.OnCacheEvict),
 		})
 		if err != nil {
 			v.cancel()
@@ -371,13 +382,35 @@ func (v *Verifier) Close() {
 // Stats returns the counters.
 func (v *Verifier) Stats() Stats {
 	ks := v.keys.Load()
-	return Stats{
+	st := Stats{
 		CacheHits:        v.hits.Load(),
 		CacheMisses:      v.misses.Load(),
 		JWKSFetches:      v.fetches.Load(),
 		JWKSFailures:     v.fetchFailures.Load(),
 		KeySetGeneration: ks.gen,
 		JWKSKeys:         len(ks.jwks),
+		JWKS:             v.jwks != nil,
+	}
+	if ns := v.jwksOK.Load(); ns != 0 {
+		st.JWKSLastSuccess = time.Unix(0, ns)
+	}
+	if v.cache != nil && !v.cacheClosed.Load() {
+		st.CacheEntries = v.cache.MaxCost() - v.cache.RemainingCost()
+	}
+	return st
+}
+
+// evictionCounter returns a ristretto OnEvict that calls fn for entries
+// evicted for room. Every entry is set with a TTL, so an evicted item
+// without an expiration is a capacity victim, not an expired entry.
+func evictionCounter[V any](fn func()) func(*ristretto.Item[V]) {
+	if fn == nil {
+		return nil
+	}
+	return func(it *ristretto.Item[V]) {
+		if it.Expiration.IsZero() {
+			fn()
+		}
 	}
 }
 
@@ -590,6 +623,7 @@ func (v *Verifier) refreshJWKS(throttle bool) (ran bool, err error) {
 			return false, err
 		}
 		v.fetchRecovered()
+		v.jwksOK.Store(time.Now().UnixNano())
 		return v.installJWKS(keys), nil
 	})
 	return ran, err

@@ -30,9 +30,12 @@ type FileOptions struct {
 	PollInterval time.Duration
 	// Logger receives reload reports (nothing is logged if nil).
 	Logger *zap.Logger
-	// OnReload, if set, is called from the poller after each successful
-	// reload (not after the initial load). It must not call Close.
-	OnReload func()
+	// OnReload, if set, is called from the poller after each reload
+	// attempt that a change of the file started (not after the initial
+	// load): err is nil when the new contents are in force, else why they
+	// are not (the last good ones stay; a file that stays unreadable is
+	// reported once, until its error changes). It must not call Close.
+	OnReload func(err error)
 }
 
 // FileStore is a Store backed by a JSON key file, re-read when the file
@@ -42,7 +45,7 @@ type FileStore struct {
 	path     string
 	interval time.Duration
 	log      *zap.Logger
-	onReload func()
+	onReload func(error)
 
 	snap atomic.Pointer[snapshot]
 
@@ -200,6 +203,9 @@ func (s *FileStore) poll() {
 		s.setErr(err)
 		s.log.Error("key file reload failed; keeping the last good tokens",
 			zap.String("path", s.path), zap.Error(err), zap.Int("tokens", s.Len()))
+		if s.onReload != nil {
+			s.onReload(err)
+		}
 		return
 	}
 	// LastReload is updated first, so whoever sees the new contents also
@@ -212,7 +218,7 @@ func (s *FileStore) poll() {
 	s.log.Info("key file reloaded", zap.String("path", s.path),
 		zap.Int("tokens", len(tokens)), zap.Uint64("generation", next.gen))
 	if s.onReload != nil {
-		s.onReload()
+		s.onReload(nil)
 	}
 }
 
@@ -232,6 +238,9 @@ func (s *FileStore) readFailed(err error) {
 		s.lastLogged = msg
 		s.log.Error("key file unreadable; keeping the last good tokens",
 			zap.String("path", s.path), zap.Error(err), zap.Int("tokens", s.Len()))
+		if s.onReload != nil {
+			s.onReload(err)
+		}
 	}
 }
 

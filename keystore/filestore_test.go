@@ -66,11 +66,17 @@ func TestFileStoreHotReload(t *testing.T) {
 	writeEntries(t, path, a, b)
 
 	core, logs := observer.New(zapcore.InfoLevel)
-	var reloads atomic.Int32
+	var reloads, failures atomic.Int32
 	s, err := OpenFile(path, FileOptions{
 		PollInterval: testPoll,
 		Logger:       zap.New(core),
-		OnReload:     func() { reloads.Add(1) },
+		OnReload: func(err error) {
+			if err != nil {
+				failures.Add(1)
+			} else {
+				reloads.Add(1)
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +164,9 @@ func TestFileStoreHotReload(t *testing.T) {
 	}
 	if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != 1 {
 		t.Errorf("%d error logs, want 1: %v", n, logs.All())
+	}
+	if n := failures.Load(); n != 1 {
+		t.Errorf("OnReload reported %d failures, want 1", n)
 	}
 
 	// An invalid entry is also refused, and named in the log.

@@ -49,6 +49,9 @@ type Config struct {
 	// OnInvalidate is called for each change a watching store pushes
 	// (all=true: every entry dropped), for metrics.
 	OnInvalidate func(all bool)
+	// OnEvict is called when a full cache evicts an entry to make room
+	// (not when one expires), for metrics; negative says which cache.
+	OnEvict func(negative bool)
 }
 
 // Entry is a resolved token: the stored record and the principal it stands
@@ -111,15 +114,23 @@ type Cache struct {
 	purgedAt atomic.Int64
 }
 
-// Stats counts lookups by result since the cache was made.
+// Stats counts lookups by result since the cache was made, and the entries
+// held now.
 type Stats struct {
 	Hits, NegativeHits, Misses, Stale uint64
+	Entries, NegativeEntries          int64
 }
 
-// Stats returns the lookup counts.
+// Stats returns the lookup counts and entry counts. The entry counts take
+// the caches' policy locks: call it for status and metrics, not per request.
 func (c *Cache) Stats() Stats {
-	return Stats{Hits: c.counts[Hit].Load(), NegativeHits: c.counts[NegativeHit].Load(),
+	st := Stats{Hits: c.counts[Hit].Load(), NegativeHits: c.counts[NegativeHit].Load(),
 		Misses: c.counts[Miss].Load(), Stale: c.counts[Stale].Load()}
+	if !c.closed.Load() {
+		st.Entries = c.positive.MaxCost() - c.positive.RemainingCost()
+		st.NegativeEntries = c.negative.MaxCost() - c.negative.RemainingCost()
+	}
+	return st
 }
 
 // New returns a cache in front of store.
@@ -138,23 +149,33 @@ func New(store keystore.Store, cfg Config) (*Cache, error) {
 	}
 	c := &Cache{store: store, cfg: cfg, invalidated: make(map[keystore.Hash]time.Time)}
 	var err error
-	if c.positive, err = newRistretto(cfg.MaxEntries); err != nil {
+	if c.positive, err = newRistretto(cfg.MaxEntries, cfg.OnEvict, false); err != nil {
 		return nil, fmt.Errorf("token cache: %w", err)
 	}
-	if c.negative, err = newRistretto(cfg.MaxEntries); err != nil {
+	if c.negative, err = newRistretto(cfg.MaxEntries, cfg.OnEvict, true); err != nil {
 		c.positive.Close()
 		return nil, fmt.Errorf("negative token cache: %w", err)
 	}
 	return c, nil
 }
 
-func newRistretto(maxEntries int64) (*ristretto.Cache[uint64, *Entry], error) {
-	return ristretto.NewCache(&ristretto.Config[uint64, *Entry]{
+func newRistretto(maxEntries int64, onEvict func(negative bool), negative bool) (*ristretto.Cache[uint64, *Entry], error) {
+	cfg := &ristretto.Config[uint64, *Entry]{
 		NumCounters:        10 * maxEntries,
 		MaxCost:            maxEntries, // every entry costs 1
 		BufferItems:        64,
 		IgnoreInternalCost: true,
-	})
+	}
+	if onEvict != nil {
+		// Every entry is set with a TTL, so an evicted item without an
+		// expiration is a capacity victim, not an expired entry.
+		cfg.OnEvict = func(it *ristretto.Item[*Entry]) {
+			if it.Expiration.IsZero() {
+				onEvict(negative)
+			}
+		}
+	}
+	return ristretto.NewCache(cfg)
 }
 
 // key is the first 8 bytes of the SHA-256; the entry keeps the whole hash
