@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
@@ -89,13 +90,30 @@ type storeStatus struct {
 }
 
 type handlerStatus struct {
-	Store        string  `json:"store"`
-	Routes       int     `json:"routes"`
-	Default      string  `json:"default"`
-	CacheHits    uint64  `json:"cache_hits"`
-	CacheNegHits uint64  `json:"cache_negative_hits"`
-	CacheMisses  uint64  `json:"cache_misses"`
-	HitRatio     float64 `json:"cache_hit_ratio"`
+	Store           string     `json:"store"`
+	Routes          int        `json:"routes"`
+	Default         string     `json:"default"`
+	CacheEntries    int64      `json:"cache_entries"`
+	CacheNegEntries int64      `json:"cache_negative_entries"`
+	CacheHits       uint64     `json:"cache_hits"`
+	CacheNegHits    uint64     `json:"cache_negative_hits"`
+	CacheMisses     uint64     `json:"cache_misses"`
+	HitRatio        float64    `json:"cache_hit_ratio"`
+	JWT             *jwtStatus `json:"jwt,omitempty"`
+}
+
+// jwtStatus is the dashboard-session side of a handler: its keys (ids,
+// algorithms, source and since when in force; never key material), JWKS
+// health and verification cache.
+type jwtStatus struct {
+	Keys            []jwtauth.KeyInfo `json:"keys"`
+	JWKS            string            `json:"jwks,omitempty"` // without credentials or query
+	JWKSLastSuccess time.Time         `json:"jwks_last_success,omitzero"`
+	JWKSFetches     uint64            `json:"jwks_fetches,omitempty"`
+	JWKSFailures    uint64            `json:"jwks_failures,omitempty"`
+	CacheEntries    int64             `json:"cache_entries"`
+	CacheHits       uint64            `json:"cache_hits"`
+	CacheMisses     uint64            `json:"cache_misses"`
 }
 
 func handleStatus(w http.ResponseWriter, r *http.Request) error {
@@ -127,7 +145,17 @@ func handleStatus(w http.ResponseWriter, r *http.Request) error {
 	for _, h := range liveHandlers() {
 		s := h.tokens.Stats()
 		hs := handlerStatus{Store: h.storeName, Routes: len(h.Routes), Default: h.Default,
+			CacheEntries: s.Entries, CacheNegEntries: s.NegativeEntries,
 			CacheHits: s.Hits, CacheNegHits: s.NegativeHits, CacheMisses: s.Misses}
+		if h.jwt != nil {
+			js := h.jwt.Stats()
+			hs.JWT = &jwtStatus{Keys: h.jwt.Keys(), JWKSLastSuccess: js.JWKSLastSuccess,
+				JWKSFetches: js.JWKSFetches, JWKSFailures: js.JWKSFailures,
+				CacheEntries: js.CacheEntries, CacheHits: js.CacheHits, CacheMisses: js.CacheMisses}
+			if js.JWKS && h.JWT != nil {
+				hs.JWT.JWKS = redactURL(h.JWT.JWKS)
+			}
+		}
 		if hs.Default == "" {
 			hs.Default = "deny"
 		}

@@ -315,7 +315,11 @@ func TestEndToEnd(t *testing.T) {
 				Healthy    bool
 			}
 			Handlers []struct {
-				CacheHits uint64 `json:"cache_hits"`
+				CacheHits    uint64 `json:"cache_hits"`
+				CacheEntries int64  `json:"cache_entries"`
+				JWT          *struct {
+					Keys []struct{ Kid, Algorithms, Source string }
+				}
 			}
 		}
 		if resp.StatusCode != 200 || json.Unmarshal(b, &st) != nil {
@@ -324,8 +328,14 @@ func TestEndToEnd(t *testing.T) {
 		if len(st.Stores) != 1 || st.Stores[0].Path != e.keysFile || !st.Stores[0].Healthy || st.Stores[0].Tokens < 6 {
 			t.Errorf("stores: %+v", st.Stores)
 		}
-		if len(st.Handlers) != 1 || st.Handlers[0].CacheHits == 0 {
+		if len(st.Handlers) != 1 || st.Handlers[0].CacheHits == 0 || st.Handlers[0].CacheEntries == 0 {
 			t.Errorf("handlers: %+v", st.Handlers)
+		}
+		if j := st.Handlers[0].JWT; j == nil || len(j.Keys) != 1 || j.Keys[0].Source != "secret" || j.Keys[0].Algorithms != "HS256" {
+			t.Errorf("jwt keys in status: %s", b)
+		}
+		if strings.Contains(string(b), jwtSecret) {
+			t.Fatal("status shows the JWT secret")
 		}
 		for _, tk := range []token{read, deploy, admin, agent, other, revoked} {
 			if strings.Contains(string(b), tk.Raw) || strings.Contains(string(b), apikeyHashHex(tk.Raw)) {
@@ -509,8 +519,16 @@ func TestEndToEnd(t *testing.T) {
 			`deplo_auth_decision_duration_seconds_bucket{method="api_key",le="+Inf"}`,
 			`deplo_auth_store_duration_seconds_count{store="file"}`,
 			`deplo_auth_keyfile_last_reload_success{`,
+			// The key file was rewritten by revocations above; the caches hold
+			// the tokens and sessions used since the admin purge.
+			`deplo_auth_keyfile_reloads_total{path=`, // with result="success"
+			`deplo_auth_cache_entries{cache="api_key"}`,
+			`deplo_auth_cache_entries{cache="jwt"}`,
 		} {
 			line := metricLine(body, want)
+			if strings.HasPrefix(want, "deplo_auth_keyfile_reloads_total") {
+				line = metricLine(body, want, `result="success"`)
+			}
 			if line == "" {
 				t.Errorf("metrics lack %s", want)
 				continue
@@ -527,11 +545,20 @@ func TestEndToEnd(t *testing.T) {
 	})
 }
 
-func metricLine(body, prefix string) string {
+// metricLine returns the first line of body that starts with prefix and
+// contains every one of also.
+func metricLine(body, prefix string, also ...string) string {
+lines:
 	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, prefix) {
-			return line
+		if !strings.HasPrefix(line, prefix) {
+			continue
 		}
+		for _, a := range also {
+			if !strings.Contains(line, a) {
+				continue lines
+			}
+		}
+		return line
 	}
 	return ""
 }

@@ -2,7 +2,9 @@ package jwtauth
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,5 +214,31 @@ func TestVerifyAfterClose(t *testing.T) {
 	v.Close()
 	if _, err := v.Verify(tok, now); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A full verification cache reports what it evicts for room.
+func TestCacheEvictionsReported(t *testing.T) {
+	now := time.Now()
+	k := keys()
+	var evicted atomic.Int64
+	v := newVerifier(t, Config{Secret: k.secret, Algorithms: []string{"HS256"}, CacheMaxEntries: 5,
+		OnCacheEvict: func() { evicted.Add(1) }})
+	for i := 0; i < 100; i++ {
+		c := claimsAt(now)
+		c["jti"] = fmt.Sprintf("j%d", i)
+		tok := mint(t, "HS256", k.secret, "", c)
+		for j := 0; j < 3; j++ {
+			if _, err := v.Verify(tok, now); err != nil {
+				t.Fatal(err)
+			}
+			v.waitCache()
+		}
+	}
+	if n := v.Stats().CacheEntries; n > 5 || n == 0 {
+		t.Errorf("%d entries in a cache of 5", n)
+	}
+	if evicted.Load() == 0 {
+		t.Error("no eviction reported while filling a full cache")
 	}
 }

@@ -424,3 +424,46 @@ func fmtAny(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// Stats reports the JWKS key count and the time of the last good fetch,
+// which a failing fetch does not move, and the entries of the cache.
+func TestJWKSStats(t *testing.T) {
+	now := time.Now()
+	k := keys()
+	srv := newJWKSServer(t, jwkOf(k.p256.Public(), "a", "ES256", "sig"), jwkOf(k.rsa.Public(), "b", "RS256", "sig"))
+	before := time.Now()
+	v := newVerifier(t, Config{JWKSURL: srv.URL, Algorithms: []string{"RS256", "ES256"}})
+	st := v.Stats()
+	if !st.JWKS || st.JWKSKeys != 2 || st.JWKSLastSuccess.Before(before) || st.JWKSLastSuccess.After(time.Now()) {
+		t.Fatalf("after the first fetch: %+v", st)
+	}
+	keysBefore := v.Keys()
+	if len(keysBefore) != 2 || keysBefore[0].ID != "a" || keysBefore[0].Algorithms != "ES256" || keysBefore[0].Source != "jwks" ||
+		keysBefore[1].ID != "b" || keysBefore[0].Since.Before(before) {
+		t.Fatalf("Keys() = %+v", keysBefore)
+	}
+	if _, err := v.Verify(mint(t, "ES256", k.p256, "a", claimsAt(now)), now); err != nil {
+		t.Fatal(err)
+	}
+	v.waitCache()
+	if n := v.Stats().CacheEntries; n != 1 {
+		t.Errorf("%d cache entries after one verified token, want 1", n)
+	}
+	srv.set([]byte("oops"), http.StatusInternalServerError, 0)
+	v.allowRefetch()
+	_, _ = v.Verify(mint(t, "ES256", k.p256, "unknown", claimsAt(now)), now) // an unknown kid refetches
+	st2 := v.Stats()
+	if st2.JWKSFailures == 0 || !st2.JWKSLastSuccess.Equal(st.JWKSLastSuccess) || st2.JWKSKeys != 2 {
+		t.Errorf("after a failed fetch: %+v (before: %+v)", st2, st)
+	}
+	// The same keys fetched again keep their age.
+	srv.setKeys(jwkOf(k.p256.Public(), "a", "ES256", "sig"), jwkOf(k.rsa.Public(), "b", "RS256", "sig"))
+	v.allowRefetch()
+	_, _ = v.Verify(mint(t, "ES256", k.p256, "unknown", claimsAt(now)), now)
+	if after := v.Keys(); len(after) != 2 || !after[0].Since.Equal(keysBefore[0].Since) || !v.Stats().JWKSLastSuccess.After(st.JWKSLastSuccess) {
+		t.Errorf("after refetching the same keys: %+v (before: %+v)", after, keysBefore)
+	}
+	if st := newVerifier(t, Config{Secret: k.secret, Algorithms: []string{"HS256"}}).Stats(); st.JWKS || !st.JWKSLastSuccess.IsZero() {
+		t.Errorf("without a JWKS: %+v", st)
+	}
+}

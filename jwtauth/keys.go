@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"os"
 	"strings"
+	"time"
 )
 
 // verifyKey is one configured verification key, pinned to its type and to
@@ -31,6 +32,7 @@ type verifyKey struct {
 	fp     [32]byte   // identity: SHA-256 over the kind and the key (never shown anywhere)
 	source string     // "secret", "file", "jwks": for logs
 	macs   *hmacPools // HMAC keys only
+	since  time.Time  // when the key came into force (kept across JWKS refreshes)
 }
 
 // verifySig is the signature layer: it checks sig over signingInput with
@@ -58,7 +60,7 @@ func newSecretKey(secret []byte, allow algSet) (*verifyKey, error) {
 	if algs == 0 {
 		return nil, errors.New("jwt secret: configured, but no HS256/HS384/HS512 algorithm is allowed")
 	}
-	k := &verifyKey{kind: kindHMAC, algs: algs, pub: bytes.Clone(secret), source: "secret"}
+	k := &verifyKey{kind: kindHMAC, algs: algs, pub: bytes.Clone(secret), source: "secret", since: time.Now()}
 	h := sha256.New()
 	h.Write([]byte("deplo-auth hmac key\x00"))
 	h.Write(secret)
@@ -211,7 +213,7 @@ func newPublicKey(pub any, kid string, allow algSet, source string) (*verifyKey,
 			return nil, err
 		}
 	}
-	return &verifyKey{kid: kid, kind: kind, algs: algs, pub: pub, fp: sha256.Sum256(der), source: source}, nil
+	return &verifyKey{kid: kid, kind: kind, algs: algs, pub: pub, fp: sha256.Sum256(der), source: source, since: time.Now()}, nil
 }
 
 // Thumbprint returns the RFC 7638 JWK thumbprint (SHA-256, base64url) of an

@@ -400,6 +400,32 @@ func (v *Verifier) Stats() Stats {
 	return st
 }
 
+// KeyInfo describes a key in force, for status output. It never holds key
+// material.
+type KeyInfo struct {
+	// ID is the kid (for a public key without one, its RFC 7638
+	// thumbprint); "" for the HS* secret.
+	ID string `json:"kid"`
+	// Algorithms the key is pinned to, space separated.
+	Algorithms string `json:"algorithms"`
+	// Source is "secret", "file" (public_key) or "jwks".
+	Source string `json:"source"`
+	// Since is when the key came into force.
+	Since time.Time `json:"since"`
+}
+
+// Keys lists the keys in force: configured ones first, then the JWKS's.
+func (v *Verifier) Keys() []KeyInfo {
+	ks := v.keys.Load()
+	out := make([]KeyInfo, 0, len(ks.static)+len(ks.jwks))
+	for _, list := range [][]*verifyKey{ks.static, ks.jwks} {
+		for _, k := range list {
+			out = append(out, KeyInfo{ID: k.kid, Algorithms: k.algs.String(), Source: k.source, Since: k.since})
+		}
+	}
+	return out
+}
+
 // evictionCounter returns a ristretto OnEvict that calls fn for entries
 // evicted for room. Every entry is set with a TTL, so an evicted item
 // without an expiration is a capacity victim, not an expired entry.

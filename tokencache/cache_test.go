@@ -3,6 +3,7 @@ package tokencache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -370,5 +371,47 @@ func TestLookupsDuringClose(t *testing.T) {
 	}
 	if s.lookups.Load() == before {
 		t.Error("no store lookups after Close: something is still cached")
+	}
+}
+
+// Stats counts the entries held, and OnEvict reports entries evicted for
+// room (never expired ones).
+func TestEntriesAndEvictions(t *testing.T) {
+	s := newStore()
+	var evicted, evictedNegative atomic.Int64
+	c := newCache(t, s, Config{MaxEntries: 10, OnEvict: func(negative bool) {
+		if negative {
+			evictedNegative.Add(1)
+		} else {
+			evicted.Add(1)
+		}
+	}})
+	for i := 0; i < 3; i++ {
+		h := hashOf(byte(100 + i))
+		s.put(h, &keystore.Token{ID: fmt.Sprintf("tok_%d", i), Workspace: "ws"})
+		c.Lookup(context.Background(), h)
+	}
+	c.Lookup(context.Background(), hashOf(200)) // unknown
+	if st := c.Stats(); st.Entries != 3 || st.NegativeEntries != 1 {
+		t.Fatalf("entries %d / %d negative, want 3 / 1", st.Entries, st.NegativeEntries)
+	}
+	// Fill past the bound: the cache stays within it and reports evictions.
+	for i := 0; i < 200; i++ {
+		h := hashOf(byte(i))
+		h[1] = 0xee // distinct from the hashes above
+		s.put(h, &keystore.Token{ID: fmt.Sprintf("tok_x%d", i), Workspace: "ws"})
+		for j := 0; j < 3; j++ { // seen often enough to be admitted
+			c.Lookup(context.Background(), h)
+		}
+	}
+	c.positive.Wait()
+	if st := c.Stats(); st.Entries > 10 || st.Entries == 0 {
+		t.Errorf("%d entries in a cache of 10", st.Entries)
+	}
+	if evicted.Load() == 0 {
+		t.Error("no eviction reported while filling a full cache")
+	}
+	if evictedNegative.Load() != 0 {
+		t.Errorf("%d negative evictions with one negative entry", evictedNegative.Load())
 	}
 }
