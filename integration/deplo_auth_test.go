@@ -521,7 +521,8 @@ func TestEndToEnd(t *testing.T) {
 			`deplo_auth_keyfile_last_reload_success{`,
 			// The key file was rewritten by revocations above; the caches hold
 			// the tokens and sessions used since the admin purge.
-			`deplo_auth_keyfile_reloads_total{path=`, // with result="success"
+			// this test's key file (other tests' stores share the registry)
+			`deplo_auth_keyfile_reloads_total{path="` + e.keysFile + `"`,
 			`deplo_auth_cache_entries{cache="api_key"}`,
 			`deplo_auth_cache_entries{cache="jwt"}`,
 		} {
