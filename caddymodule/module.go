@@ -331,21 +331,16 @@ func (h *Handler) provisionJWT(ctx caddy.Context, store keystore.Store) (*jwtaut
 
 // resolveSecret replaces the placeholders of a secret given in the config
 // ({env.NAME}, {file./run/secrets/name}) at provision, so that the adapted
-// JSON and the admin API only ever show the placeholder. A secret that
-// resolves to nothing (an unset variable, an unreadable or empty file) is a
-// load error naming the placeholder, never a silently missing key.
+// JSON and the admin API only ever show the placeholder. A placeholder that
+// resolves to nothing (an unset variable, a missing or empty file) is a load
+// error naming it, and so is an empty value: an empty DSN would make pgx
+// connect with its PG* defaults.
 func resolveSecret(raw string) (string, error) {
 	v, err := caddy.NewReplacer().ReplaceOrErr(raw, true, true)
-	if err != nil {
-		return "", err
+	if err == nil && v == "" {
+		err = errors.New("must not be empty")
 	}
-	if v == "" {
-		if strings.Contains(raw, "{") {
-			return "", fmt.Errorf("%s resolves to an empty value (unset variable, or a missing or empty file)", raw)
-		}
-		return "", errors.New("must not be empty")
-	}
-	return v, nil
+	return v, err
 }
 
 func newSigner(prefix string, si *SignedIdentityConfig) (*identity.Signer, error) {

@@ -75,4 +75,10 @@ func TestSecretsFromPlaceholders(t *testing.T) {
 			})
 		}
 	}
+
+	t.Run("empty dsn", func(t *testing.T) {
+		if _, err := resolveSecret(""); err == nil || !strings.Contains(err.Error(), "empty") {
+			t.Errorf("resolveSecret(\"\") = %v, want an error", err)
+		}
+	})
 }
