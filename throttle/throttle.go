@@ -92,8 +92,11 @@ const (
 
 const (
 	maxShards  = 64
-	sampleSize = 8  // entries examined per eviction
-	shrinkMin  = 64 // maps smaller than this at their peak are never rebuilt
+	sampleSize = 8 // entries examined per eviction
+	// minPerShard is the smallest shard New makes (unless MaxClients is
+	// smaller than that altogether).
+	minPerShard = 2 * sampleSize
+	shrinkMin   = 64 // maps smaller than this at their peak are never rebuilt
 
 	// Times are nanoseconds since the Limiter's epoch, clamped to ±clockBound
 	// (about ±73 years); TATs are capped at tatBound. Differences of such
@@ -174,10 +177,13 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, errors.Join(errs...)
 	}
 	// As many shards as possible up to maxShards, each able to hold at
-	// least one entry.
+	// least minPerShard entries: eviction drops the lightest debtor of a
+	// sample, and in a shard of one or two entries the client with the
+	// largest debt would be the only candidate, so any new client would
+	// reset its count.
 	nshards := maxShards
-	if cfg.MaxClients < maxShards {
-		nshards = 1 << (bits.Len(uint(cfg.MaxClients)) - 1)
+	for nshards > 1 && cfg.MaxClients/nshards < minPerShard {
+		nshards /= 2
 	}
 	return newLimiter(cfg, nshards), nil
 }

@@ -460,3 +460,23 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("Len %d", n)
 	}
 }
+
+// A small table must not let new clients push out the one with the largest
+// debt: with one entry per shard, any newcomer in its shard would reset an
+// attacker's count (as a flake of TestConcurrent showed).
+func TestHeavyDebtorSurvivesNewcomersInASmallTable(t *testing.T) {
+	l := newT(t, Config{Failures: 5, Window: time.Hour, MaxClients: 100})
+	t0 := time.Now()
+	for range 50 {
+		l.Fail("attacker", t0)
+	}
+	for i := range 1000 {
+		l.Fail("newcomer-"+strconv.Itoa(i), t0)
+	}
+	if ok, _ := l.Allow("attacker", t0); ok {
+		t.Fatal("the attacker's debt was evicted by newcomers; its guesses are allowed again")
+	}
+	if n := l.Len(); n > 100 {
+		t.Fatalf("Len %d > MaxClients", n)
+	}
+}
