@@ -21,6 +21,7 @@ PLAIN = ("plain-a", "plain-b")
 LABELS = {
     "plain-a": "plain reverse_proxy (A)",
     "plain-b": "plain reverse_proxy (B)",
+    "ident": "reverse_proxy + identity headers (control)",
     "apikey": "deplo_auth, API token",
     "jwt": "deplo_auth, ES256 JWT",
     "basic": "basic_auth, bcrypt",
@@ -108,6 +109,7 @@ def summarise(runs_doc):
                 if not comm.endswith("[kernel]"):
                     names[comm] = names.get(comm, 0) + ticks
     return {
+        "vs_control": vs_control(rounds),
         "other_cpu": {"median_cores": med(others), "max_cores": max(others) if others else 0.0,
                       "top": sorted(names, key=names.get, reverse=True)[:4]},
         "routes": routes,
@@ -117,6 +119,42 @@ def summarise(runs_doc):
         "discarded_rounds": [{"round": r["round"], "attempt": r["attempt"], "noisy": r["noisy"]}
                              for r in runs_doc.get("discarded_rounds", [])],
     }
+
+
+# CONTROL forwards the same upstream request as a deplo_auth route
+# (Authorization removed, the identity headers of the API token added) with
+# no decision: route ÷ CONTROL is what the decision itself costs, CONTROL ÷
+# plain what forwarding an identity costs in Caddy whoever sets it.
+CONTROL = "ident"
+
+
+def vs_control(rounds):
+    out = {}
+    for n in ("apikey", "jwt"):
+        rps, cpu = [], []
+        for rnd in rounds:
+            by = {m["route"]: m for m in rnd["runs"]}
+            if n not in by or CONTROL not in by:
+                continue
+            c, m = by[CONTROL], by[n]
+            rps.append(m["rps"] / c["rps"])
+            if c["caddy_cpu_us_per_req"] > 0:
+                cpu.append(m["caddy_cpu_us_per_req"] / c["caddy_cpu_us_per_req"])
+        if rps:
+            out[n] = {"ratio_rps": spread(rps), "ratio_caddy_cpu": spread(cpu)}
+    return out
+
+
+def control_lines(summary):
+    lines = []
+    ctl = {r["route"]: r for r in summary["routes"]}.get(CONTROL)
+    if ctl:
+        lines.append(f"Forwarding the identity (control ÷ plain): req/s {fr(ctl['ratio_rps_vs_plain'])}, "
+                     f"Caddy CPU/req ×{fr(ctl['ratio_caddy_cpu_vs_plain'])}.")
+    for n, v in summary.get("vs_control", {}).items():
+        lines.append(f"The decision alone ({label(n)} ÷ control): req/s {fr(v['ratio_rps'])}"
+                     + (f", Caddy CPU/req ×{fr(v['ratio_caddy_cpu'])}" if v["ratio_caddy_cpu"] else "") + ".")
+    return lines
 
 
 def fr(s, nd=2):
@@ -156,6 +194,8 @@ def print_table(summary):
     print(f"\nA/A noise: plain B / plain A  req/s {fr(aa['ratio_rps_plain_b_over_a'], 3)}"
           + (f",  Caddy CPU/req ×{fr(aa['ratio_caddy_cpu_plain_b_over_a'], 3)}"
              if aa["ratio_caddy_cpu_plain_b_over_a"] else ""))
+    for line in control_lines(summary):
+        print(line)
 
 
 def write_md(path, summary, meta):
@@ -181,6 +221,9 @@ def write_md(path, summary, meta):
     out.append(f"A/A noise floor (plain B / plain A, same round): req/s {fr(aa['ratio_rps_plain_b_over_a'], 3)}"
                + (f"; Caddy CPU/req ×{fr(aa['ratio_caddy_cpu_plain_b_over_a'], 3)}"
                   if aa["ratio_caddy_cpu_plain_b_over_a"] else "") + ".\n")
+    cl = control_lines(summary)
+    if cl:
+        out.append("  \n".join(cl) + "\n")
     out.append("Ratios are per round (route ÷ mean of the two plain routes in the same round), then median "
                "(min–max) over rounds. `+p50`/`+p99` are added latency vs that mean. Caddy CPU is utime+stime "
                "from `/proc/<pid>/stat` (10 ms ticks) divided by requests served; it excludes the upstream and wrk. "

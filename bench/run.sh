@@ -62,7 +62,7 @@ AUTHZ_PORT=${AUTHZ_PORT:-18082}
 ADMIN_PORT=${ADMIN_PORT:-18083}
 OUT=${OUT:-bench/out}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-600}
-NROUTES=6
+NROUTES=7
 
 die() {
 	echo "bench/run.sh: FAIL: $*" >&2
@@ -148,6 +148,9 @@ KEYS=$TMPD/keys.json
 printf '{"tokens": []}\n' >"$KEYS"
 TOKEN=$(timeout 30 "$CADDY" deplo-auth token create --keys-file "$KEYS" --name bench --workspace ws_bench --scopes read 2>"$OUT/logs/token-create.log")
 [[ $TOKEN =~ ^sk_live_[0-9A-Za-z]{32}$ ]] || die "token create printed no token (see $OUT/logs/token-create.log)"
+# The control route (/ident/) forwards the same identity headers, subject included.
+TOKEN_ID=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["tokens"][0]["id"])' "$KEYS")
+[[ $TOKEN_ID =~ ^[A-Za-z0-9_-]+$ ]] || die "no token id in $KEYS"
 
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMPD/jwt.key.pem" 2>/dev/null
 openssl pkey -in "$TMPD/jwt.key.pem" -pubout -out "$TMPD/jwt.pub.pem" 2>/dev/null
@@ -167,6 +170,7 @@ cat >"$TMPD/routes.json" <<EOF
 [
  {"name": "plain-a", "path": "/plain-a/ws_bench/x", "authorization": "Bearer $TOKEN"},
  {"name": "plain-b", "path": "/plain-b/ws_bench/x", "authorization": "Bearer $TOKEN"},
+ {"name": "ident",   "path": "/ident/ws_bench/x",   "authorization": "Bearer $TOKEN"},
  {"name": "apikey",  "path": "/apikey/ws_bench/x",  "authorization": "Bearer $TOKEN"},
  {"name": "jwt",     "path": "/jwt/ws_bench/x",     "authorization": "Bearer $JWT"},
  {"name": "basic",   "path": "/basic/ws_bench/x",   "authorization": "$BASIC_AUTH"},
@@ -184,7 +188,7 @@ AUTHZ_PID=$!
 PIDS+=("$AUTHZ_PID")
 BENCH_PORT=$BENCH_PORT BENCH_UPSTREAM_PORT=$UPSTREAM_PORT BENCH_AUTHZ_PORT=$AUTHZ_PORT \
 	BENCH_ADMIN_PORT=$ADMIN_PORT BENCH_KEYS_FILE=$KEYS BENCH_JWT_PUBLIC_KEY=$TMPD/jwt.pub.pem \
-	BENCH_BASIC_HASH=$BASIC_HASH \
+	BENCH_BASIC_HASH=$BASIC_HASH BENCH_TOKEN_ID=$TOKEN_ID \
 	"$CADDY" run --config bench/Caddyfile --adapter caddyfile >"$OUT/logs/caddy.log" 2>&1 &
 CADDY_PID=$!
 PIDS+=("$CADDY_PID")
@@ -224,7 +228,7 @@ echo "== check routes"
 while IFS=$'\t' read -r name path auth; do
 	check "$name" "$path" 200 "$auth"
 	case "$name" in
-	plain-*) ;;
+	plain-* | ident) ;;
 	*) check "$name" "$path" 401 ;;
 	esac
 	case "$name" in
@@ -236,6 +240,16 @@ for r in json.load(open(sys.argv[1])): print(r["name"], r["path"], r["authorizat
 check jwt /jwt/ws_bench/x 401 "Bearer $TOKEN"
 check apikey /apikey/ws_bench/x 401 "Bearer $JWT"
 echo "   all routes: 200 with the credential, 401 without or with a wrong one"
+# The control route must forward exactly what the API-token route forwards.
+fwd_ident=$(curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "$BASE/ident/ws_bench/_headers") || die "curl /ident/…/_headers failed"
+fwd_apikey=$(curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "$BASE/apikey/ws_bench/_headers") || die "curl /apikey/…/_headers failed"
+[ "$fwd_ident" = "$fwd_apikey" ] && [[ $fwd_apikey == *X-Deplo-Subject:* ]] ||
+	die "the control route forwards other headers than the API-token route:
+--- /ident/
+$fwd_ident
+--- /apikey/
+$fwd_apikey"
+echo "   the control route forwards the same headers as the API-token route"
 echo "   first request per route (cold caches), seconds: $(tr '\t\n' '= ' <"$FIRST_TIMES")"
 
 # ---- 4. load -------------------------------------------------------------------------
@@ -314,7 +328,7 @@ echo
 import json, sys
 d = json.load(open(sys.argv[1]))
 routes = {r["route"]: r for r in d["summary"]["routes"]}
-want = {"plain-a", "plain-b", "apikey", "jwt", "basic", "forward"}
+want = {"plain-a", "plain-b", "ident", "apikey", "jwt", "basic", "forward"}
 missing = want - set(routes)
 assert not missing, f"missing routes {missing}"
 assert all(r["rps"]["median"] > 0 for r in routes.values()), "a route served no requests"
