@@ -321,32 +321,29 @@ var ErrPath = errors.New("non-canonical request path")
 // (which would split segments differently after decoding).
 func ValidatePath(path, escaped string) error {
 	if len(path) == 0 || path[0] != '/' {
-		return fmt.Errorf("%w: must start with /", ErrPath)
+		return errPathStart
 	}
+	// One table lookup per byte: every request passes here, refused or not.
 	segStart := 1
-	for i := 1; i <= len(path); i++ {
-		if i < len(path) {
-			c := path[i]
-			switch {
-			case c < 0x20 || c == 0x7f:
-				return fmt.Errorf("%w: control character", ErrPath)
-			case c == '\\':
-				return fmt.Errorf("%w: backslash", ErrPath)
-			case c == ';':
-				return fmt.Errorf("%w: semicolon", ErrPath)
-			case c != '/':
-				continue
+	for i := 1; i < len(path); i++ {
+		switch pathBytes[path[i]] {
+		case pathOrdinary:
+			continue
+		case pathSlash:
+			if err := checkSegment(path[segStart:i], false); err != nil {
+				return err
 			}
+			segStart = i + 1
+		case pathControl:
+			return errPathControl
+		case pathBackslash:
+			return errPathBackslash
+		default:
+			return errPathSemicolon
 		}
-		// path[segStart:i] is a complete segment; a trailing empty one
-		// ("/a/") is the subtree form and allowed.
-		switch seg := path[segStart:i]; {
-		case seg == "" && i < len(path):
-			return fmt.Errorf("%w: empty segment", ErrPath)
-		case seg == "." || seg == "..":
-			return fmt.Errorf("%w: dot segment", ErrPath)
-		}
-		segStart = i + 1
+	}
+	if err := checkSegment(path[segStart:], true); err != nil {
+		return err
 	}
 	for i := 0; i+2 < len(escaped); i++ {
 		if escaped[i] != '%' {
@@ -354,8 +351,55 @@ func ValidatePath(path, escaped string) error {
 		}
 		switch escaped[i+1 : i+3] {
 		case "2F", "2f", "5C", "5c":
-			return fmt.Errorf("%w: encoded slash", ErrPath)
+			return errPathEncodedSlash
 		}
 	}
 	return nil
 }
+
+// checkSegment refuses an empty segment ("//"; a trailing empty one, "/a/",
+// is the subtree form and allowed) and the dot segments.
+func checkSegment(seg string, last bool) error {
+	if len(seg) > 2 {
+		return nil
+	}
+	switch {
+	case seg == "" && !last:
+		return errPathEmptySegment
+	case seg == "." || seg == "..":
+		return errPathDotSegment
+	}
+	return nil
+}
+
+// The byte classes of ValidatePath.
+const (
+	pathOrdinary uint8 = iota
+	pathSlash
+	pathControl
+	pathBackslash
+	pathSemicolon
+)
+
+var pathBytes = func() (t [256]uint8) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = pathControl
+	}
+	t[0x7f] = pathControl
+	t['/'] = pathSlash
+	t['\\'] = pathBackslash
+	t[';'] = pathSemicolon
+	return t
+}()
+
+// ValidatePath's errors, made once: refusing a crafted path must not cost an
+// allocation per request.
+var (
+	errPathStart        = fmt.Errorf("%w: must start with /", ErrPath)
+	errPathControl      = fmt.Errorf("%w: control character", ErrPath)
+	errPathBackslash    = fmt.Errorf("%w: backslash", ErrPath)
+	errPathSemicolon    = fmt.Errorf("%w: semicolon", ErrPath)
+	errPathEmptySegment = fmt.Errorf("%w: empty segment", ErrPath)
+	errPathDotSegment   = fmt.Errorf("%w: dot segment", ErrPath)
+	errPathEncodedSlash = fmt.Errorf("%w: encoded slash", ErrPath)
+)

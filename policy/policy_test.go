@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -262,4 +263,73 @@ func FuzzPolicy(f *testing.F) {
 			t.Fatalf("%s %q allowed outside the workspace", method, path)
 		}
 	})
+}
+
+// validatePathReference is ValidatePath as first written (a switch per
+// byte); FuzzValidatePath holds the table-driven version to it.
+func validatePathReference(path, escaped string) error {
+	if len(path) == 0 || path[0] != '/' {
+		return fmt.Errorf("%w: must start with /", ErrPath)
+	}
+	segStart := 1
+	for i := 1; i <= len(path); i++ {
+		if i < len(path) {
+			c := path[i]
+			switch {
+			case c < 0x20 || c == 0x7f:
+				return fmt.Errorf("%w: control character", ErrPath)
+			case c == '\\':
+				return fmt.Errorf("%w: backslash", ErrPath)
+			case c == ';':
+				return fmt.Errorf("%w: semicolon", ErrPath)
+			case c != '/':
+				continue
+			}
+		}
+		// path[segStart:i] is a complete segment; a trailing empty one
+		// ("/a/") is the subtree form and allowed.
+		switch seg := path[segStart:i]; {
+		case seg == "" && i < len(path):
+			return fmt.Errorf("%w: empty segment", ErrPath)
+		case seg == "." || seg == "..":
+			return fmt.Errorf("%w: dot segment", ErrPath)
+		}
+		segStart = i + 1
+	}
+	for i := 0; i+2 < len(escaped); i++ {
+		if escaped[i] != '%' {
+			continue
+		}
+		switch escaped[i+1 : i+3] {
+		case "2F", "2f", "5C", "5c":
+			return fmt.Errorf("%w: encoded slash", ErrPath)
+		}
+	}
+	return nil
+}
+
+func FuzzValidatePath(f *testing.F) {
+	for _, s := range []string{
+		"/", "//", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "/v1/..", "/v1/./a",
+		"/v1/a\\b", "/v1/a;b", "/v1/a\x00", "/v1/a\x7f", "/v1/...", "/v1/.well-known", "v1", "",
+	} {
+		f.Add(s, "")
+		f.Add(s, strings.ReplaceAll(s, "/", "%2F"))
+	}
+	f.Fuzz(func(t *testing.T, path, escaped string) {
+		got, want := ValidatePath(path, escaped), validatePathReference(path, escaped)
+		if (got == nil) != (want == nil) || (got != nil && got.Error() != want.Error()) {
+			t.Fatalf("ValidatePath(%q, %q) = %v, the reference says %v", path, escaped, got, want)
+		}
+	})
+}
+
+func BenchmarkValidatePath(b *testing.B) {
+	const path = "/v1/workspaces/ws_acme/projects/weekly-report/deployments"
+	b.ReportAllocs()
+	for b.Loop() {
+		if ValidatePath(path, "") != nil {
+			b.Fatal("refused")
+		}
+	}
 }
