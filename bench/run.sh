@@ -5,6 +5,11 @@
 #   bench/run.sh          full run: 5 interleaved rounds × 3 s per route
 #   bench/run.sh smoke    1 round × 1 s per route: checks everything works end
 #                         to end (all routes 200, results JSON written); for CI
+#   bench/run.sh instructions
+#                         Caddy under valgrind's callgrind: instructions per
+#                         request per route (bench/instructions.py), a figure
+#                         that does not move with the machine's load; 2 rounds
+#                         × 10 s per route at 4 connections, ~10 min
 #
 # Builds Caddy from this repository, the upstream and the authorizer
 # (bench/upstream, bench/authorizer), makes a throwaway key file, API token,
@@ -22,6 +27,8 @@
 #   OTHER_CPU_MAX [0.25] cores during one of its runs
 #   BENCH_PORT [18080] UPSTREAM_PORT [18081] AUTHZ_PORT [18082] ADMIN_PORT [18083]
 #   OUT [bench/out or bench/out/smoke]  BUILD_TIMEOUT [600] seconds
+#   CADDYFILE [bench/Caddyfile]  another config with the same routes, e.g. to
+#   measure a global option's effect on every route (see BENCHMARKS.md)
 #   BENCH_TIMEOUT  overall bound in seconds (default: computed from the above)
 #
 # Everything listens on 127.0.0.1 only. The script refuses to start when a port
@@ -31,13 +38,13 @@ set -euo pipefail
 
 MODE=${1:-full}
 case "$MODE" in
-full | smoke) ;;
+full | smoke | instructions) ;;
 -h | --help | help)
 	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	exit 0
 	;;
 *)
-	echo "usage: bench/run.sh [full|smoke]" >&2
+	echo "usage: bench/run.sh [full|smoke|instructions]" >&2
 	exit 2
 	;;
 esac
@@ -48,6 +55,14 @@ cd "$ROOT"
 if [ "$MODE" = smoke ]; then
 	ROUNDS=1 DURATION=1 WARMUP=0 REDO=0
 	OUT=${OUT:-bench/out/smoke}
+fi
+# Under callgrind Caddy is ~50 times slower: fewer connections, longer runs,
+# and far longer waits for its start and for the first bcrypt.
+WAIT_TRIES=200 CURL_MAX_TIME=15 START_EXTRA=0
+if [ "$MODE" = instructions ]; then
+	ROUNDS=${ROUNDS:-2} DURATION=${DURATION:-10} CONNECTIONS=${CONNECTIONS:-4} WARMUP=0 REDO=0
+	OUT=${OUT:-bench/out/instructions}
+	WAIT_TRIES=1800 CURL_MAX_TIME=300 START_EXTRA=600
 fi
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-3}
@@ -61,6 +76,7 @@ UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
 AUTHZ_PORT=${AUTHZ_PORT:-18082}
 ADMIN_PORT=${ADMIN_PORT:-18083}
 OUT=${OUT:-bench/out}
+CADDYFILE=${CADDYFILE:-bench/Caddyfile}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-600}
 NROUTES=7
 
@@ -69,9 +85,11 @@ die() {
 	exit 1
 }
 
+[ -f "$CADDYFILE" ] || die "CADDYFILE $CADDYFILE not found"
 for v in ROUNDS DURATION CONNECTIONS THREADS WARMUP REDO BENCH_PORT UPSTREAM_PORT AUTHZ_PORT ADMIN_PORT BUILD_TIMEOUT; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
 done
+[ "$MODE" != instructions ] || [ "$DURATION" -ge 5 ] || die "instructions: DURATION must be at least 5 s (Caddy serves ~100 requests/s under callgrind)"
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNECTIONS" -ge 1 ] && [ "$THREADS" -ge 1 ] ||
 	die "ROUNDS, DURATION, CONNECTIONS and THREADS must be at least 1"
 [ "$DURATION" -le 60 ] || die "DURATION is capped at 60 s per run"
@@ -79,7 +97,7 @@ done
 
 # ---- overall bound: re-run this script under timeout(1) -----------------------
 if [ -z "${BENCH_UNDER_TIMEOUT:-}" ]; then
-	limit=${BENCH_TIMEOUT:-$((BUILD_TIMEOUT + 90 + NROUTES * WARMUP + ROUNDS * NROUTES * (DURATION + 6) * (REDO + 1)))}
+	limit=${BENCH_TIMEOUT:-$((BUILD_TIMEOUT + 90 + START_EXTRA + NROUTES * WARMUP + ROUNDS * NROUTES * (DURATION + 6) * (REDO + 1)))}
 	export BENCH_UNDER_TIMEOUT=1 BENCH_LIMIT=$limit
 	exec timeout -k 10 "$limit" "$ROOT/bench/run.sh" "$@"
 fi
@@ -89,8 +107,10 @@ PY=$(command -v python3 || true)
 [ -n "$PY" ] || { [ -x /root/.pyenv/shims/python3 ] && PY=/root/.pyenv/shims/python3; } || true
 [ -n "$PY" ] || die "python3 not found"
 PY=$("$PY" -c 'import sys; print(sys.executable)') # past pyenv's shim
-for t in go wrk curl openssl ss timeout; do
-	command -v "$t" >/dev/null || die "$t not found$([ "$t" = wrk ] && echo ' (apt-get install -y wrk)')"
+tools=(go wrk curl openssl ss timeout)
+[ "$MODE" = instructions ] && tools+=(valgrind callgrind_control)
+for t in "${tools[@]}"; do
+	command -v "$t" >/dev/null || die "$t not found$([ "$t" = wrk ] && echo ' (apt-get install -y wrk)')$([ "$t" = valgrind ] && echo ' (apt-get install -y valgrind)')"
 done
 
 # ---- ports ---------------------------------------------------------------------
@@ -186,22 +206,28 @@ PIDS+=("$UPSTREAM_PID")
 BENCH_AUTHZ_TOKEN=$TOKEN bench/out/authorizer -addr "127.0.0.1:$AUTHZ_PORT" >"$OUT/logs/authorizer.log" 2>&1 &
 AUTHZ_PID=$!
 PIDS+=("$AUTHZ_PID")
+CADDY_CMD=("$CADDY")
+if [ "$MODE" = instructions ]; then
+	# asyncpreemptoff: callgrind asserts on Go's preemption signals.
+	CADDY_CMD=(env GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --callgrind-out-file="$OUT/raw/callgrind.out" "$CADDY")
+	rm -f "$OUT"/raw/callgrind.out*
+fi
 BENCH_PORT=$BENCH_PORT BENCH_UPSTREAM_PORT=$UPSTREAM_PORT BENCH_AUTHZ_PORT=$AUTHZ_PORT \
 	BENCH_ADMIN_PORT=$ADMIN_PORT BENCH_KEYS_FILE=$KEYS BENCH_JWT_PUBLIC_KEY=$TMPD/jwt.pub.pem \
 	BENCH_BASIC_HASH=$BASIC_HASH BENCH_TOKEN_ID=$TOKEN_ID \
-	"$CADDY" run --config bench/Caddyfile --adapter caddyfile >"$OUT/logs/caddy.log" 2>&1 &
+	"${CADDY_CMD[@]}" run --config "$CADDYFILE" --adapter caddyfile >"$OUT/logs/caddy.log" 2>&1 &
 CADDY_PID=$!
 PIDS+=("$CADDY_PID")
 
-# wait_up <name> <pid> <url>: any HTTP answer within 20 s.
+# wait_up <name> <pid> <url>: any HTTP answer within WAIT_TRIES / 10 s.
 wait_up() {
 	local i
-	for i in $(seq 1 200); do
+	for i in $(seq 1 "$WAIT_TRIES"); do
 		kill -0 "$2" 2>/dev/null || die "$1 exited at start; see $OUT/logs/$1.log: $(tail -3 "$OUT/logs/$1.log")"
 		if curl -s -o /dev/null --max-time 1 "$3"; then return 0; fi
 		sleep 0.1
 	done
-	die "$1 did not answer on $3 within 20 s"
+	die "$1 did not answer on $3 within $((WAIT_TRIES / 10)) s"
 }
 wait_up upstream "$UPSTREAM_PID" "http://127.0.0.1:$UPSTREAM_PORT/"
 wait_up authorizer "$AUTHZ_PID" "http://127.0.0.1:$AUTHZ_PORT/verify"
@@ -214,7 +240,7 @@ FIRST_TIMES=$TMPD/first-request.tsv
 # check <route> <path> <want status> [<authorization>]
 check() {
 	local name=$1 path=$2 want=$3 auth=${4:-} res code body t
-	local args=(-s --max-time 15 -o "$TMPD/body" -w '%{http_code} %{time_total}')
+	local args=(-s --max-time "$CURL_MAX_TIME" -o "$TMPD/body" -w '%{http_code} %{time_total}')
 	[ -n "$auth" ] && args+=(-H "Authorization: $auth")
 	res=$(curl "${args[@]}" "$BASE$path") || die "curl $path failed"
 	code=${res%% *}
@@ -241,8 +267,8 @@ check jwt /jwt/ws_bench/x 401 "Bearer $TOKEN"
 check apikey /apikey/ws_bench/x 401 "Bearer $JWT"
 echo "   all routes: 200 with the credential, 401 without or with a wrong one"
 # The control route must forward exactly what the API-token route forwards.
-fwd_ident=$(curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "$BASE/ident/ws_bench/_headers") || die "curl /ident/…/_headers failed"
-fwd_apikey=$(curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "$BASE/apikey/ws_bench/_headers") || die "curl /apikey/…/_headers failed"
+fwd_ident=$(curl -s --max-time "$CURL_MAX_TIME" -H "Authorization: Bearer $TOKEN" "$BASE/ident/ws_bench/_headers") || die "curl /ident/…/_headers failed"
+fwd_apikey=$(curl -s --max-time "$CURL_MAX_TIME" -H "Authorization: Bearer $TOKEN" "$BASE/apikey/ws_bench/_headers") || die "curl /apikey/…/_headers failed"
 [ "$fwd_ident" = "$fwd_apikey" ] && [[ $fwd_apikey == *X-Deplo-Subject:* ]] ||
 	die "the control route forwards other headers than the API-token route:
 --- /ident/
@@ -253,6 +279,15 @@ echo "   the control route forwards the same headers as the API-token route"
 echo "   first request per route (cold caches), seconds: $(tr '\t\n' '= ' <"$FIRST_TIMES")"
 
 # ---- 4. load -------------------------------------------------------------------------
+if [ "$MODE" = instructions ]; then
+	echo "== instructions per request (callgrind), $ROUNDS rounds × ${DURATION}s per route, $CONNECTIONS connections"
+	"$PY" bench/instructions.py --routes "$TMPD/routes.json" --base-url "$BASE" --out "$OUT" \
+		--lua bench/wrk-report.lua --caddy-pid "$CADDY_PID" --dump-prefix "$OUT/raw/callgrind.out" \
+		--rounds "$ROUNDS" --duration "$DURATION" --connections "$CONNECTIONS"
+	echo
+	echo "== wrote $OUT/instructions.json, $OUT/instructions.md (load after: $(uptime))"
+	exit 0
+fi
 UPTIME_RUN=$(uptime)
 echo "== load before the run: $UPTIME_RUN"
 "$PY" bench/drive.py --routes "$TMPD/routes.json" --base-url "$BASE" --out "$OUT" \
@@ -265,7 +300,7 @@ kill -0 "$CADDY_PID" 2>/dev/null || die "caddy died during the run; see $OUT/log
 # ---- 5./6. report ---------------------------------------------------------------------
 cmdline="bench/run.sh"
 [ "$MODE" = smoke ] && cmdline+=" smoke"
-for v in ROUNDS DURATION CONNECTIONS THREADS WARMUP REDO OTHER_CPU_MAX; do
+for v in CADDYFILE ROUNDS DURATION CONNECTIONS THREADS WARMUP REDO OTHER_CPU_MAX; do
 	# Show the parameters that were set in the environment (not in smoke mode).
 	if [ "$MODE" = full ] && printenv "$v" >/dev/null; then cmdline="$v=${!v} $cmdline"; fi
 done
@@ -334,10 +369,13 @@ assert not missing, f"missing routes {missing}"
 assert all(r["rps"]["median"] > 0 for r in routes.values()), "a route served no requests"
 EOF
 
-if [ "$MODE" = full ]; then
+if [ "$MODE" = full ] && [ "$CADDYFILE" = bench/Caddyfile ]; then
 	cp "$OUT/throughput.svg" bench/throughput.svg
 	echo
 	echo "== wrote $OUT/results.json, $OUT/results.md, $OUT/throughput.svg; copied the chart to bench/throughput.svg"
+elif [ "$MODE" = full ]; then
+	echo
+	echo "== wrote $OUT/results.json, $OUT/results.md, $OUT/throughput.svg (with $CADDYFILE: bench/throughput.svg left alone)"
 else
 	echo
 	echo "== smoke OK: all routes 200, $OUT/results.json written"
