@@ -80,6 +80,11 @@ def run_route(args, route, known, idle):
     w = parse_wrk(p.stdout)
     errors = {k: w[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")}
     if any(errors.values()) or w["requests"] == 0:
+        if not os.path.exists(f"/proc/{args.caddy_pid}"):
+            raise RuntimeError(
+                f"route {route['name']}: Caddy under callgrind died (see logs/caddy.log): callgrind "
+                "3.19 sometimes asserts on a signal delivered while it handles another "
+                "(vgCallgrind_post_signal); run again")
         raise RuntimeError(f"route {route['name']}: {w['requests']} requests, errors {errors}")
     return {"route": route["name"], "requests": w["requests"], "instructions": total,
             "wall_s": wall, "idle_instructions": idle * wall,
