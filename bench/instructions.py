@@ -107,6 +107,11 @@ def summarise(rounds, names):
             for n in names]
 
 
+def git_commit():
+    p = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else "unknown"
+
+
 def table(summary):
     head = ["route", "instructions/request (median)", "vs plain (min–max)", "vs control (min–max)"]
     rows = []
@@ -130,6 +135,7 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--wrk", default="wrk")
+    ap.add_argument("--caddyfile", default="bench/Caddyfile")
     args = ap.parse_args()
 
     with open(args.routes) as f:
@@ -151,8 +157,9 @@ def main():
         rounds.append(runs)
     summary = summarise(rounds, names)
     with open(os.path.join(args.out, "instructions.json"), "w") as f:
-        json.dump({"rounds": rounds, "summary": summary, "duration_s": args.duration,
-                   "connections": args.connections}, f, indent=1)
+        json.dump({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": git_commit(),
+                   "caddyfile": args.caddyfile, "rounds": rounds, "summary": summary,
+                   "duration_s": args.duration, "connections": args.connections}, f, indent=1)
     head, rows = table(summary)
     md = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     md += ["| " + " | ".join(r) + " |" for r in rows]

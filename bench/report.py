@@ -21,7 +21,7 @@ PLAIN = ("plain-a", "plain-b")
 LABELS = {
     "plain-a": "plain reverse_proxy (A)",
     "plain-b": "plain reverse_proxy (B)",
-    "ident": "reverse_proxy + identity headers (control)",
+    "ident": "identity headers only (control)",
     "apikey": "deplo_auth, API token",
     "jwt": "deplo_auth, ES256 JWT",
     "basic": "basic_auth, bcrypt",
@@ -298,7 +298,7 @@ def svg_panel(y0, title, items, key, ref_label, fmt, extra_key=None):
     return parts, bottom + 24
 
 
-def write_svg(path, summary, meta):
+def write_svg(path, summary, meta, instructions=None):
     items = summary["routes"]
     p = meta.get("params", {})
     parts = []
@@ -312,6 +312,11 @@ def write_svg(path, summary, meta):
                      lambda s: f"×{s['median']:.2f} ({s['min']:.2f}–{s['max']:.2f})",
                      extra_key="ratio_caddy_plus_authorizer_cpu_vs_plain")
     parts += b
+    if instructions:
+        c, y = svg_panel(y + 10, f"Caddy instructions per request vs plain (callgrind, {instructions.get('date', '')}; "
+                         "lower is better)", instructions["summary"], "ratio_vs_plain", "1.0 = plain",
+                         lambda s: f"×{s['median']:.3f} ({s['min']:.3f}–{s['max']:.3f})")
+        parts += c
     h = y + 22
     rounds = p.get("rounds")
     sub = (f"{rounds} interleaved round{'s' if rounds != 1 else ''} × {p.get('duration')} s per route, wrk -c{p.get('connections')}, "
@@ -343,7 +348,12 @@ def write_svg(path, summary, meta):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--instructions", help="instructions.json of bench/run.sh instructions: a third chart panel")
     args = ap.parse_args()
+    instructions = None
+    if args.instructions:
+        with open(args.instructions) as f:
+            instructions = json.load(f)
     with open(os.path.join(args.out, "runs.json")) as f:
         runs_doc = json.load(f)
     meta = {}
@@ -355,7 +365,7 @@ def main():
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"meta": meta, "summary": summary, "runs": runs_doc}, f, indent=1)
     write_md(os.path.join(args.out, "results.md"), summary, meta)
-    write_svg(os.path.join(args.out, "throughput.svg"), summary, meta)
+    write_svg(os.path.join(args.out, "throughput.svg"), summary, meta, instructions)
     print_table(summary)
     for n in meta.get("notes", []):
         print(f"note: {n}")

@@ -283,7 +283,7 @@ if [ "$MODE" = instructions ]; then
 	echo "== instructions per request (callgrind), $ROUNDS rounds × ${DURATION}s per route, $CONNECTIONS connections"
 	"$PY" bench/instructions.py --routes "$TMPD/routes.json" --base-url "$BASE" --out "$OUT" \
 		--lua bench/wrk-report.lua --caddy-pid "$CADDY_PID" --dump-prefix "$OUT/raw/callgrind.out" \
-		--rounds "$ROUNDS" --duration "$DURATION" --connections "$CONNECTIONS"
+		--rounds "$ROUNDS" --duration "$DURATION" --connections "$CONNECTIONS" --caddyfile "$CADDYFILE"
 	echo
 	echo "== wrote $OUT/instructions.json, $OUT/instructions.md (load after: $(uptime))"
 	exit 0
@@ -356,7 +356,19 @@ with open(sys.argv[1], "w") as f:
     json.dump(meta, f, indent=1)
 EOF
 echo
-"$PY" bench/report.py --out "$OUT"
+# The chart gets a third panel from `run.sh instructions` when that ran on
+# this very commit with the same Caddyfile.
+report_args=(--out "$OUT")
+INSTR=$OUT/instructions/instructions.json
+if [ "$MODE" = full ] && [ -f "$INSTR" ]; then
+	if "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if (d.get("git_commit"), d.get("caddyfile")) == (sys.argv[2], sys.argv[3]) else 1)' \
+		"$INSTR" "$(git rev-parse --short HEAD 2>/dev/null)" "$CADDYFILE"; then
+		report_args+=(--instructions "$INSTR")
+	else
+		echo "note: $INSTR is from another commit or Caddyfile; not charted (run bench/run.sh instructions first)"
+	fi
+fi
+"$PY" bench/report.py "${report_args[@]}"
 
 # ---- smoke: the JSON must hold every route ----------------------------------------------
 "$PY" - "$OUT/results.json" "$NROUTES" <<'EOF' || die "results.json incomplete"
