@@ -469,6 +469,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 	}{
 		{"cached_api_key", "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer " + f.deploy.raw, 200},
 		{"malformed_token", "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer sk_live_tooshort", 401},
+		{"bad_path", "POST", "/v1/workspaces/ws_acme/projects/../../ws_other/projects", "Bearer " + f.deploy.raw, 400},
 		{"unknown_token_negative_hit", "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer " + mustToken(b), 401},
 		{"insufficient_scope", "DELETE", "/v1/workspaces/ws_acme/projects/weekly-report", "Bearer " + f.deploy.raw, 403},
 	}
