@@ -338,7 +338,7 @@ func ValidatePath(path, escaped string) error {
 			return errPathControl
 		case pathBackslash:
 			return errPathBackslash
-		default:
+		case pathSemicolon:
 			return errPathSemicolon
 		}
 	}
