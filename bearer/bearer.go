@@ -52,6 +52,12 @@ const (
 	descInvalidChar  = "invalid character in bearer token"
 )
 
+// Descriptions returns every description Parse returns with Malformed, so a
+// caller can prepare one answer per problem.
+func Descriptions() []string {
+	return []string{descMultiple, descTooLong, descControl, descNoCredential, descManyTokens, descInvalidChar}
+}
+
 // b64 marks the bytes that may make up the body of a b64token (before any
 // trailing '=' padding).
 var b64 = func() (t [256]bool) {

@@ -46,6 +46,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		header_prefix <prefix>
 //		forward_authorization
 //		checksum off
+//		preflight public
 //		route <METHOD|*> <path-pattern> <scope>...|public|authenticated [{
 //			via api_key|jwt...
 //			project_tokens
@@ -114,6 +115,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.DisableChecksum = false
 			default:
 				return d.Errf("checksum: want on or off, got %q", v)
+			}
+		case "preflight":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			switch v {
+			case "public":
+				h.PreflightPublic = true
+			case "authenticated":
+				h.PreflightPublic = false
+			default:
+				return d.Errf("preflight: want public or authenticated, got %q", v)
 			}
 		case "jwt":
 			if err := h.parseJWT(d); err != nil {

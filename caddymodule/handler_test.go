@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/identity"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/tokencache"
 )
@@ -290,7 +291,7 @@ func TestServeHTTPIdentityHeaders(t *testing.T) {
 		"X-Deplo-Scopes":    "deploy read",
 	}
 	for name, values := range up.header {
-		if identityHeadersForTest.matches(name) {
+		if identityHeadersForTest.Matches(name) {
 			if len(values) != 1 || values[0] != want[name] {
 				t.Errorf("upstream got %s: %q, want %q", name, values, want[name])
 			}
@@ -319,7 +320,7 @@ func TestServeHTTPIdentityHeaders(t *testing.T) {
 	}
 }
 
-var identityHeadersForTest, _ = newIdentityHeaders(defaultHeaderPrefix)
+var identityHeadersForTest, _ = identity.NewHeaders(defaultHeaderPrefix, nil)
 
 func TestServeHTTPStripsOnPublicAndRefused(t *testing.T) {
 	f := newFixture(t, nil)
@@ -583,7 +584,7 @@ func TestServeHTTPStoreUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.h.tokens.Close()
-	f.h.tokens = cache
+	f.h.tokens, f.h.engine.Tokens = cache, cache
 	for i := 0; i < 3; i++ { // never cached: every attempt is 503, never 401, never allowed
 		r, _ := newRequest("GET", "/v1/workspaces/ws_acme/projects")
 		r.Header.Set("Authorization", "Bearer "+f.read.raw)
@@ -650,7 +651,7 @@ func TestKnownAndUnknownTokensAlikeAtTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.h.tokens.Close()
-	f.h.tokens = cache
+	f.h.tokens, f.h.engine.Tokens = cache, cache
 	unknown := mustToken(t)
 	for _, tok := range []struct {
 		raw    string

@@ -209,6 +209,7 @@ func BenchmarkServeHTTPJWT(b *testing.B) {
 					if f.h.jwt, err = jwtauth.New(context.Background(), cfg); err != nil {
 						b.Fatal(err)
 					}
+					f.h.engine.Sessions = f.h.jwt
 				}
 				benchServe(b, f, "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer "+tok, 200)
 			})

@@ -140,12 +140,6 @@ func registerMetrics(reg prometheus.Registerer) error {
 	return nil
 }
 
-// observeRefusal counts a refused request.
-func observeRefusal(f *refusal, start time.Time) {
-	f.class.counter(f.kind).Inc()
-	hot.decision[f.kind].Observe(time.Since(start).Seconds())
-}
-
 func observeJWKSRefresh(err error) {
 	result := "success"
 	if err != nil {

@@ -7,7 +7,6 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"net/textproto"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/deplo-sh/deplo-auth/decide"
 	"github.com/deplo-sh/deplo-auth/identity"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
@@ -76,21 +76,26 @@ type Handler struct {
 	Routes []RouteConfig `json:"routes,omitempty"`
 
 	// Default is what happens to requests matching no route: "deny"
-	// (default) or "authenticated" (any valid workspace-scoped credential).
+	// (default) or "authenticated" (any valid credential).
 	Default string `json:"default,omitempty"`
 
-	policy    *policy.Policy
+	// PreflightPublic lets CORS preflights (OPTIONS with Origin and
+	// Access-Control-Request-Method) through without a credential and
+	// without identity; client identity headers are still removed. Default
+	// false: they need a credential like any request.
+	PreflightPublic bool `json:"preflight_public,omitempty"`
+
+	// engine decides every request; its stores, caches, verifier and
+	// guard are set at provision.
+	engine    decide.Engine
 	tokens    *tokencache.Cache
 	jwt       *jwtauth.Verifier
-	throttle  *throttle.Limiter // nil when off
-	signer    *identity.Signer  // nil without signed_identity
-	storeKey  string            // the usage pool key; holds the DSN: never shown
-	storeName string            // for status output: the key file's path, or host:port/db
+	storeKey  string // the usage pool key; holds the DSN: never shown
+	storeName string // for status output: the key file's path, or host:port/db
 	cacheKey  string
-	toucher   toucher // records last use (PostgreSQL record_last_used), or nil
 	realm     string
 	challenge challenges
-	headers   identityHeaders
+	headers   *identity.Headers
 	logger    *zap.Logger
 	// storeErrLog rate-limits store failure logs to one a second.
 	storeErrLog *logLimiter
@@ -271,7 +276,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	if h.policy, err = policy.New(routes, def); err != nil {
+	if h.engine.Policy, err = policy.New(routes, def); err != nil {
 		return fmt.Errorf("routes: %w", err)
 	}
 
@@ -288,14 +293,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if prefix == "" {
 		prefix = defaultHeaderPrefix
 	}
-	if h.headers, err = newIdentityHeaders(prefix); err != nil {
-		return fmt.Errorf("header_prefix: %w", err)
-	}
-
+	var signer *identity.Signer
 	if si := h.SignedIdentity; si != nil {
-		if h.signer, err = newSigner(prefix, si); err != nil {
+		if signer, err = newSigner(prefix, si); err != nil {
 			return fmt.Errorf("signed_identity: %w", err)
 		}
+	}
+	if h.headers, err = identity.NewHeaders(prefix, signer); err != nil {
+		return fmt.Errorf("header_prefix: %w", err)
 	}
 
 	if t := h.Throttle; t == nil || !t.Off {
@@ -303,7 +308,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if t != nil {
 			cfg = throttle.Config{Failures: t.Failures, Window: time.Duration(t.Window), MaxClients: t.MaxClients}
 		}
-		if h.throttle, err = throttle.New(cfg); err != nil {
+		if h.engine.Throttle, err = throttle.New(cfg); err != nil {
 			return fmt.Errorf("throttle: %w", err)
 		}
 	}
@@ -316,7 +321,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.jwt, err = h.provisionJWT(ctx, store); err != nil {
 			return fmt.Errorf("jwt: %w", err)
 		}
+		h.engine.Sessions = h.jwt
 	}
+	h.engine.Tokens = h.tokens
+	h.engine.SkipChecksum = h.DisableChecksum
+	h.engine.PreflightPublic = h.PreflightPublic
 	addLive(h)
 	return nil
 }
@@ -451,7 +460,7 @@ func validMethod(m string) bool {
 
 // Validate checks the provisioned handler.
 func (h *Handler) Validate() error {
-	if h.policy == nil || h.tokens == nil {
+	if h.engine.Policy == nil || h.engine.Tokens == nil {
 		return errors.New("not provisioned")
 	}
 	return nil
@@ -465,9 +474,6 @@ func (h *Handler) Cleanup() error {
 	}
 	return h.releaseKeys()
 }
-
-// canonicalHeader is the form in which net/http keys a header.
-func canonicalHeader(name string) string { return textproto.CanonicalMIMEHeaderKey(name) }
 
 // Interface guards
 var (

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/deplo-sh/deplo-auth/decide"
 	"github.com/deplo-sh/deplo-auth/policy"
 	"github.com/deplo-sh/deplo-auth/tokencache"
 )
@@ -96,9 +97,7 @@ func opsKnownCatalog(t *testing.T) *opsCatalog {
 	for k := policy.KindNone; k <= policy.KindJWT; k++ {
 		methods = append(methods, k.String())
 	}
-	reasons := append(slices.Clone(policy.Reasons()), reasonBadPath, reasonNoCredential,
-		reasonMalformedRequest, reasonMalformedToken, reasonUnknownToken, reasonRevokedToken,
-		reasonExpiredToken, reasonStoreError)
+	reasons := append(slices.Clone(decide.Reasons()), policy.ReasonAllowed.String(), policy.ReasonPublic.String())
 	var cacheResults []string
 	for _, r := range []tokencache.Result{tokencache.Hit, tokencache.NegativeHit, tokencache.Miss} {
 		cacheResults = append(cacheResults, r.String())

@@ -44,9 +44,6 @@ func (c sharedCache) Destruct() error {
 	return nil
 }
 
-// toucher records that a token was used (PostgreSQL record_last_used).
-type toucher interface{ Touch(keystore.Hash) }
-
 // openKeys opens (or shares) the configured key store and its cache.
 func (h *Handler) openKeys(ctx caddy.Context) (keystore.Store, error) {
 	k := h.Keys
@@ -76,7 +73,7 @@ func (h *Handler) openKeys(ctx caddy.Context) (keystore.Store, error) {
 		store = pg
 		h.storeName = "postgres:" + pg.Name()
 		if k.Postgres.RecordLastUsed {
-			h.toucher = pg
+			h.engine.Usage = pg
 		}
 	}
 

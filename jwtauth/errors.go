@@ -87,6 +87,15 @@ func Reason(err error) string {
 	return ReasonInvalid
 }
 
+// Sentinels returns every sentinel error, in the order of Reasons.
+func Sentinels() []error {
+	out := make([]error, 0, len(reasons))
+	for _, r := range reasons {
+		out = append(out, r.err)
+	}
+	return out
+}
+
 // Reasons returns every label Reason can return for a non-nil error, for
 // documentation and metric pre-registration.
 func Reasons() []string {

@@ -61,20 +61,32 @@ type Token struct {
 	ExpiresAt, RevokedAt time.Time // zero = none
 }
 
-// Active reports whether the token is usable at now: not revoked at or
-// before now, and not expired at or before now. A nil Token is not active.
-func (t *Token) Active(now time.Time) bool {
-	if t == nil {
-		return false
+// TokenStatus is whether a token may be used at an instant.
+type TokenStatus uint8
+
+const (
+	TokenActive TokenStatus = iota
+	TokenRevoked
+	TokenExpired
+)
+
+// Status reports the token's state at now. revoked_at and expires_at take
+// effect at that instant (a time in the future schedules it); a token both
+// revoked and expired is reported revoked. A nil Token is revoked.
+func (t *Token) Status(now time.Time) TokenStatus {
+	switch {
+	case t == nil:
+		return TokenRevoked
+	case !t.RevokedAt.IsZero() && !now.Before(t.RevokedAt):
+		return TokenRevoked
+	case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):
+		return TokenExpired
 	}
-	if !t.RevokedAt.IsZero() && !now.Before(t.RevokedAt) {
-		return false
-	}
-	if !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
-		return false
-	}
-	return true
+	return TokenActive
 }
+
+// Active reports whether Status(now) is TokenActive.
+func (t *Token) Active(now time.Time) bool { return t.Status(now) == TokenActive }
 
 // ErrNotFound is the answer for an unknown key: a normal answer, not a
 // failure.
