@@ -35,6 +35,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				header_prefix X-Acme-
 				forward_authorization
 				checksum off
+				preflight public
 				route GET /healthz public
 				route GET /v1/me authenticated
 				route * /v1/workspaces/{workspace}/tokens/ admin
@@ -53,7 +54,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				`{"path":"/v1/workspaces/{workspace}/tokens/","scopes":["admin"]},` +
 				`{"method":"POST","path":"/v1/workspaces/{workspace}/projects/{project}/promote","scopes":["deploy","delete"],"via":["api_key"]},` +
 				`{"method":"GET","path":"/v1/workspaces/{workspace}/projects","scopes":["read"],"via":["api_key","jwt"],"project_tokens":true}` +
-				`],"default":"authenticated"}`,
+				`],"default":"authenticated","preflight_public":true}`,
 		},
 	}
 	tests = append(tests, struct{ name, input, want string }{

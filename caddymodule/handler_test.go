@@ -336,6 +336,52 @@ func TestServeHTTPStripsOnPublicAndRefused(t *testing.T) {
 	}
 }
 
+// TestServeHTTPOverrideHeaders: a POST decided as POST never reaches the
+// upstream with a header that makes its framework run it as another method
+// or route it to another URL.
+func TestServeHTTPOverrideHeaders(t *testing.T) {
+	f := newFixture(t, nil)
+	r, _ := newRequest("POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments")
+	r.Header.Set("Authorization", "Bearer "+f.deploy.raw)
+	for _, name := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Original-URL", "X-Rewrite-URL"} {
+		r.Header.Set(name, "DELETE")
+	}
+	r.Header["x_http_method_override"] = []string{"DELETE"}
+	_, up, err := f.serve(r)
+	if err != nil || !up.called {
+		t.Fatalf("err=%v called=%v", err, up.called)
+	}
+	for name := range up.header {
+		if identity.IsOverride(name) {
+			t.Errorf("%s reached the upstream", name)
+		}
+	}
+}
+
+// TestServeHTTPPreflight: with preflight public a CORS preflight passes
+// without a credential and without identity; a plain OPTIONS still needs one.
+func TestServeHTTPPreflight(t *testing.T) {
+	for _, public := range []bool{false, true} {
+		f := newFixture(t, func(h *Handler) { h.PreflightPublic = public })
+		r, _ := newRequest("OPTIONS", "/v1/workspaces/ws_acme/projects")
+		r.Header.Set("Origin", "https://app.deplo.sh")
+		r.Header.Set("Access-Control-Request-Method", "DELETE")
+		r.Header.Set("X-Deplo-Workspace", "ws_acme")
+		w, up, err := f.serve(r)
+		if up.called != public {
+			t.Fatalf("preflight public=%v: called=%v err=%v (%d)", public, up.called, err, w.Code)
+		}
+		if public && (len(up.header.Values("X-Deplo-Workspace")) != 0 || up.header.Get("X-Deplo-Auth") != "") {
+			t.Errorf("preflight forwarded identity %v", up.header)
+		}
+		plain, _ := newRequest("OPTIONS", "/v1/workspaces/ws_acme/projects")
+		plain.Header.Set("Origin", "https://app.deplo.sh")
+		if _, up, _ := f.serve(plain); up.called {
+			t.Errorf("public=%v: OPTIONS without Access-Control-Request-Method passed without a credential", public)
+		}
+	}
+}
+
 func TestServeHTTPForwardAuthorizationAndPrefix(t *testing.T) {
 	f := newFixture(t, func(h *Handler) {
 		h.ForwardAuthorization = true
