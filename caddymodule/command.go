@@ -19,6 +19,7 @@ import (
 	"github.com/deplo-sh/deplo-auth/apikey"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
+	"github.com/deplo-sh/deplo-auth/keystore/pgstore"
 	"github.com/deplo-sh/deplo-auth/policy"
 )
 
@@ -84,7 +85,7 @@ func (f storeFlags) open(ctx context.Context) (tokenAdmin, error) {
 	case *f.file != "":
 		return fileAdmin(*f.file), nil
 	case *f.postgres != "":
-		pg, err := keystore.OpenPostgres(ctx, keystore.PostgresOptions{DSN: *f.postgres})
+		pg, err := pgstore.Open(ctx, pgstore.Options{DSN: *f.postgres})
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +138,7 @@ func (f fileAdmin) list(context.Context) ([]keystore.TokenEntry, error) {
 func (f fileAdmin) where() string { return string(f) }
 func (f fileAdmin) close()        {}
 
-type pgAdmin struct{ *keystore.PostgresStore }
+type pgAdmin struct{ *pgstore.Store }
 
 func (p pgAdmin) create(ctx context.Context, e keystore.TokenEntry) error {
 	return p.CreateToken(ctx, e)
@@ -427,7 +428,7 @@ func migrateCommand() *cobra.Command {
 		if *dsn == "" {
 			return errors.New("--postgres is required (or set DEPLO_AUTH_POSTGRES)")
 		}
-		pg, err := keystore.OpenPostgres(cmd.Context(), keystore.PostgresOptions{DSN: *dsn, Migrate: true})
+		pg, err := pgstore.Open(cmd.Context(), pgstore.Options{DSN: *dsn, Migrate: true})
 		if err != nil {
 			return err
 		}

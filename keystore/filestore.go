@@ -66,7 +66,7 @@ type FileStore struct {
 // snapshot is one immutable generation of the store's contents.
 type snapshot struct {
 	tokens   map[Hash]*Token
-	sessions *sessionSet // revoked dashboard sessions, see SessionRevoked
+	sessions *SessionSet // revoked dashboard sessions, see SessionRevoked
 	gen      uint64
 }
 
