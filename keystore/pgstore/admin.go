@@ -14,7 +14,8 @@ import (
 	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
-// zero CreatedAt means now. The entry is checked like a key-file entry;
+// CreateToken inserts a token (see keystore.Admin). e.Hash is the stored form
+// "sha256:<hex>"; a // zero CreatedAt means now. The entry is checked like a key-file entry;
 // a duplicate id or hash is an error that does not show the hash.
 func (s *Store) CreateToken(ctx context.Context, e keystore.TokenEntry) error {
 	h, err := keystore.ParseHash(e.Hash)
@@ -58,71 +59,111 @@ VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8, $9)`,
 		}
 		return fmt.Errorf("keystore: create token: %w", err)
 	}
+	// The insert trigger notifies every instance; this one drops the hash
+	// from its caches now, without waiting for its own notification.
+	s.broadcast(h, false)
 	return nil
 }
 
-// RevokeToken sets the revoked_at of the token with the given id to at (now
-// if zero; a future time schedules the revocation). It is an error if no
-// token has that id.
-func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error {
+// tokenColumns are the columns queryRecords reads, in order.
+const tokenColumns = `hash, id, name, workspace, project, scopes, created_at, expires_at, revoked_at, last_used_at`
+
+// RevokeToken sets the revoked_at of the token with the given id to the
+// earlier of its current value and at (now if zero; a future time schedules
+// the revocation), and returns the row. See keystore.Admin.
+func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) (keystore.TokenRecord, error) {
 	var when *time.Time
 	if !at.IsZero() {
 		when = &at
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE deplo_tokens SET revoked_at = coalesce($2, now()) WHERE id = $1`, id, when)
+	// LEAST ignores a NULL revoked_at. An unchanged row sets off no
+	// notification (the update trigger compares the rows).
+	rec, err := s.queryOne(ctx, "revoke token", id, `UPDATE deplo_tokens SET revoked_at = LEAST(revoked_at, coalesce($2, now()))
+WHERE id = $1 RETURNING `+tokenColumns, id, when)
 	if err != nil {
-		return fmt.Errorf("keystore: revoke token: %w", err)
+		return keystore.TokenRecord{}, err
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("keystore: revoke token: no token with id %q", keystore.PrintableID(id))
+	if h, err := keystore.ParseHash(rec.Hash); err == nil {
+		s.broadcast(h, false) // this instance at once, as in CreateToken
 	}
-	return nil
+	return rec, nil
 }
 
-// ListTokens returns every token of the shipped table, oldest first, in the
-// key-file form (no secret: the hash only).
-func (s *Store) ListTokens(ctx context.Context) ([]keystore.TokenEntry, error) {
-	rows, err := s.pool.Query(ctx, `SELECT hash, id, name, workspace, project, scopes, created_at, expires_at, revoked_at
-FROM deplo_tokens ORDER BY created_at, id`)
-	if err != nil {
-		return nil, fmt.Errorf("keystore: list tokens: %w", err)
+// Token returns the token with the given id. See keystore.Admin.
+func (s *Store) Token(ctx context.Context, id string) (keystore.TokenRecord, error) {
+	return s.queryOne(ctx, "token", id, `SELECT `+tokenColumns+` FROM deplo_tokens WHERE id = $1`, id)
+}
+
+// ListTokens returns the tokens of workspace ("" = all) in the shipped
+// table, oldest first, in the key-file form (no secret: the hash only) with
+// last_used_at.
+func (s *Store) ListTokens(ctx context.Context, workspace string) ([]keystore.TokenRecord, error) {
+	return s.queryRecords(ctx, "list tokens", `SELECT `+tokenColumns+` FROM deplo_tokens
+WHERE $1 = '' OR workspace = $1 ORDER BY created_at, id`, workspace)
+}
+
+// queryOne runs a statement returning at most one row of tokenColumns, for
+// the token with the given id; no row is keystore.NoTokenError. what names
+// the operation in errors.
+func (s *Store) queryOne(ctx context.Context, what, id, sql string, args ...any) (keystore.TokenRecord, error) {
+	recs, err := s.queryRecords(ctx, what, sql, args...)
+	switch {
+	case err != nil:
+		return keystore.TokenRecord{}, err
+	case len(recs) == 0:
+		return keystore.TokenRecord{}, keystore.NoTokenError(what, id)
 	}
-	var out []keystore.TokenEntry
+	return recs[0], nil
+}
+
+// queryRecords runs a statement returning rows of tokenColumns and reads
+// them. what names the operation in errors.
+func (s *Store) queryRecords(ctx context.Context, what, sql string, args ...any) ([]keystore.TokenRecord, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %s: %w", what, err)
+	}
+	var out []keystore.TokenRecord
 	var (
-		raw              []byte
-		e                keystore.TokenEntry
-		project          pgtype.Text
-		created          time.Time
-		expires, revoked pgtype.Timestamptz
+		raw                        []byte
+		e                          keystore.TokenEntry
+		project                    pgtype.Text
+		created                    time.Time
+		expires, revoked, lastUsed pgtype.Timestamptz
 	)
-	_, err = pgx.ForEachRow(rows, []any{&raw, &e.ID, &e.Name, &e.Workspace, &project, &e.Scopes, &created, &expires, &revoked}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&raw, &e.ID, &e.Name, &e.Workspace, &project, &e.Scopes, &created, &expires, &revoked, &lastUsed}, func() error {
 		var h keystore.Hash
 		if len(raw) != len(h) {
 			return fmt.Errorf("token %s: hash of %d bytes", keystore.PrintableID(e.ID), len(raw))
 		}
 		copy(h[:], raw)
-		t := e
+		t := keystore.TokenRecord{TokenEntry: e}
 		t.Scopes = slices.Clone(e.Scopes)
 		t.Hash = keystore.FormatHash(h)
 		t.CreatedAt = created
-		t.Project, t.ExpiresAt, t.RevokedAt = nil, nil, nil
+		t.Project = nil
 		if project.Valid {
 			p := project.String
 			t.Project = &p
 		}
-		if expires.Valid {
-			x := pgTime(expires)
-			t.ExpiresAt = &x
-		}
-		if revoked.Valid {
-			x := pgTime(revoked)
-			t.RevokedAt = &x
-		}
+		t.ExpiresAt = optionalTime(expires)
+		t.RevokedAt = optionalTime(revoked)
+		t.LastUsedAt = optionalTime(lastUsed)
 		out = append(out, t)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("keystore: list tokens: %w", err)
+		return nil, fmt.Errorf("keystore: %s: %w", what, err)
 	}
 	return out, nil
+}
+
+// optionalTime converts a nullable timestamptz for a TokenRecord: NULL is
+// nil; infinities as pgTime reads them.
+func optionalTime(t pgtype.Timestamptz) *time.Time {
+	if !t.Valid {
+		return nil
+	}
+	x := pgTime(t)
+	return &x
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
+// SessionRevoked reports whether the dashboard session id is in
 // deplo_revoked_sessions with revoked_at at or before now (and expires_at
 // null or in the future as of the last reload). It is an in-memory check;
 // the set is reloaded on each "sessions" notification, after a listener

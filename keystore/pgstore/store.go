@@ -170,6 +170,8 @@ var (
 	_ keystore.Store           = (*Store)(nil)
 	_ keystore.Watcher         = (*Store)(nil)
 	_ keystore.SessionDenylist = (*Store)(nil)
+	_ keystore.Admin           = (*Store)(nil)
+	_ keystore.SessionAdmin    = (*Store)(nil)
 )
 
 // Open connects to PostgreSQL and returns a store once it is ready:
