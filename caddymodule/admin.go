@@ -223,28 +223,27 @@ func handlePurge(w http.ResponseWriter, r *http.Request) error {
 	return json.NewEncoder(w).Encode(map[string]int{"handlers_purged": len(handlers)})
 }
 
-// hashesOfID finds the hash of a token id in every open key file.
+// hashesOfID finds the hash of a token id in every open key store.
 func hashesOfID(id string) []keystore.Hash {
 	var out []keystore.Hash
 	stores.Range(func(_, v any) bool {
-		var entries []keystore.TokenEntry
+		var admin keystore.Admin
 		switch s := v.(type) {
 		case sharedFileStore:
-			if kf, err := keystore.ReadKeyFile(s.Path()); err == nil {
-				entries = kf.Tokens
-			}
+			admin = &keystore.FileAdmin{Path: s.Path()}
 		case sharedPostgresStore:
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			entries, _ = s.ListTokens(ctx)
-			cancel()
+			admin = s.Store
+		default:
+			return true
 		}
-		for _, e := range entries {
-			if e.ID != id {
-				continue
-			}
-			if h, err := keystore.ParseHash(e.Hash); err == nil {
-				out = append(out, h)
-			}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rec, err := admin.Token(ctx, id)
+		cancel()
+		if err != nil {
+			return true
+		}
+		if h, err := keystore.ParseHash(rec.Hash); err == nil {
+			out = append(out, h)
 		}
 		return true
 	})

@@ -19,6 +19,7 @@ import (
 	"github.com/deplo-sh/deplo-auth/apikey"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
+	"github.com/deplo-sh/deplo-auth/keystore/pgstore"
 	"github.com/deplo-sh/deplo-auth/policy"
 )
 
@@ -67,94 +68,30 @@ func addStoreFlags(cmd *cobra.Command) storeFlags {
 	}
 }
 
-// tokenAdmin edits tokens in one key store.
-type tokenAdmin interface {
-	create(ctx context.Context, e keystore.TokenEntry) error
-	revoke(ctx context.Context, id string, at time.Time) error
-	list(ctx context.Context) ([]keystore.TokenEntry, error)
-	revokeSession(ctx context.Context, id string, expires *time.Time) error
-	where() string
-	close()
+// storeAdmin is what the commands need of a key store: its tokens and its
+// revoked sessions.
+type storeAdmin interface {
+	keystore.Admin
+	keystore.SessionAdmin
 }
 
-func (f storeFlags) open(ctx context.Context) (tokenAdmin, error) {
+// open opens the key store the flags name. where names it in messages;
+// closeStore releases it.
+func (f storeFlags) open(ctx context.Context) (admin storeAdmin, where string, closeStore func(), err error) {
 	switch {
 	case *f.file != "" && *f.postgres != "":
-		return nil, errors.New("give either --keys-file or --postgres, not both")
+		return nil, "", nil, errors.New("give either --keys-file or --postgres, not both")
 	case *f.file != "":
-		return fileAdmin(*f.file), nil
+		return &keystore.FileAdmin{Path: *f.file}, *f.file, func() {}, nil
 	case *f.postgres != "":
-		pg, err := keystore.OpenPostgres(ctx, keystore.PostgresOptions{DSN: *f.postgres})
+		pg, err := pgstore.Open(ctx, pgstore.Options{DSN: *f.postgres})
 		if err != nil {
-			return nil, err
+			return nil, "", nil, err
 		}
-		return pgAdmin{pg}, nil
+		return pg, "PostgreSQL", func() { _ = pg.Close() }, nil
 	}
-	return nil, errors.New("--keys-file or --postgres is required (or set DEPLO_AUTH_KEYS_FILE or DEPLO_AUTH_POSTGRES)")
+	return nil, "", nil, errors.New("--keys-file or --postgres is required (or set DEPLO_AUTH_KEYS_FILE or DEPLO_AUTH_POSTGRES)")
 }
-
-type fileAdmin string
-
-func (f fileAdmin) revokeSession(_ context.Context, id string, expires *time.Time) error {
-	return keystore.UpdateKeyFile(string(f), false, func(kf *keystore.KeyFile) error {
-		for _, rs := range kf.RevokedSessions {
-			if rs.ID == id {
-				return nil // already revoked; keep the earlier instant
-			}
-		}
-		kf.RevokedSessions = append(kf.RevokedSessions, keystore.RevokedSession{
-			ID: id, RevokedAt: time.Now().UTC().Truncate(time.Second), ExpiresAt: expires})
-		return nil
-	})
-}
-
-func (f fileAdmin) create(_ context.Context, e keystore.TokenEntry) error {
-	return keystore.UpdateKeyFile(string(f), true, func(kf *keystore.KeyFile) error {
-		kf.Tokens = append(kf.Tokens, e)
-		return nil
-	})
-}
-
-func (f fileAdmin) revoke(_ context.Context, id string, at time.Time) error {
-	return keystore.UpdateKeyFile(string(f), false, func(kf *keystore.KeyFile) error {
-		e := kf.Find(id)
-		if e == nil {
-			return fmt.Errorf("no token with id %q in %s", id, string(f))
-		}
-		e.RevokedAt = &at
-		return nil
-	})
-}
-
-func (f fileAdmin) list(context.Context) ([]keystore.TokenEntry, error) {
-	kf, err := keystore.ReadKeyFile(string(f))
-	if err != nil {
-		return nil, err
-	}
-	return kf.Tokens, nil
-}
-
-func (f fileAdmin) where() string { return string(f) }
-func (f fileAdmin) close()        {}
-
-type pgAdmin struct{ *keystore.PostgresStore }
-
-func (p pgAdmin) create(ctx context.Context, e keystore.TokenEntry) error {
-	return p.CreateToken(ctx, e)
-}
-func (p pgAdmin) revoke(ctx context.Context, id string, at time.Time) error {
-	return p.RevokeToken(ctx, id, at)
-}
-func (p pgAdmin) list(ctx context.Context) ([]keystore.TokenEntry, error) { return p.ListTokens(ctx) }
-func (p pgAdmin) revokeSession(ctx context.Context, id string, expires *time.Time) error {
-	var at time.Time
-	if expires != nil {
-		at = *expires
-	}
-	return p.RevokeSession(ctx, id, at)
-}
-func (p pgAdmin) where() string { return "PostgreSQL" }
-func (p pgAdmin) close()        { _ = p.Close() }
 
 func tokenCreateCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -207,15 +144,15 @@ func tokenCreateCommand() *cobra.Command {
 			t := now.Add(*expires)
 			entry.ExpiresAt = &t
 		}
-		admin, err := store.open(cmd.Context())
+		admin, where, closeStore, err := store.open(cmd.Context())
 		if err != nil {
 			return err
 		}
-		defer admin.close()
-		if err := admin.create(cmd.Context(), entry); err != nil {
+		defer closeStore()
+		if err := admin.CreateToken(cmd.Context(), entry); err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "created token %s in %s; it is shown once:\n", id, admin.where())
+		fmt.Fprintf(cmd.ErrOrStderr(), "created token %s in %s; it is shown once:\n", id, where)
 		fmt.Fprintln(cmd.OutOrStdout(), raw)
 		return nil
 	}
@@ -229,7 +166,7 @@ func tokenRevokeCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 	}
 	store := addStoreFlags(cmd)
-	at := cmd.Flags().String("at", "", "RFC 3339 time the revocation takes effect (default: now)")
+	at := cmd.Flags().String("at", "", "RFC 3339 time the revocation takes effect (default: now; an earlier revocation stands)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		when := time.Now().UTC().Truncate(time.Second)
 		if *at != "" {
@@ -240,15 +177,17 @@ func tokenRevokeCommand() *cobra.Command {
 			when = t
 		}
 		id := args[0]
-		admin, err := store.open(cmd.Context())
+		admin, _, closeStore, err := store.open(cmd.Context())
 		if err != nil {
 			return err
 		}
-		defer admin.close()
-		if err := admin.revoke(cmd.Context(), id, when); err != nil {
+		defer closeStore()
+		rec, err := admin.RevokeToken(cmd.Context(), id, when)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "revoked %s at %s\n", id, when.Format(time.RFC3339))
+		// An earlier revocation stands; say which instant is in force.
+		fmt.Fprintf(cmd.OutOrStdout(), "revoked %s at %s\n", id, rec.RevokedAt.Format(time.RFC3339))
 		return nil
 	}
 	return cmd
@@ -263,12 +202,12 @@ func tokenListCommand() *cobra.Command {
 	store := addStoreFlags(cmd)
 	asJSON := cmd.Flags().Bool("json", false, "print the entries as JSON")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		admin, err := store.open(cmd.Context())
+		admin, _, closeStore, err := store.open(cmd.Context())
 		if err != nil {
 			return err
 		}
-		defer admin.close()
-		tokens, err := admin.list(cmd.Context())
+		defer closeStore()
+		tokens, err := admin.ListTokens(cmd.Context(), "")
 		if err != nil {
 			return err
 		}
@@ -294,7 +233,7 @@ func tokenListCommand() *cobra.Command {
 	return cmd
 }
 
-func tokenStatus(t keystore.TokenEntry, now time.Time) string {
+func tokenStatus(t keystore.TokenRecord, now time.Time) string {
 	switch {
 	case t.RevokedAt != nil && !now.Before(*t.RevokedAt):
 		return "revoked " + t.RevokedAt.Format(time.RFC3339)
@@ -427,7 +366,7 @@ func migrateCommand() *cobra.Command {
 		if *dsn == "" {
 			return errors.New("--postgres is required (or set DEPLO_AUTH_POSTGRES)")
 		}
-		pg, err := keystore.OpenPostgres(cmd.Context(), keystore.PostgresOptions{DSN: *dsn, Migrate: true})
+		pg, err := pgstore.Open(cmd.Context(), pgstore.Options{DSN: *dsn, Migrate: true})
 		if err != nil {
 			return err
 		}
@@ -447,23 +386,23 @@ func sessionRevokeCommand() *cobra.Command {
 	store := addStoreFlags(cmd)
 	expires := cmd.Flags().String("expires", "", "when the session would have expired anyway (the entry may be dropped after it)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		var exp *time.Time
+		var exp time.Time // zero: none
 		if *expires != "" {
 			t, err := time.Parse(time.RFC3339, *expires)
 			if err != nil {
 				return fmt.Errorf("--expires: %w", err)
 			}
-			exp = &t
+			exp = t
 		}
-		admin, err := store.open(cmd.Context())
+		admin, where, closeStore, err := store.open(cmd.Context())
 		if err != nil {
 			return err
 		}
-		defer admin.close()
-		if err := admin.revokeSession(cmd.Context(), args[0], exp); err != nil {
+		defer closeStore()
+		if err := admin.RevokeSession(cmd.Context(), args[0], exp); err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "revoked session %s in %s\n", args[0], admin.where())
+		fmt.Fprintf(cmd.OutOrStdout(), "revoked session %s in %s\n", args[0], where)
 		return nil
 	}
 	return cmd

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/deplo-sh/deplo-auth/keystore"
+	"github.com/deplo-sh/deplo-auth/keystore/pgstore"
 	"github.com/deplo-sh/deplo-auth/tokencache"
 )
 
@@ -27,7 +28,7 @@ type sharedFileStore struct{ *keystore.FileStore }
 
 func (s sharedFileStore) Destruct() error { return s.Close() }
 
-type sharedPostgresStore struct{ *keystore.PostgresStore }
+type sharedPostgresStore struct{ *pgstore.Store }
 
 func (s sharedPostgresStore) Destruct() error { return s.Close() }
 
@@ -65,7 +66,7 @@ func (h *Handler) openKeys(ctx caddy.Context) (keystore.Store, error) {
 		h.storeName = h.storeKey // "file:" and the absolute path
 	} else {
 		kind = "postgres"
-		var pg *keystore.PostgresStore
+		var pg *pgstore.Store
 		pg, h.storeKey, err = openPostgresStore(ctx, k.Postgres)
 		if err != nil {
 			return nil, fmt.Errorf("keys postgres: %w", err)
@@ -150,7 +151,7 @@ func openFileStore(path string) (keystore.Store, string, error) {
 	return v.(sharedFileStore), key, nil
 }
 
-func openPostgresStore(ctx caddy.Context, c *PostgresConfig) (*keystore.PostgresStore, string, error) {
+func openPostgresStore(ctx caddy.Context, c *PostgresConfig) (*pgstore.Store, string, error) {
 	dsn, err := resolveSecret(c.DSN)
 	if err != nil {
 		return nil, "", fmt.Errorf("dsn: %w", err)
@@ -159,7 +160,7 @@ func openPostgresStore(ctx caddy.Context, c *PostgresConfig) (*keystore.Postgres
 	// and query; it is never logged.
 	key := fmt.Sprintf("postgres:%s|%s|%d|%v|%v", dsn, c.LookupQuery, c.MaxConns, c.QueryTimeout, c.RecordLastUsed)
 	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		pg, err := keystore.OpenPostgres(ctx, keystore.PostgresOptions{
+		pg, err := pgstore.Open(ctx, pgstore.Options{
 			DSN:            dsn,
 			LookupQuery:    c.LookupQuery,
 			MaxConns:       c.MaxConns,
@@ -177,5 +178,5 @@ func openPostgresStore(ctx caddy.Context, c *PostgresConfig) (*keystore.Postgres
 	if err != nil {
 		return nil, "", err
 	}
-	return v.(sharedPostgresStore).PostgresStore, key, nil
+	return v.(sharedPostgresStore).Store, key, nil
 }

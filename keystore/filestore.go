@@ -57,7 +57,9 @@ type FileStore struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	// Owned by the poller goroutine once it runs.
+	// pollMu serializes poll between the poller and Reload; it guards the
+	// fields below.
+	pollMu     sync.Mutex
 	seen       fileState
 	failing    bool   // the last poll could not stat or read the file
 	lastLogged string // last logged read failure, logged once until it changes
@@ -66,7 +68,7 @@ type FileStore struct {
 // snapshot is one immutable generation of the store's contents.
 type snapshot struct {
 	tokens   map[Hash]*Token
-	sessions *sessionSet // revoked dashboard sessions, see SessionRevoked
+	sessions *SessionSet // revoked dashboard sessions, see SessionRevoked
 	gen      uint64
 }
 
@@ -165,12 +167,21 @@ func (s *FileStore) run() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.poll()
+			s.Reload()
 		}
 	}
 }
 
-// poll checks the file once and reloads it if it changed.
+// Reload checks the file now, as the poller does, and swaps in its new
+// contents if it changed; it returns when that is done. FileAdmin calls it
+// after a write, so the change is in force in this process at once.
+func (s *FileStore) Reload() {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	s.poll()
+}
+
+// poll checks the file once and reloads it if it changed. s.pollMu is held.
 func (s *FileStore) poll() {
 	info, err := os.Stat(s.path)
 	if err != nil {

@@ -17,21 +17,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/deplo-sh/deplo-auth/internal/testwait"
 )
 
 const testPoll = 20 * time.Millisecond
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 func writeEntries(t *testing.T, path string, entries ...TokenEntry) {
 	t.Helper()
@@ -125,7 +115,7 @@ func TestFileStoreHotReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Second, "revocation seen", func() bool {
+	testwait.For(t, time.Second, "revocation seen", func() bool {
 		tok := lookup(s, a)
 		return tok != nil && !tok.RevokedAt.IsZero()
 	})
@@ -136,7 +126,7 @@ func TestFileStoreHotReload(t *testing.T) {
 	if gen1 == gen0 {
 		t.Error("Generation did not change")
 	}
-	waitFor(t, time.Second, "OnReload called", func() bool { return reloads.Load() >= 1 })
+	testwait.For(t, time.Second, "OnReload called", func() bool { return reloads.Load() >= 1 })
 	at1, _ := s.LastReload()
 
 	// Garbage: the last good set stays in force.
@@ -145,7 +135,7 @@ func TestFileStoreHotReload(t *testing.T) {
 	if err := writeAtomic(path, []byte(`{"tokens": [ garbage`), 0o600, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Second, "reload error reported", func() bool {
+	testwait.For(t, time.Second, "reload error reported", func() bool {
 		_, err := s.LastReload()
 		return err != nil
 	})
@@ -176,7 +166,7 @@ func TestFileStoreHotReload(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Second, "invalid entry reported", func() bool {
+	testwait.For(t, time.Second, "invalid entry reported", func() bool {
 		_, err := s.LastReload()
 		return err != nil && strings.Contains(err.Error(), `token 1 (id "tok_bad"): workspace`)
 	})
@@ -186,7 +176,7 @@ func TestFileStoreHotReload(t *testing.T) {
 
 	// Fixed: the new contents are served.
 	writeEntries(t, path, a, c)
-	waitFor(t, time.Second, "fixed file served", func() bool { return lookup(s, c) != nil })
+	testwait.For(t, time.Second, "fixed file served", func() bool { return lookup(s, c) != nil })
 	if lookup(s, b) != nil || s.Len() != 2 {
 		t.Errorf("after fix: b %v, Len %d", lookup(s, b), s.Len())
 	}
@@ -200,7 +190,7 @@ func TestFileStoreHotReload(t *testing.T) {
 		t.Error("Generation did not change on the fixed file")
 	}
 	// The log line follows the swap.
-	waitFor(t, time.Second, "second reload logged", func() bool {
+	testwait.For(t, time.Second, "second reload logged", func() bool {
 		return logs.FilterMessage("key file reloaded").Len() >= 2
 	})
 	reloadLogs := logs.FilterMessage("key file reloaded").All()
@@ -240,7 +230,7 @@ func TestFileStoreInPlaceRewrite(t *testing.T) {
 	if !os.SameFile(before, after) || before.Size() != after.Size() {
 		t.Fatal("test setup: not an in-place rewrite of the same size")
 	}
-	waitFor(t, time.Second, "in-place rewrite seen", func() bool {
+	testwait.For(t, time.Second, "in-place rewrite seen", func() bool {
 		tok := lookup(s, newEntry("tok_a", ""))
 		return tok != nil && tok.Name == "bbbb"
 	})
@@ -271,7 +261,7 @@ func TestFileStoreRacyRewrite(t *testing.T) {
 	if !os.SameFile(before, after) || before.Size() != after.Size() || !before.ModTime().Equal(after.ModTime()) {
 		t.Fatal("test setup: status changed")
 	}
-	waitFor(t, time.Second, "racy rewrite seen", func() bool {
+	testwait.For(t, time.Second, "racy rewrite seen", func() bool {
 		tok := lookup(s, newEntry("tok_a", ""))
 		return tok != nil && tok.Name == "bbbb"
 	})
@@ -291,7 +281,7 @@ func TestFileStoreFileRemoved(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Second, "missing file reported", func() bool {
+	testwait.For(t, time.Second, "missing file reported", func() bool {
 		_, err := s.LastReload()
 		return errors.Is(err, fs.ErrNotExist)
 	})
@@ -304,7 +294,7 @@ func TestFileStoreFileRemoved(t *testing.T) {
 	}
 
 	writeEntries(t, path, a, b)
-	waitFor(t, time.Second, "recreated file served", func() bool { return lookup(s, b) != nil })
+	testwait.For(t, time.Second, "recreated file served", func() bool { return lookup(s, b) != nil })
 	if _, err := s.LastReload(); err != nil {
 		t.Errorf("LastReload error after recovery: %v", err)
 	}
@@ -352,7 +342,7 @@ func TestFileStoreClose(t *testing.T) {
 	default:
 		t.Fatal("poller still running after Close")
 	}
-	waitFor(t, time.Second, "goroutine count back", func() bool { return runtime.NumGoroutine() <= base })
+	testwait.For(t, time.Second, "goroutine count back", func() bool { return runtime.NumGoroutine() <= base })
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
@@ -463,7 +453,7 @@ func TestFileStoreRenameSameStatus(t *testing.T) {
 	if os.SameFile(before, after) || before.Size() != after.Size() || !before.ModTime().Equal(after.ModTime()) {
 		t.Fatal("test setup: want a different file of the same size and mtime")
 	}
-	waitFor(t, time.Second, "renamed file seen", func() bool {
+	testwait.For(t, time.Second, "renamed file seen", func() bool {
 		tok := lookup(s, newEntry("tok_a", ""))
 		return tok != nil && tok.Name == "bbbb"
 	})

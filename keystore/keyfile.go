@@ -116,16 +116,16 @@ func (e *entryError) Error() string {
 	return b.String()
 }
 
-// looksSecret reports whether s looks like a raw API token or a stored hash,
+// LooksSecret reports whether s looks like a raw API token or a stored hash,
 // which must never appear as an id (ids are echoed in messages and logs).
-func looksSecret(s string) bool {
+func LooksSecret(s string) bool {
 	return strings.HasPrefix(s, "sk_") || strings.HasPrefix(s, hashPrefix)
 }
 
-// printableID returns id for use in messages, or "" when it must not be
+// PrintableID returns id for use in messages, or "" when it must not be
 // echoed.
-func printableID(id string) string {
-	if looksSecret(id) || len(id) > 200 {
+func PrintableID(id string) string {
+	if LooksSecret(id) || len(id) > 200 {
 		return ""
 	}
 	return id
@@ -176,12 +176,12 @@ func parse(data []byte) (*KeyFile, map[Hash]*Token, error) {
 			return nil, nil, err
 		}
 		if j, dup := ids[e.ID]; dup {
-			return nil, nil, &entryError{"token", i, printableID(e.ID), "id",
+			return nil, nil, &entryError{"token", i, PrintableID(e.ID), "id",
 				fmt.Sprintf("duplicate of token %d", j)}
 		}
 		ids[e.ID] = i
 		if j, dup := hashes[tok.Hash]; dup {
-			return nil, nil, &entryError{"token", i, printableID(e.ID), "hash",
+			return nil, nil, &entryError{"token", i, PrintableID(e.ID), "hash",
 				fmt.Sprintf("same hash as token %d", j)}
 		}
 		hashes[tok.Hash] = i
@@ -198,7 +198,7 @@ func parse(data []byte) (*KeyFile, map[Hash]*Token, error) {
 
 func parseEntry(i int, raw json.RawMessage) (TokenEntry, *Token, error) {
 	fail := func(id, field, msg string) (TokenEntry, *Token, error) {
-		return TokenEntry{}, nil, &entryError{"token", i, printableID(id), field, msg}
+		return TokenEntry{}, nil, &entryError{"token", i, PrintableID(id), field, msg}
 	}
 	// Best effort id for messages about an entry that does not decode.
 	var probe struct {
@@ -230,7 +230,7 @@ func parseEntry(i int, raw json.RawMessage) (TokenEntry, *Token, error) {
 	switch {
 	case r.ID == "":
 		return fail("", "id", "missing or empty")
-	case looksSecret(r.ID):
+	case LooksSecret(r.ID):
 		return fail("", "id", `looks like an API token or its hash; use an identifier such as "tok_…"`)
 	}
 	h, err := ParseHash(r.Hash)
@@ -319,7 +319,7 @@ func parseTime(s *string, required bool) (time.Time, error) {
 // quoteName quotes a field name from the file for a message, unless it is
 // too long or looks like a secret to echo.
 func quoteName(k string) string {
-	if len(k) > 40 || looksSecret(k) {
+	if len(k) > 40 || LooksSecret(k) {
 		return "(not shown)"
 	}
 	return fmt.Sprintf("%q", k)

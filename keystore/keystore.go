@@ -3,7 +3,8 @@
 // Store is the abstraction the authenticator queries; FileStore is the
 // embedded default: a JSON key file, re-read when it changes. KeyFile,
 // ReadKeyFile and UpdateKeyFile read and edit that file for the token
-// commands. The raw token is never stored, only "sha256:<hex>" of it.
+// commands. The PostgreSQL store lives in keystore/pgstore. The raw token is
+// never stored, only "sha256:<hex>" of it.
 package keystore
 
 import (

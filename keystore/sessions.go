@@ -12,16 +12,13 @@ import (
 // in-memory check (an atomic load and a map lookup): it never blocks on I/O
 // and is safe for concurrent use.
 //
-// FileStore serves the key file's "revoked_sessions" list; PostgresStore
+// FileStore serves the key file's "revoked_sessions" list; pgstore.Store
 // serves the deplo_revoked_sessions table, kept current by notifications.
 type SessionDenylist interface {
 	SessionRevoked(id string) bool
 }
 
-var (
-	_ SessionDenylist = (*FileStore)(nil)
-	_ SessionDenylist = (*PostgresStore)(nil)
-)
+var _ SessionDenylist = (*FileStore)(nil)
 
 // RevokedSession is one entry of the key file's "revoked_sessions" list.
 // A session is revoked from RevokedAt on (a time in the future schedules
@@ -34,17 +31,27 @@ type RevokedSession struct {
 	ExpiresAt *time.Time `json:"expires_at"`
 }
 
-// sessionSet is an immutable set of revoked session ids, each with the
-// instant its revocation takes effect (the zero time: always).
-type sessionSet struct {
+// SessionSet is an immutable set of revoked session ids, each with the
+// instant its revocation takes effect (the zero time: always). The stores
+// swap a new set in on each reload; a nil set revokes nothing.
+type SessionSet struct {
 	revokedAt map[string]time.Time
 }
 
-// emptySessions is the set with no revoked session.
-var emptySessions = &sessionSet{}
+// NoSessions is the set with no revoked session.
+var NoSessions = &SessionSet{}
 
-// revoked reports whether id is revoked at now. A nil set revokes nothing.
-func (s *sessionSet) revoked(id string, now time.Time) bool {
+// NewSessionSet returns the set of the given sessions, each revoked from its
+// instant on. The set keeps revokedAt; the caller must not modify it after.
+func NewSessionSet(revokedAt map[string]time.Time) *SessionSet {
+	if len(revokedAt) == 0 {
+		return NoSessions
+	}
+	return &SessionSet{revokedAt: revokedAt}
+}
+
+// Revoked reports whether id is revoked at now.
+func (s *SessionSet) Revoked(id string, now time.Time) bool {
 	if s == nil || len(s.revokedAt) == 0 {
 		return false
 	}
@@ -52,7 +59,8 @@ func (s *sessionSet) revoked(id string, now time.Time) bool {
 	return ok && !now.Before(at)
 }
 
-func (s *sessionSet) len() int {
+// Len returns the number of sessions in the set.
+func (s *SessionSet) Len() int {
 	if s == nil {
 		return 0
 	}
@@ -62,22 +70,19 @@ func (s *sessionSet) len() int {
 // newSessionSet builds the set of a key file's revoked sessions. Entries
 // past their expires_at are kept: such a session's tokens have expired
 // anyway, and answering "revoked" for them is the safe side.
-func newSessionSet(list []RevokedSession) *sessionSet {
-	if len(list) == 0 {
-		return emptySessions
-	}
+func newSessionSet(list []RevokedSession) *SessionSet {
 	m := make(map[string]time.Time, len(list))
 	for _, r := range list {
 		m[r.ID] = r.RevokedAt
 	}
-	return &sessionSet{revokedAt: m}
+	return NewSessionSet(m)
 }
 
 // SessionRevoked reports whether the dashboard session id is listed in the
 // key file's "revoked_sessions" with a revoked_at at or before now. It
 // follows hot reloads of the file.
 func (s *FileStore) SessionRevoked(id string) bool {
-	return s.snap.Load().sessions.revoked(id, time.Now())
+	return s.snap.Load().sessions.Revoked(id, time.Now())
 }
 
 // sessionFields are the JSON field names of one revoked_sessions entry.
@@ -95,7 +100,7 @@ func parseRevokedSessions(raws []json.RawMessage) ([]RevokedSession, error) {
 	ids := make(map[string]int, len(raws))
 	for i, raw := range raws {
 		fail := func(id, field, msg string) ([]RevokedSession, error) {
-			return nil, &entryError{"revoked session", i, printableID(id), field, msg}
+			return nil, &entryError{"revoked session", i, PrintableID(id), field, msg}
 		}
 		var probe struct {
 			ID any `json:"id"`

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deplo-sh/deplo-auth/internal/testwait"
 )
 
 // docWithSessions returns a key file with one token and the given
@@ -151,18 +153,18 @@ func TestFileStoreSessionRevoked(t *testing.T) {
 	later := time.Now().Add(1500 * time.Millisecond).Truncate(time.Millisecond)
 	write(RevokedSession{ID: "sess_1", RevokedAt: past}, RevokedSession{ID: "sess_2", RevokedAt: past},
 		RevokedSession{ID: "sess_later", RevokedAt: later})
-	waitFor(t, 2*time.Second, "sess_2 revoked after reload", func() bool { return s.SessionRevoked("sess_2") })
+	testwait.For(t, 2*time.Second, "sess_2 revoked after reload", func() bool { return s.SessionRevoked("sess_2") })
 	if time.Now().Before(later) && s.SessionRevoked("sess_later") {
 		t.Error("revoked before its revoked_at")
 	}
-	waitFor(t, 3*time.Second, "scheduled revocation", func() bool { return s.SessionRevoked("sess_later") })
+	testwait.For(t, 3*time.Second, "scheduled revocation", func() bool { return s.SessionRevoked("sess_later") })
 	if time.Now().Before(later) {
 		t.Error("revoked before its revoked_at")
 	}
 
 	// Removed from the file: no longer revoked.
 	write(RevokedSession{ID: "sess_2", RevokedAt: past})
-	waitFor(t, 2*time.Second, "sess_1 dropped after reload", func() bool { return !s.SessionRevoked("sess_1") })
+	testwait.For(t, 2*time.Second, "sess_1 dropped after reload", func() bool { return !s.SessionRevoked("sess_1") })
 	if !s.SessionRevoked("sess_2") {
 		t.Error("sess_2 lost")
 	}
@@ -171,19 +173,19 @@ func TestFileStoreSessionRevoked(t *testing.T) {
 	if err := os.WriteFile(path, []byte(docWithSessions(`[{"id": "sess_9"}]`)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "reload failure reported", func() bool { _, err := s.LastReload(); return err != nil })
+	testwait.For(t, 2*time.Second, "reload failure reported", func() bool { _, err := s.LastReload(); return err != nil })
 	if !s.SessionRevoked("sess_2") || s.SessionRevoked("sess_9") {
 		t.Error("a bad file changed the set")
 	}
 }
 
 func TestSessionSetNil(t *testing.T) {
-	var s *sessionSet
-	if s.revoked("x", time.Now()) || s.len() != 0 || emptySessions.revoked("x", time.Now()) {
+	var s *SessionSet
+	if s.Revoked("x", time.Now()) || s.Len() != 0 || NoSessions.Revoked("x", time.Now()) {
 		t.Error("empty sets revoke")
 	}
 	set := newSessionSet([]RevokedSession{{ID: "a"}}) // zero revoked_at: always
-	if !set.revoked("a", time.Time{}) {
+	if !set.Revoked("a", time.Time{}) {
 		t.Error("zero revoked_at not in force")
 	}
 }

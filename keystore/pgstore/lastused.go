@@ -1,4 +1,4 @@
-package keystore
+package pgstore
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
 // Defaults for the last-used writer.
@@ -37,18 +39,18 @@ type lastUsedWriter struct {
 	max      int
 
 	mu      sync.Mutex
-	pending map[Hash]struct{}
+	pending map[keystore.Hash]struct{}
 
 	dropped atomic.Uint64
 	writes  atomic.Uint64 // UPDATE statements sent
 	rows    atomic.Uint64 // rows they changed
 
 	// Owned by the writer goroutine.
-	recent    map[Hash]time.Time // written at, within lastUsedPeriod
-	lastError string             // last logged failure, logged once until it changes
+	recent    map[keystore.Hash]time.Time // written at, within lastUsedPeriod
+	lastError string                      // last logged failure, logged once until it changes
 }
 
-func (w *lastUsedWriter) init(opts PostgresOptions) {
+func (w *lastUsedWriter) init(opts Options) {
 	w.enabled = opts.RecordLastUsed
 	w.interval = opts.TouchInterval
 	if w.interval <= 0 {
@@ -58,8 +60,8 @@ func (w *lastUsedWriter) init(opts PostgresOptions) {
 	if w.max <= 0 {
 		w.max = DefaultTouchQueueSize
 	}
-	w.pending = make(map[Hash]struct{})
-	w.recent = make(map[Hash]time.Time)
+	w.pending = make(map[keystore.Hash]struct{})
+	w.recent = make(map[keystore.Hash]time.Time)
 }
 
 // Touch records that the token with hash h was just used. It never blocks
@@ -68,7 +70,7 @@ func (w *lastUsedWriter) init(opts PostgresOptions) {
 // When the set is full (TouchQueueSize distinct tokens waiting) the touch is
 // dropped and counted (DroppedTouches). Without RecordLastUsed it does
 // nothing.
-func (s *PostgresStore) Touch(h Hash) {
+func (s *Store) Touch(h keystore.Hash) {
 	w := &s.lastUsed
 	if !w.enabled {
 		return
@@ -87,11 +89,11 @@ func (s *PostgresStore) Touch(h Hash) {
 
 // DroppedTouches returns how many Touch calls were dropped because the set
 // of tokens waiting to be written was full.
-func (s *PostgresStore) DroppedTouches() uint64 { return s.lastUsed.dropped.Load() }
+func (s *Store) DroppedTouches() uint64 { return s.lastUsed.dropped.Load() }
 
 // lastUsedLoop is the writer goroutine. On Close it writes what is pending
 // before returning.
-func (s *PostgresStore) lastUsedLoop() {
+func (s *Store) lastUsedLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.lastUsed.interval)
 	defer t.Stop()
@@ -109,7 +111,7 @@ func (s *PostgresStore) lastUsedLoop() {
 // flushTouches writes the pending hashes in one statement, bounded by
 // timeout. It is not tied to the store's context, so a Close during a write
 // lets it finish. A failed batch is dropped: last use is best effort.
-func (s *PostgresStore) flushTouches(timeout time.Duration) {
+func (s *Store) flushTouches(timeout time.Duration) {
 	w := &s.lastUsed
 	w.mu.Lock()
 	if len(w.pending) == 0 {
@@ -117,7 +119,7 @@ func (s *PostgresStore) flushTouches(timeout time.Duration) {
 		return
 	}
 	batch := w.pending
-	w.pending = make(map[Hash]struct{}, len(batch))
+	w.pending = make(map[keystore.Hash]struct{}, len(batch))
 	w.mu.Unlock()
 
 	now := time.Now()
@@ -127,7 +129,7 @@ func (s *PostgresStore) flushTouches(timeout time.Duration) {
 		}
 	}
 	hashes := make([][]byte, 0, len(batch))
-	sent := make([]Hash, 0, len(batch))
+	sent := make([]keystore.Hash, 0, len(batch))
 	for h := range batch {
 		if _, ok := w.recent[h]; ok {
 			continue

@@ -1,0 +1,63 @@
+package keystore
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Admin creates, revokes and lists the API tokens of one key store. The CLI
+// (caddy deplo-auth token …) and the token API call it; FileAdmin (the key
+// file) and pgstore.Store (PostgreSQL) implement it.
+type Admin interface {
+	// CreateToken stores e (e.Hash in the stored form, see FormatHash; a
+	// zero CreatedAt means now). The token works at once on every instance
+	// that reads the store: the key file is replaced atomically under its
+	// lock; PostgreSQL inserts and notifies. A duplicate id or hash is an
+	// error that does not show the hash.
+	CreateToken(ctx context.Context, e TokenEntry) error
+	// RevokeToken revokes the token with the given id from at on (now if
+	// at is zero; a future instant schedules the revocation) and returns
+	// the token as stored afterwards. Revoking a token already revoked at
+	// or before at succeeds and keeps the earlier revoked_at. An unknown id
+	// is an error for which errors.Is(err, ErrNotFound) holds.
+	RevokeToken(ctx context.Context, id string, at time.Time) (TokenRecord, error)
+	// Token returns the token with the given id, or an error for which
+	// errors.Is(err, ErrNotFound) holds.
+	Token(ctx context.Context, id string) (TokenRecord, error)
+	// ListTokens returns the tokens of workspace ("" = every workspace),
+	// in the store's order (the key file's; PostgreSQL: oldest first).
+	ListTokens(ctx context.Context, workspace string) ([]TokenRecord, error)
+}
+
+// SessionAdmin revokes dashboard sessions (see SessionDenylist).
+type SessionAdmin interface {
+	// RevokeSession revokes the session id now. expiresAt, if not zero, is
+	// when the session would expire anyway (the entry may be dropped after
+	// it). Revoking a revoked session keeps the earlier revoked_at.
+	RevokeSession(ctx context.Context, id string, expiresAt time.Time) error
+}
+
+// TokenRecord is a token as the admin interface returns it: the stored entry
+// (never the raw token; the hash only) and when it was last used.
+type TokenRecord struct {
+	TokenEntry
+	// LastUsedAt is nil when the token has not been used since the store
+	// began recording, or when the store records no use (the key file).
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
+// notFoundError is an admin error about an unknown id; errors.Is matches it
+// to ErrNotFound.
+type notFoundError struct{ what, id string }
+
+func (e *notFoundError) Error() string {
+	return fmt.Sprintf("keystore: %s: no token with id %q", e.what, PrintableID(e.id))
+}
+
+func (e *notFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// NoTokenError returns the error of an admin operation (what, e.g. "revoke
+// token") on an unknown token id: errors.Is(err, ErrNotFound) holds, and the
+// message names the id only when PrintableID allows.
+func NoTokenError(what, id string) error { return &notFoundError{what: what, id: id} }
