@@ -44,7 +44,7 @@ instance drops a revoked token from its cache at once, by NOTIFY).
   caddy deplo-auth jwt mint     (--secret-env <VAR> | --key <private.pem>) --alg <alg> --sub <user> --workspace <ws> --scopes read,deploy [--ttl 15m]
 
 create prints the new token once, on stdout; only its SHA-256 is stored.
---keys-file defaults to $DEPLO_AUTH_KEYS_FILE.
+--keys-file defaults to $DEPLO_AUTH_KEYS_FILE, --postgres to $DEPLO_AUTH_POSTGRES.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			token := &cobra.Command{Use: "token", Short: "Creates, revokes and lists API tokens"}
@@ -61,11 +61,33 @@ create prints the new token once, on stdout; only its SHA-256 is stored.
 // storeFlags are the flags that name the key store a command edits.
 type storeFlags struct{ file, postgres *string }
 
+// The environment variables a store flag falls back to. Their values are
+// read when the command runs, never made flag defaults: --help prints
+// defaults, and a DSN holds a password.
+const (
+	keysFileEnv = "DEPLO_AUTH_KEYS_FILE"
+	postgresEnv = "DEPLO_AUTH_POSTGRES"
+)
+
 func addStoreFlags(cmd *cobra.Command) storeFlags {
 	return storeFlags{
-		file:     cmd.Flags().String("keys-file", os.Getenv("DEPLO_AUTH_KEYS_FILE"), "path of the JSON key file (default $DEPLO_AUTH_KEYS_FILE)"),
-		postgres: cmd.Flags().String("postgres", os.Getenv("DEPLO_AUTH_POSTGRES"), "PostgreSQL DSN of the key store (default $DEPLO_AUTH_POSTGRES)"),
+		file:     cmd.Flags().String("keys-file", "", "path of the JSON key file (default $"+keysFileEnv+")"),
+		postgres: postgresFlag(cmd, "PostgreSQL DSN of the key store"),
 	}
+}
+
+// postgresFlag defines --postgres, with no default value (see postgresEnv).
+func postgresFlag(cmd *cobra.Command, usage string) *string {
+	return cmd.Flags().String("postgres", "", usage+" (default $"+postgresEnv+")")
+}
+
+// orEnv returns the flag's value, or the environment variable's when the
+// flag is empty.
+func orEnv(flag *string, env string) string {
+	if *flag != "" {
+		return *flag
+	}
+	return os.Getenv(env)
 }
 
 // storeAdmin is what the commands need of a key store: its tokens and its
@@ -78,13 +100,14 @@ type storeAdmin interface {
 // open opens the key store the flags name. where names it in messages;
 // closeStore releases it.
 func (f storeFlags) open(ctx context.Context) (admin storeAdmin, where string, closeStore func(), err error) {
+	file, dsn := orEnv(f.file, keysFileEnv), orEnv(f.postgres, postgresEnv)
 	switch {
-	case *f.file != "" && *f.postgres != "":
+	case file != "" && dsn != "":
 		return nil, "", nil, errors.New("give either --keys-file or --postgres, not both")
-	case *f.file != "":
-		return &keystore.FileAdmin{Path: *f.file}, *f.file, func() {}, nil
-	case *f.postgres != "":
-		pg, err := pgstore.Open(ctx, pgstore.Options{DSN: *f.postgres})
+	case file != "":
+		return &keystore.FileAdmin{Path: file}, file, func() {}, nil
+	case dsn != "":
+		pg, err := pgstore.Open(ctx, pgstore.Options{DSN: dsn})
 		if err != nil {
 			return nil, "", nil, err
 		}
@@ -361,12 +384,13 @@ func migrateCommand() *cobra.Command {
 		Short: "Applies the PostgreSQL key store schema (idempotent, safe to run concurrently)",
 		Args:  cobra.NoArgs,
 	}
-	dsn := cmd.Flags().String("postgres", os.Getenv("DEPLO_AUTH_POSTGRES"), "PostgreSQL DSN (default $DEPLO_AUTH_POSTGRES)")
+	dsnFlag := postgresFlag(cmd, "PostgreSQL DSN")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if *dsn == "" {
-			return errors.New("--postgres is required (or set DEPLO_AUTH_POSTGRES)")
+		dsn := orEnv(dsnFlag, postgresEnv)
+		if dsn == "" {
+			return errors.New("--postgres is required (or set " + postgresEnv + ")")
 		}
-		pg, err := pgstore.Open(cmd.Context(), pgstore.Options{DSN: *dsn, Migrate: true})
+		pg, err := pgstore.Open(cmd.Context(), pgstore.Options{DSN: dsn, Migrate: true})
 		if err != nil {
 			return err
 		}
