@@ -110,3 +110,11 @@ type Store interface {
 type Watcher interface {
 	Watch(fn func(h Hash, all bool)) (stop func())
 }
+
+// ListenerHealth is implemented by watching stores whose change feed can be
+// down while lookups work (PostgreSQL: the LISTEN connection lost, lookups
+// answered by the pool). While Listening is false, changes are missed: a
+// cache must re-check old answers instead of trusting them (see tokencache).
+type ListenerHealth interface {
+	Listening() bool
+}

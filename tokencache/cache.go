@@ -63,6 +63,7 @@ type Entry struct {
 	hash       keystore.Hash
 	generation uint64
 	freshUntil time.Time // only with StaleIfError
+	checkedAt  time.Time // when the store gave this answer (see unwatched)
 }
 
 // Result says where an answer came from, for metrics.
@@ -112,6 +113,8 @@ type Cache struct {
 	invalidated   map[keystore.Hash]time.Time
 	// purgedAt is when PurgeAll last ran (Unix ns), for the same reason.
 	purgedAt atomic.Int64
+
+	unwatched unwatched // re-checks while the store's listener is down
 }
 
 // Stats counts lookups by result since the cache was made, and the entries
@@ -148,6 +151,7 @@ func New(store keystore.Store, cfg Config) (*Cache, error) {
 		cfg.LookupTimeout = DefaultLookupTimeout
 	}
 	c := &Cache{store: store, cfg: cfg, invalidated: make(map[keystore.Hash]time.Time)}
+	c.unwatched.init(store)
 	var err error
 	if c.positive, err = newRistretto(cfg.MaxEntries, cfg.OnEvict, false); err != nil {
 		return nil, fmt.Errorf("token cache: %w", err)
@@ -192,11 +196,13 @@ func (c *Cache) Lookup(ctx context.Context, h keystore.Hash) (*Entry, Result, er
 	}
 	gen := c.store.Generation()
 	k := key(h)
-	var stale *Entry
+	var stale, unchecked *Entry
 	if e, ok := c.positive.Get(k); ok && e.hash == h {
 		switch {
 		case c.cfg.StaleIfError > 0 && !time.Now().Before(e.freshUntil):
 			stale = e // past TTL: only for when the store fails
+		case e.generation == gen && c.unwatched.mustRecheck(e):
+			unchecked = e // served only if the store cannot re-check it
 		case e.generation == gen:
 			c.counts[Hit].Add(1)
 			return e, Hit, nil
@@ -212,6 +218,11 @@ func (c *Cache) Lookup(ctx context.Context, h keystore.Hash) (*Entry, Result, er
 		return c.fill(ctx, h)
 	})
 	if err != nil {
+		if unchecked != nil {
+			c.unwatched.recheckFailed()
+			c.counts[Hit].Add(1)
+			return unchecked, Hit, nil
+		}
 		if stale != nil {
 			c.counts[Stale].Add(1)
 			return stale, Stale, nil
@@ -336,6 +347,7 @@ func (c *Cache) newEntry(tok *keystore.Token, h keystore.Hash, gen uint64) *Entr
 		},
 		hash:       h,
 		generation: gen,
+		checkedAt:  time.Now(),
 	}
 }
 

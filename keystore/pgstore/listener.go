@@ -90,6 +90,7 @@ func (s *Store) listen(conn *pgx.Conn) {
 	defer s.wg.Done()
 	for {
 		err := s.receive(conn)
+		s.listening.Store(false)
 		closeConn(conn)
 		if s.ctx.Err() != nil {
 			return
@@ -99,9 +100,12 @@ func (s *Store) listen(conn *pgx.Conn) {
 		if conn = s.reconnect(); conn == nil {
 			return // closing
 		}
-		// Changes made while nobody listened were not announced.
+		// Changes made while nobody listened were not announced. Listening
+		// turns true only after the caches are dropped, so a cache never
+		// trusts an entry from before the outage without re-checking it.
 		s.triggerSessionReload()
 		s.invalidateAll()
+		s.listening.Store(true)
 		s.log.Info("postgres key store: listener reconnected; cached tokens dropped",
 			zap.String("channel", s.channel), zap.Uint64("generation", s.Generation()))
 		if s.onReconnect != nil {
@@ -142,26 +146,52 @@ func (s *Store) receive(conn *pgx.Conn) error {
 	}
 }
 
+// Listening reports whether the listener connection is up and listening, so
+// that every change is announced (see keystore.ListenerHealth). While it is
+// false a cache must not trust old answers: changes are being missed.
+func (s *Store) Listening() bool { return s.listening.Load() }
+
+// lookupAnswered is called after each lookup the server answered: while the
+// listener is down, that means the server is back, and the reconnect loop
+// is told to try now instead of at the end of its backoff.
+func (s *Store) lookupAnswered() {
+	if s.listening.Load() {
+		return
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default: // a kick is already pending
+	}
+}
+
 // reconnect re-establishes the listener, retrying with exponential backoff
-// and jitter. It returns nil when the store is closing.
+// and jitter, or at once when a lookup shows the server answers again (see
+// lookupAnswered), though never sooner than listenMinBackoff after the
+// previous attempt. It returns nil when the store is closing.
 func (s *Store) reconnect() *pgx.Conn {
 	delay := listenMinBackoff
+	var last time.Time // previous attempt
 	for attempt := 1; ; attempt++ {
 		// Half to all of delay: listeners of many instances do not retry
 		// in step.
 		wait := delay/2 + rand.N(delay/2+1)
-		t := time.NewTimer(wait)
-		select {
-		case <-s.ctx.Done():
-			t.Stop()
+		if !s.waitToReconnect(wait, last) {
 			return nil
-		case <-t.C:
 		}
+		last = time.Now()
+		var err error
 		if s.beforeReconnect != nil {
-			s.beforeReconnect()
+			err = s.beforeReconnect()
 		}
-		conn, err := s.connectListener(s.ctx)
+		var conn *pgx.Conn
 		if err == nil {
+			conn, err = s.connectListener(s.ctx)
+		}
+		if err == nil {
+			select {
+			case <-s.kick: // the server answers: that is known now
+			default:
+			}
 			return conn
 		}
 		if s.ctx.Err() != nil {
@@ -172,6 +202,29 @@ func (s *Store) reconnect() *pgx.Conn {
 			zap.Int("attempt", attempt), zap.Duration("next_in_at_most", delay),
 			zap.Error(scrub(err, s.secrets)))
 	}
+}
+
+// waitToReconnect waits wait, or less when kicked (but until at least
+// listenMinBackoff after last). It returns false when the store is closing.
+func (s *Store) waitToReconnect(wait time.Duration, last time.Time) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-s.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	case <-s.kick:
+	}
+	if d := listenMinBackoff - time.Since(last); d > 0 {
+		t.Reset(d)
+		select {
+		case <-s.ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // notification is the JSON payload of a change notification.

@@ -1,6 +1,8 @@
 package pgstore
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/deplo-sh/deplo-auth/internal/testwait"
 	"github.com/deplo-sh/deplo-auth/keystore"
+	"github.com/deplo-sh/deplo-auth/tokencache"
 )
 
 func TestPostgresNotifications(t *testing.T) {
@@ -145,11 +148,12 @@ func TestPostgresOutage(t *testing.T) {
 	down := make(chan struct{})
 	release := make(chan struct{})
 	var once sync.Once
-	s := e.open(t, Options{beforeReconnect: func() {
+	s := e.open(t, Options{beforeReconnect: func() error {
 		once.Do(func() {
 			close(down)
 			<-release
 		})
+		return nil
 	}})
 	events := watch(t, s)
 	gen := s.Generation()
@@ -174,4 +178,60 @@ func TestPostgresOutage(t *testing.T) {
 		t.Error("generation not bumped")
 	}
 	testwait.For(t, time.Second, "session revoked during the outage", func() bool { return s.SessionRevoked("sess_during_outage") })
+}
+
+// TestPostgresRevocationAfterOutage (issue 15 item 10): the listener was down
+// long enough for its backoff to grow; once the server answers again, a
+// lookup reconnects the listener at once, and a revocation made meanwhile
+// reaches the cache within a second.
+func TestPostgresRevocationAfterOutage(t *testing.T) {
+	e := newPGEnv(t, true)
+	h := e.insertToken(t, "tok_outage")
+	var outage atomic.Bool
+	var attempts atomic.Int32
+	s := e.open(t, Options{beforeReconnect: func() error {
+		attempts.Add(1)
+		if outage.Load() {
+			return errors.New("test: server unreachable")
+		}
+		return nil
+	}})
+	cache, err := tokencache.New(s, tokencache.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	stop := cache.Watch()
+	defer stop()
+	ctx := context.Background()
+	active := func() bool {
+		en, _, err := cache.Lookup(ctx, h)
+		if err != nil || en == nil {
+			t.Fatalf("lookup: %v, %v", en, err)
+		}
+		return en.Token.Active(time.Now())
+	}
+	if !active() {
+		t.Fatal("the token is not active")
+	}
+
+	outage.Store(true)
+	if n := e.terminateListener(t, s); n != 1 {
+		t.Fatalf("terminated %d listeners", n)
+	}
+	testwait.For(t, time.Second, "listener down", func() bool { return !s.Listening() })
+	// 100, 200, 400, 800 ms of backoff: the next attempt is 0.8–1.6 s away.
+	testwait.For(t, 5*time.Second, "four failed reconnects", func() bool { return attempts.Load() >= 4 })
+	outage.Store(false)
+	failed := attempts.Load()
+
+	e.exec(t, `UPDATE deplo_tokens SET revoked_at = now() WHERE hash = $1`, h[:])
+	revokedAt := time.Now()
+	testwait.For(t, time.Second, "revocation seen through the cache", func() bool { return !active() })
+	seen := time.Since(revokedAt)
+	testwait.For(t, 300*time.Millisecond, "listener reconnected after a lookup", s.Listening)
+	if attempts.Load() != failed+1 {
+		t.Errorf("%d reconnect attempts after the server came back, want 1", attempts.Load()-failed)
+	}
+	t.Logf("revocation seen %v after it was made; listener back %v after", seen.Round(time.Millisecond), time.Since(revokedAt).Round(time.Millisecond))
 }

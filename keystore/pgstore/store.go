@@ -126,8 +126,9 @@ type Options struct {
 	// listenHealth overrides defaultListenHealth (tests).
 	listenHealth time.Duration
 	// beforeReconnect, if set, is called before each reconnect attempt
-	// (tests: to hold the listener down).
-	beforeReconnect func()
+	// (tests: to hold the listener down); an error fails the attempt, as
+	// an unreachable server would.
+	beforeReconnect func() error
 }
 
 // Store is a keystore.Store backed by PostgreSQL through a pgx connection
@@ -146,9 +147,14 @@ type Store struct {
 	onReconnect func()
 	secrets     []string // removed from every reported error
 
-	beforeReconnect func()
+	beforeReconnect func() error
 
 	gen atomic.Uint64
+
+	// listening is true while the listener connection is up and listening
+	// (see Listening); kick (capacity 1) asks a reconnect loop to try now.
+	listening atomic.Bool
+	kick      chan struct{}
 
 	subsMu sync.Mutex
 	subs   map[uint64]func(keystore.Hash, bool)
@@ -169,6 +175,7 @@ type Store struct {
 var (
 	_ keystore.Store           = (*Store)(nil)
 	_ keystore.Watcher         = (*Store)(nil)
+	_ keystore.ListenerHealth  = (*Store)(nil)
 	_ keystore.SessionDenylist = (*Store)(nil)
 	_ keystore.Admin           = (*Store)(nil)
 	_ keystore.SessionAdmin    = (*Store)(nil)
@@ -226,6 +233,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		secrets:         secrets,
 		subs:            make(map[uint64]func(keystore.Hash, bool)),
 		sessionsReload:  make(chan struct{}, 1),
+		kick:            make(chan struct{}, 1),
 	}
 	if strings.TrimSpace(s.lookupSQL) == "" {
 		s.lookupSQL = defaultLookupQuery
@@ -291,6 +299,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.lastUsed.init(opts)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ok = true
+	s.listening.Store(true)
 	s.wg.Add(1)
 	go s.listen(listener)
 	if s.sessionsEnabled {
@@ -371,6 +380,7 @@ func (s *Store) Lookup(ctx context.Context, h keystore.Hash) (*keystore.Token, e
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("keystore: postgres lookup: %w", err)
 		}
+		s.lookupAnswered()
 		return nil, keystore.ErrNotFound
 	}
 	tok, err := scanToken(rows, h)
@@ -383,6 +393,7 @@ func (s *Store) Lookup(ctx context.Context, h keystore.Hash) (*keystore.Token, e
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("keystore: postgres lookup: %w", err)
 	}
+	s.lookupAnswered()
 	return tok, nil
 }
 
