@@ -177,6 +177,7 @@ func TestPostgresEndToEnd(t *testing.T) {
 	stampedeRaw, _ := newPGToken("stampede")
 	outageCached, _ := newPGToken("outage-cached")
 	outageUncached, _ := newPGToken("outage-uncached")
+	afterOutageRaw, afterOutageID := newPGToken("after-outage")
 
 	tester := caddytest.NewTester(t)
 	tester.InitServer(pgCaddyfile(up.addr()), "caddyfile")
@@ -384,6 +385,36 @@ func TestPostgresEndToEnd(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+		up.take()
+	})
+
+	// Issue 15 item 10: after an outage long enough for the listener's
+	// backoff to grow, a revocation made as soon as the database is back
+	// takes effect within a second (a lookup reconnects the listener; old
+	// cached answers are re-checked meanwhile).
+	t.Run("revocation right after an outage within a second", func(t *testing.T) {
+		path := "/v1/workspaces/ws_acme/projects"
+		if resp, _ := e.do("GET", path, "Bearer "+afterOutageRaw); resp.StatusCode != 200 {
+			t.Fatalf("warm-up %d", resp.StatusCode)
+		}
+		pg.proxy.stop()
+		time.Sleep(5 * time.Second) // listener retries at ~0.1, 0.3, 0.7, 1.5, 3 s…
+		pg.proxy.start()
+		if _, err := pg.admin.Exec(context.Background(), "UPDATE "+pg.schema+".deplo_tokens SET revoked_at = now() WHERE id = $1", afterOutageID); err != nil {
+			t.Fatal(err)
+		}
+		revoked := time.Now()
+		for {
+			resp, _ := e.do("GET", path, "Bearer "+afterOutageRaw)
+			if resp.StatusCode == 401 {
+				break
+			}
+			if time.Since(revoked) > time.Second {
+				t.Fatalf("the token revoked after the outage still answers %d after %v", resp.StatusCode, time.Since(revoked))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("revocation in force %v after it was made", time.Since(revoked).Round(time.Millisecond))
 		up.take()
 	})
 
