@@ -626,4 +626,3 @@ func (v *Verifier) checkSignature(c *compact) (*verifyKey, *verifyError) {
 	}
 	return k, nil
 }
-
