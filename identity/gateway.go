@@ -205,7 +205,11 @@ func (t *trailerStripper) Read(p []byte) (int, error) {
 // upstream receives, "/" when empty) at now. One allocation backs all the
 // values. dst must hold no identity header (Strip first).
 func (h *Headers) Write(dst http.Header, id *Identity, method, path string, now time.Time) error {
-	vals := make([]string, numFields, numFields+1)
+	n := numFields
+	if h.signer != nil {
+		n++
+	}
+	vals := make([]string, numFields, n)
 	vals[fAuth] = id.Method
 	vals[fSubject] = id.Subject
 	vals[fWorkspace] = id.Workspace
