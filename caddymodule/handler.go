@@ -36,7 +36,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	id := identityOf(out.Principal)
-	if err := h.headers.Write(r.Header, &id, r.Method, r.URL.EscapedPath(), start); err != nil {
+	var path string
+	if h.headers.Signs() { // escaping the path costs more than the rest of Write
+		path = r.URL.EscapedPath()
+	}
+	if err := h.headers.Write(r.Header, &id, r.Method, path, start); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing the identity: %w", err))
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)

@@ -99,13 +99,17 @@ var overrideHeaders = [...]string{
 // IsOverride reports whether an upstream could read name as a method- or
 // URL-override header (any case, "_" or "." for "-").
 func IsOverride(name string) bool {
-	if len(name) < 13 || len(name) > 22 || (name[0] != 'x' && name[0] != 'X') {
-		return false // the common case, decided on the first byte and the length
-	}
-	for _, o := range overrideHeaders {
-		if len(o) == len(name) && foldedEqual(name, o) {
-			return true
-		}
+	// Decided on the length for almost every header, so that stripping
+	// costs next to nothing more.
+	switch len(name) {
+	case 13:
+		return foldedEqual(name, overrideHeaders[1]) || foldedEqual(name, overrideHeaders[4])
+	case 14:
+		return foldedEqual(name, overrideHeaders[3])
+	case 17:
+		return foldedEqual(name, overrideHeaders[2])
+	case 22:
+		return foldedEqual(name, overrideHeaders[0])
 	}
 	return false
 }
@@ -198,6 +202,9 @@ func (t *trailerStripper) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// Signs reports whether Write signs: only then does it need the path.
+func (h *Headers) Signs() bool { return h.signer != nil }
 
 // Write sets id on dst as the gateway forwards it: Auth, Subject and Scopes
 // always, Workspace and Project only when not empty; with a signer, the
