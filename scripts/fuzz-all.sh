@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every fuzz target of the module for a given time each (default 10m),
 # one after another, and stops at the first failure. The failing input is
-# written by Go to <package>/testdata/fuzz/<Target>/ — commit it, so the
-# normal test run replays it.
+# written by Go to <package>/testdata/fuzz/<Target>/ — commit it with the fix,
+# so the normal test run replays it. Commit only such failing inputs: the
+# corpus a run grows stays in $(go env GOCACHE)/fuzz, and f.Add holds the seeds.
 #
 #   scripts/fuzz-all.sh            # 10 minutes per target
 #   scripts/fuzz-all.sh 30s        # a quick pass
