@@ -333,3 +333,32 @@ func BenchmarkValidatePath(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPolicyMatch measures Policy.Match on the deplo table: listed
+// routes, the "*" route, HEAD served by GET, and unlisted requests under
+// both defaults (the path that consults the spellings of listed routes).
+func BenchmarkPolicyMatch(b *testing.B) {
+	for _, bc := range []struct {
+		name, method, path string
+		def                Default
+	}{
+		{"listed", "GET", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", DefaultDeny},
+		{"star_route", "POST", "/v1/workspaces/ws_acme/tokens/tok_1", DefaultDeny},
+		{"head_via_get", "HEAD", "/v1/workspaces/ws_acme/projects", DefaultDeny},
+		{"rest_wildcard", "GET", "/v1/workspaces/ws_acme/projects/weekly-report/files/a/b/c.txt", DefaultDeny},
+		{"unlisted_deny", "GET", "/v1/unlisted/path", DefaultDeny},
+		{"unlisted_authenticated", "GET", "/v1/unlisted/path", DefaultAuthenticated},
+		{"unlisted_authenticated_mixed_case", "GET", "/v1/Unlisted/Path/Deeper", DefaultAuthenticated},
+		{"unlisted_method_authenticated", "PUT", "/v1/workspaces/ws_acme/projects", DefaultAuthenticated},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			p := deploPolicy(b, bc.def)
+			b.ReportAllocs()
+			for b.Loop() {
+				if m := p.Match(bc.method, bc.path); m.Route == nil && bc.def == DefaultAuthenticated {
+					b.Fatal("no route under default authenticated")
+				}
+			}
+		})
+	}
+}
