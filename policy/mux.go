@@ -107,26 +107,7 @@ func (m *mux[T]) add(pattern string, v T) error {
 		}
 	}
 	m.pats = append(m.pats, p)
-
-	var n *muxNode[T]
-	if p.method == "" {
-		if m.anyMethod == nil {
-			m.anyMethod = &muxNode[T]{}
-		}
-		n = m.anyMethod
-	} else {
-		for i := range m.methods {
-			if m.methods[i].method == p.method {
-				n = m.methods[i].node
-				break
-			}
-		}
-		if n == nil {
-			n = &muxNode[T]{}
-			m.methods = append(m.methods, muxMethod[T]{p.method, n})
-		}
-	}
-	n.addSegments(p.segments, p, v)
+	m.methodNode(p.method).addSegments(p.segments, p, v)
 	return nil
 }
 
@@ -144,8 +125,11 @@ func (n *muxNode[T]) addSegments(segs []muxSegment, p *muxPattern, v T) {
 		switch {
 		case seg.multi:
 			// Last by construction. The conflict check rules out a second
-			// multi leaf here: it would be equivalent.
-			n.multiChild = &muxNode[T]{}
+			// multi leaf here (it would be equivalent); the spelling index,
+			// which has no conflict check, shares it.
+			if n.multiChild == nil {
+				n.multiChild = &muxNode[T]{}
+			}
 			n.multiNamed = seg.s != ""
 			n = n.multiChild
 		case seg.wild:
@@ -158,6 +142,8 @@ func (n *muxNode[T]) addSegments(segs []muxSegment, p *muxPattern, v T) {
 		}
 	}
 	// The conflict check rules out an existing leaf: it would be equivalent.
+	// (The spelling index has no conflict check: a later route replaces an
+	// earlier one here, and either is a listed route the request spells.)
 	n.pat, n.v = p, v
 }
 
@@ -206,8 +192,17 @@ func (n *muxNode[T]) findLiteral(key string) *muxNode[T] {
 // and must not be modified; values[i] is the value of names[i], and a
 // {name...} wildcard gets the rest of the path without its leading slash.
 func (m *mux[T]) match(method, path string, dst []string) (v T, names []string, values []string, ok bool) {
+	v, names, values, ok, _ = m.lookup(method, path, dst)
+	return v, names, values, ok
+}
+
+// lookup is match that also reports whether some pattern names method
+// exactly (whether or not its path matched): when none does, a pattern
+// naming the method in another letter case may apply (see
+// matchMethodCaseVariant).
+func (m *mux[T]) lookup(method, path string, dst []string) (v T, names []string, values []string, ok, methodListed bool) {
 	if path == "" || path[0] != '/' {
-		return v, nil, nil, false
+		return v, nil, nil, false, false
 	}
 	dst = dst[:0]
 	var n *muxNode[T]
@@ -216,6 +211,7 @@ func (m *mux[T]) match(method, path string, dst []string) (v T, names []string, 
 		for i := range m.methods {
 			if m.methods[i].method == method {
 				n, vals = m.methods[i].node.matchPath(path, dst)
+				methodListed = true
 				break
 			}
 		}
@@ -232,9 +228,9 @@ func (m *mux[T]) match(method, path string, dst []string) (v T, names []string, 
 		n, vals = m.anyMethod.matchPath(path, dst)
 	}
 	if n == nil {
-		return v, nil, nil, false
+		return v, nil, nil, false, methodListed
 	}
-	return n.v, n.pat.names, vals, true
+	return n.v, n.pat.names, vals, true, methodListed
 }
 
 // matchPath returns the leaf under n matching path, and matches with the
