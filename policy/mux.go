@@ -192,17 +192,8 @@ func (n *muxNode[T]) findLiteral(key string) *muxNode[T] {
 // and must not be modified; values[i] is the value of names[i], and a
 // {name...} wildcard gets the rest of the path without its leading slash.
 func (m *mux[T]) match(method, path string, dst []string) (v T, names []string, values []string, ok bool) {
-	v, names, values, ok, _ = m.lookup(method, path, dst)
-	return v, names, values, ok
-}
-
-// lookup is match that also reports whether some pattern names method
-// exactly (whether or not its path matched): when none does, a pattern
-// naming the method in another letter case may apply (see
-// matchMethodCaseVariant).
-func (m *mux[T]) lookup(method, path string, dst []string) (v T, names []string, values []string, ok, methodListed bool) {
 	if path == "" || path[0] != '/' {
-		return v, nil, nil, false, false
+		return v, nil, nil, false
 	}
 	dst = dst[:0]
 	var n *muxNode[T]
@@ -211,7 +202,6 @@ func (m *mux[T]) lookup(method, path string, dst []string) (v T, names []string,
 		for i := range m.methods {
 			if m.methods[i].method == method {
 				n, vals = m.methods[i].node.matchPath(path, dst)
-				methodListed = true
 				break
 			}
 		}
@@ -228,9 +218,9 @@ func (m *mux[T]) lookup(method, path string, dst []string) (v T, names []string,
 		n, vals = m.anyMethod.matchPath(path, dst)
 	}
 	if n == nil {
-		return v, nil, nil, false, methodListed
+		return v, nil, nil, false
 	}
-	return n.v, n.pat.names, vals, true, methodListed
+	return n.v, n.pat.names, vals, true
 }
 
 // matchPath returns the leaf under n matching path, and matches with the

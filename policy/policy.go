@@ -190,7 +190,7 @@ func New(routes []RouteSpec, def Default) (*Policy, error) {
 		// variant (see Match), and "post" and "POST" can never be two
 		// routes decided differently.
 		if strings.ToUpper(method) != method {
-			return nil, fail("method %q: write methods in upper case (upstream frameworks that upper-case methods would run this route for requests decided as another)", method)
+			return nil, fail("method %q must be written in upper case (many upstreams upper-case the request method, so %q and %q would be one method to them)", method, method, strings.ToUpper(method))
 		}
 		spec.Method = method
 		r := &Route{RouteSpec: spec, pattern: pattern}
@@ -246,9 +246,10 @@ type Match struct {
 // route differently matches no route but sets VariantOf.
 func (p *Policy) Match(method, path string) Match {
 	var buf [8]string
-	r, names, values, ok, methodListed := p.mux.lookup(method, path, buf[:0])
-	// A listed method is the common case and needs no more work.
-	if !methodListed {
+	r, names, values, ok := p.mux.match(method, path, buf[:0])
+	// A route with a method matched only if the request's method is listed
+	// as written (or is HEAD): no case variant then, and no more work.
+	if (!ok || r.Method == "") && maybeCaseVariant(method) {
 		if v, found := p.mux.matchMethodCaseVariant(method, path); found {
 			return Match{VariantOf: v}
 		}
@@ -399,9 +400,11 @@ func ValidatePath(path, escaped string) error {
 	// One table lookup per byte: every request passes here, refused or not.
 	segStart := 1
 	for i := 1; i < len(path); i++ {
-		switch pathBytes[path[i]] {
-		case pathOrdinary:
+		class := pathBytes[path[i]]
+		if class == pathOrdinary {
 			continue
+		}
+		switch class {
 		case pathSlash:
 			if err := checkSegment(path[segStart:i], false); err != nil {
 				return err

@@ -15,7 +15,7 @@ import (
 // matchMethodCaseVariant returns the value of the pattern that a pattern with
 // a method would match had the request's method been written in that
 // pattern's letter case ("post" for POST, "head" for HEAD served by GET), and
-// ok. Match calls it only when no pattern names method exactly.
+// ok.
 func (m *mux[T]) matchMethodCaseVariant(method, path string) (v T, ok bool) {
 	if path == "" || path[0] != '/' {
 		return v, false
@@ -31,6 +31,19 @@ func (m *mux[T]) matchMethodCaseVariant(method, path string) (v T, ok bool) {
 		}
 	}
 	return v, false
+}
+
+// maybeCaseVariant reports whether method has a lower-case or non-ASCII
+// letter. Listed methods are upper-case ASCII (New), so only such a method
+// can be a case variant of one; for the others (HEAD served by GET, a method
+// no route names) Match skips matchMethodCaseVariant.
+func maybeCaseVariant(method string) bool {
+	for i := 0; i < len(method); i++ {
+		if c := method[i]; 'a' <= c && c <= 'z' || c >= utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
 }
 
 // addSpellings adds pattern p to a spelling index: a mux, with no conflict
