@@ -76,7 +76,7 @@ type Handler struct {
 	Routes []RouteConfig `json:"routes,omitempty"`
 
 	// Default is what happens to requests matching no route: "deny"
-	// (default) or "authenticated" (any valid credential).
+	// (default) or "authenticated" (any valid credential, one without a workspace too; not a project-scoped one).
 	Default string `json:"default,omitempty"`
 
 	// PreflightPublic lets CORS preflights (OPTIONS with Origin and

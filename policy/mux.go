@@ -107,26 +107,7 @@ func (m *mux[T]) add(pattern string, v T) error {
 		}
 	}
 	m.pats = append(m.pats, p)
-
-	var n *muxNode[T]
-	if p.method == "" {
-		if m.anyMethod == nil {
-			m.anyMethod = &muxNode[T]{}
-		}
-		n = m.anyMethod
-	} else {
-		for i := range m.methods {
-			if m.methods[i].method == p.method {
-				n = m.methods[i].node
-				break
-			}
-		}
-		if n == nil {
-			n = &muxNode[T]{}
-			m.methods = append(m.methods, muxMethod[T]{p.method, n})
-		}
-	}
-	n.addSegments(p.segments, p, v)
+	m.methodNode(p.method).addSegments(p.segments, p, v)
 	return nil
 }
 
@@ -144,8 +125,11 @@ func (n *muxNode[T]) addSegments(segs []muxSegment, p *muxPattern, v T) {
 		switch {
 		case seg.multi:
 			// Last by construction. The conflict check rules out a second
-			// multi leaf here: it would be equivalent.
-			n.multiChild = &muxNode[T]{}
+			// multi leaf here (it would be equivalent); the spelling index,
+			// which has no conflict check, shares it.
+			if n.multiChild == nil {
+				n.multiChild = &muxNode[T]{}
+			}
 			n.multiNamed = seg.s != ""
 			n = n.multiChild
 		case seg.wild:
@@ -158,6 +142,8 @@ func (n *muxNode[T]) addSegments(segs []muxSegment, p *muxPattern, v T) {
 		}
 	}
 	// The conflict check rules out an existing leaf: it would be equivalent.
+	// (The spelling index has no conflict check: a later route replaces an
+	// earlier one here, and either is a listed route the request spells.)
 	n.pat, n.v = p, v
 }
 

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -68,9 +69,11 @@ const (
 	// DefaultDeny refuses them (after authentication: 401 without a
 	// credential, 403 with one).
 	DefaultDeny Default = iota
-	// DefaultAuthenticated lets any valid workspace-scoped credential
-	// through. Project-scoped credentials are refused, because no project
-	// binding can be checked.
+	// DefaultAuthenticated lets any valid credential through, one bound to
+	// no workspace included; project-scoped credentials are refused, because
+	// no project binding can be checked. A request that spells a listed
+	// route differently (letter case, a trailing slash) is refused, never
+	// decided by the default (see Match.VariantOf).
 	DefaultAuthenticated
 )
 
@@ -110,7 +113,27 @@ type Policy struct {
 	mux          mux[*Route]
 	def          Default
 	defaultRoute *Route
+	// spellings holds every route case-folded, with and without a trailing
+	// slash; under DefaultAuthenticated, Match consults it only for a
+	// request that matched no route.
+	spellings mux[*Route]
+	warnings  []RouteWarning
 }
+
+// RouteWarning is a route that loads but is likely a mistake; Index is its
+// 0-based position. The adapter logs it at load.
+type RouteWarning struct {
+	Index   int
+	Pattern string
+	Message string
+}
+
+func (w RouteWarning) String() string {
+	return fmt.Sprintf("route %d (%s): %s", w.Index+1, w.Pattern, w.Message)
+}
+
+// Warnings returns the routes New accepted with a warning, in order.
+func (p *Policy) Warnings() []RouteWarning { return p.warnings }
 
 // RouteError is a mistake in one route; Index is its 0-based position.
 type RouteError struct {
@@ -125,8 +148,10 @@ func (e *RouteError) Error() string {
 
 func (e *RouteError) Unwrap() error { return e.Err }
 
-// New compiles routes. It fails on a bad pattern, a conflict between two
-// routes, or a route whose access and scopes disagree, with a *RouteError.
+// New compiles routes. It fails on a bad pattern, a method with lower-case
+// letters, a conflict between two routes, or a route whose access and scopes
+// disagree, with a *RouteError. Routes that load but are likely mistakes are
+// in Warnings.
 func New(routes []RouteSpec, def Default) (*Policy, error) {
 	p := &Policy{def: def}
 	for i, spec := range routes {
@@ -160,10 +185,25 @@ func New(routes []RouteSpec, def Default) (*Policy, error) {
 		if !strings.HasPrefix(spec.Path, "/") {
 			return nil, fail("path pattern must start with /")
 		}
+		// With every listed method in upper case, a request method that is
+		// listed in no letter case but matches one ignoring case is a case
+		// variant (see Match), and "post" and "POST" can never be two
+		// routes decided differently.
+		if strings.ToUpper(method) != method {
+			return nil, fail("method %q must be written in upper case (many upstreams upper-case the request method, so %q and %q would be one method to them)", method, method, strings.ToUpper(method))
+		}
 		spec.Method = method
 		r := &Route{RouteSpec: spec, pattern: pattern}
 		if err := p.mux.add(pattern, r); err != nil {
 			return nil, fail("%w", err)
+		}
+		parsed := p.mux.pats[len(p.mux.pats)-1]
+		if def == DefaultAuthenticated {
+			p.spellings.addSpellings(parsed, r)
+		}
+		if slices.Contains(parsed.names, "project") && !slices.Contains(parsed.names, "workspace") {
+			p.warnings = append(p.warnings, RouteWarning{Index: i, Pattern: pattern,
+				Message: "binds {project} without {workspace}: project names are unique only within a workspace, so a project-scoped credential passes for the same project name in every workspace, and a workspace-scoped one for any project"})
 		}
 	}
 	switch def {
@@ -181,8 +221,20 @@ func New(routes []RouteSpec, def Default) (*Policy, error) {
 
 // Match is the route a request matched and the values of its bindings.
 type Match struct {
-	// Route is nil when no route matched and the default is deny.
+	// Route is nil when no route matched and the default is deny, or when
+	// VariantOf is set.
 	Route *Route
+	// VariantOf is the listed route that the request spells differently,
+	// when Match refuses it for that (Authorize: ReasonRouteVariant): a
+	// method that differs only in letter case from the method of a route
+	// matching the path, under either default; or, under
+	// DefaultAuthenticated, a request matching no route that matches this
+	// one once letter case (method and path) and a trailing slash are
+	// ignored. Such requests are refused rather than decided as VariantOf:
+	// an upstream that is strict about case and slashes would route them
+	// elsewhere, so neither that route's decision nor another's is safe for
+	// every upstream.
+	VariantOf *Route
 	// Workspace and Project are the values of the {workspace} and
 	// {project} wildcards when the route binds them.
 	Workspace, Project           string
@@ -190,11 +242,24 @@ type Match struct {
 }
 
 // Match finds the most specific route for method and path. path must be the
-// cleaned, unescaped path (see ValidatePath).
+// cleaned, unescaped path (see ValidatePath). A request spelling a listed
+// route differently matches no route but sets VariantOf.
 func (p *Policy) Match(method, path string) Match {
 	var buf [8]string
 	r, names, values, ok := p.mux.match(method, path, buf[:0])
+	// A route with a method matched only if the request's method is listed
+	// as written (or is HEAD): no case variant then, and no more work.
+	if (!ok || r.Method == "") && maybeCaseVariant(method) {
+		if v, found := p.mux.matchMethodCaseVariant(method, path); found {
+			return Match{VariantOf: v}
+		}
+	}
 	if !ok {
+		if p.def == DefaultAuthenticated {
+			if v, found := p.spellings.matchSpelling(method, path); found {
+				return Match{VariantOf: v}
+			}
+		}
 		return Match{Route: p.defaultRoute}
 	}
 	m := Match{Route: r}
@@ -238,6 +303,7 @@ const (
 	ReasonProjectMismatch
 	ReasonProjectTokenNotAllowed
 	ReasonInsufficientScope
+	ReasonRouteVariant
 )
 
 var reasonNames = [...]string{
@@ -250,6 +316,7 @@ var reasonNames = [...]string{
 	ReasonProjectMismatch:        "project_mismatch",
 	ReasonProjectTokenNotAllowed: "project_token_not_allowed",
 	ReasonInsufficientScope:      "insufficient_scope",
+	ReasonRouteVariant:           "route_variant",
 }
 
 // String returns the reason's metric label value.
@@ -279,6 +346,9 @@ type Decision struct {
 func (m *Match) Authorize(who *Principal) Decision {
 	r := m.Route
 	if r == nil {
+		if m.VariantOf != nil {
+			return Decision{Reason: ReasonRouteVariant}
+		}
 		return Decision{Reason: ReasonNoRoute}
 	}
 	if r.Access == AccessPublic {
@@ -317,8 +387,12 @@ var ErrPath = errors.New("non-canonical request path")
 // could read differently: path is the unescaped path, escaped its escaped
 // form as sent (URL.EscapedPath). Refused: not starting with "/", empty or
 // dot segments ("//", "/./", "/../"), backslashes, control characters,
-// semicolons (path parameters to some servers), and encoded "/" or "\"
-// (which would split segments differently after decoding).
+// semicolons (path parameters to some servers), encoded "/" or "\"
+// (which would split segments differently after decoding), and a
+// double-encoded "/", "\", "." or "%" ("%252F", "%255c", "%252E", "%2525":
+// the unescaped path holds "%2F"...), which an upstream that decodes twice
+// would route elsewhere. Checking the unescaped path catches these whether or
+// not the caller has an escaped form (net/url keeps none for "%252F").
 func ValidatePath(path, escaped string) error {
 	if len(path) == 0 || path[0] != '/' {
 		return errPathStart
@@ -326,9 +400,11 @@ func ValidatePath(path, escaped string) error {
 	// One table lookup per byte: every request passes here, refused or not.
 	segStart := 1
 	for i := 1; i < len(path); i++ {
-		switch pathBytes[path[i]] {
-		case pathOrdinary:
+		class := pathBytes[path[i]]
+		if class == pathOrdinary {
 			continue
+		}
+		switch class {
 		case pathSlash:
 			if err := checkSegment(path[segStart:i], false); err != nil {
 				return err
@@ -340,6 +416,10 @@ func ValidatePath(path, escaped string) error {
 			return errPathBackslash
 		case pathSemicolon:
 			return errPathSemicolon
+		case pathPercent:
+			if i+2 < len(path) && doubleEncoded(path[i+1], path[i+2]) {
+				return errPathDoubleEncoded
+			}
 		}
 	}
 	if err := checkSegment(path[segStart:], true); err != nil {
@@ -372,6 +452,19 @@ func checkSegment(seg string, last bool) error {
 	return nil
 }
 
+// doubleEncoded reports whether "%" then hi, lo in an unescaped path is the
+// encoding of "/", "\", "." or "%" (any hex case), left by a second layer of
+// encoding.
+func doubleEncoded(hi, lo byte) bool {
+	switch hi {
+	case '2':
+		return lo == 'F' || lo == 'f' || lo == 'E' || lo == 'e' || lo == '5'
+	case '5':
+		return lo == 'C' || lo == 'c'
+	}
+	return false
+}
+
 // The byte classes of ValidatePath.
 const (
 	pathOrdinary uint8 = iota
@@ -379,6 +472,7 @@ const (
 	pathControl
 	pathBackslash
 	pathSemicolon
+	pathPercent
 )
 
 var pathBytes = func() (t [256]uint8) {
@@ -389,17 +483,19 @@ var pathBytes = func() (t [256]uint8) {
 	t['/'] = pathSlash
 	t['\\'] = pathBackslash
 	t[';'] = pathSemicolon
+	t['%'] = pathPercent
 	return t
 }()
 
 // ValidatePath's errors, made once: refusing a crafted path must not cost an
 // allocation per request.
 var (
-	errPathStart        = fmt.Errorf("%w: must start with /", ErrPath)
-	errPathControl      = fmt.Errorf("%w: control character", ErrPath)
-	errPathBackslash    = fmt.Errorf("%w: backslash", ErrPath)
-	errPathSemicolon    = fmt.Errorf("%w: semicolon", ErrPath)
-	errPathEmptySegment = fmt.Errorf("%w: empty segment", ErrPath)
-	errPathDotSegment   = fmt.Errorf("%w: dot segment", ErrPath)
-	errPathEncodedSlash = fmt.Errorf("%w: encoded slash", ErrPath)
+	errPathStart         = fmt.Errorf("%w: must start with /", ErrPath)
+	errPathControl       = fmt.Errorf("%w: control character", ErrPath)
+	errPathBackslash     = fmt.Errorf("%w: backslash", ErrPath)
+	errPathSemicolon     = fmt.Errorf("%w: semicolon", ErrPath)
+	errPathEmptySegment  = fmt.Errorf("%w: empty segment", ErrPath)
+	errPathDotSegment    = fmt.Errorf("%w: dot segment", ErrPath)
+	errPathEncodedSlash  = fmt.Errorf("%w: encoded slash", ErrPath)
+	errPathDoubleEncoded = fmt.Errorf("%w: double-encoded character", ErrPath)
 )
