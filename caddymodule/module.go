@@ -279,6 +279,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.engine.Policy, err = policy.New(routes, def); err != nil {
 		return fmt.Errorf("routes: %w", err)
 	}
+	for _, w := range h.engine.Policy.Warnings() {
+		h.logger.Warn("route binds {project} without {workspace}", zap.Stringer("route", w))
+	}
 
 	h.realm = h.Realm
 	if h.realm == "" {

@@ -138,8 +138,11 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, start time.Time
 	}
 	if c := h.logger.Check(zapcore.InfoLevel, "request refused"); c != nil {
 		route := "none"
-		if out.Match.Route != nil {
+		switch {
+		case out.Match.Route != nil:
 			route = out.Match.Route.Pattern()
+		case out.Match.VariantOf != nil: // the route it spells differently
+			route = out.Match.VariantOf.Pattern()
 		}
 		c.Write(
 			zap.Int("status", out.Refusal.Status),

@@ -166,6 +166,9 @@ func TestDecide(t *testing.T) {
 		{"session without workspace on a bound route", "GET", "/v1/workspaces/ws_acme/projects", session(t, map[string]any{"workspace": nil}), refuseByPolicy[policy.ReasonNoWorkspace], 0, "user_1"},
 		{"session without workspace, authenticated route", "GET", "/v1/me", session(t, map[string]any{"workspace": nil}), nil, 0, "user_1"},
 		{"expired session", "GET", "/v1/workspaces/ws_acme/projects", session(t, map[string]any{"exp": testNow.Add(-time.Hour).Unix(), "iat": testNow.Add(-2 * time.Hour).Unix()}), refusalForJWT(jwtauth.ErrExpired), 0, ""},
+		{"method in other letter case", "post", "/v1/workspaces/ws_acme/projects/web/deployments", f.bearer("deploy"), refuseByPolicy[policy.ReasonRouteVariant], 0, "tok_deploy"},
+		{"method in other letter case, no credential", "Post", "/v1/workspaces/ws_acme/projects/web/deployments", nil, RefuseNoCredential, 0, ""},
+		{"double-encoded slash", "GET", "/v1/workspaces/ws_acme/projects%252F..%252Fx", f.bearer("read"), RefuseBadPath, 0, ""},
 		{"non-canonical path", "GET", "/v1/workspaces/ws_acme/../ws_other/projects", f.bearer("read"), RefuseBadPath, 0, ""},
 	}
 	for _, tt := range tests {

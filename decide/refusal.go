@@ -124,7 +124,8 @@ func refuseMalformedRequest(description string) *Refusal {
 var refuseByPolicy = func() map[policy.Reason]*Refusal {
 	m := make(map[policy.Reason]*Refusal)
 	for _, r := range []policy.Reason{policy.ReasonNoRoute, policy.ReasonNoWorkspace, policy.ReasonWorkspaceMismatch,
-		policy.ReasonProjectMismatch, policy.ReasonProjectTokenNotAllowed, policy.ReasonInsufficientScope} {
+		policy.ReasonProjectMismatch, policy.ReasonProjectTokenNotAllowed, policy.ReasonInsufficientScope,
+		policy.ReasonRouteVariant} {
 		m[r] = newRefusal(http.StatusForbidden, r.String(), forbiddenDescription(r))
 	}
 	return m
@@ -138,6 +139,8 @@ func forbiddenDescription(r policy.Reason) string {
 		return "the credential is not valid for this workspace"
 	case policy.ReasonProjectMismatch, policy.ReasonProjectTokenNotAllowed:
 		return "the credential is not valid for this project"
+	case policy.ReasonRouteVariant:
+		return "the request spells a listed route differently (letter case or trailing slash)"
 	}
 	return "no route allows this request"
 }

@@ -152,6 +152,44 @@ func TestAttacks(t *testing.T) {
 		}
 	})
 
+	// Rails, Laravel/Symfony and Express middleware act on these: a POST
+	// decided as POST would run as DELETE, or be routed to another URL.
+	t.Run("method and URL override headers", func(t *testing.T) {
+		status, resp := raw(t, "POST /v1/workspaces/ws_acme/projects/weekly-report/deployments HTTP/1.1\r\n"+host+
+			"Authorization: Bearer "+agent.Raw+"\r\nContent-Length: 0\r\nX-HTTP-Method-Override: DELETE\r\nX-HTTP-Method: DELETE\r\n"+
+			"X-Method-Override: DELETE\r\nX-Original-URL: /v1/workspaces/ws_other/projects/p\r\nX-Rewrite-URL: /v1/workspaces/ws_other/projects/p\r\n"+
+			"X_HTTP_Method_Override: DELETE\r\nConnection: close\r\n\r\n")
+		if status != 200 {
+			t.Fatalf("status %d: %s", status, resp)
+		}
+		got := e.up.take()
+		if len(got) != 1 {
+			t.Fatalf("upstream saw %d requests", len(got))
+		}
+		for name := range got[0].Header {
+			switch strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(name)) {
+			case "x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url":
+				t.Errorf("%s reached the upstream", name)
+			}
+		}
+	})
+
+	// An upstream that decodes twice would route %252F as "/".
+	t.Run("double-encoded separators", func(t *testing.T) {
+		for _, path := range []string{
+			"/v1/workspaces/ws_acme/projects/x%252F..%252F..%252F..%252Fws_other%252Fprojects%252Fp",
+			"/v1/workspaces/ws_acme/projects/x%255c..%255cws_other", "/v1/workspaces/ws_acme/projects/%252E%252E",
+		} {
+			status, resp := raw(t, "GET "+path+" HTTP/1.1\r\n"+host+"Authorization: Bearer "+read.Raw+"\r\nConnection: close\r\n\r\n")
+			if status != 400 {
+				t.Errorf("%s: status %d, want 400: %s", path, status, resp[:min(len(resp), 200)])
+			}
+		}
+		if got := e.up.take(); len(got) != 0 {
+			t.Fatalf("reached the upstream: %+v", got)
+		}
+	})
+
 	t.Run("workspace id case and encoding tricks", func(t *testing.T) {
 		for _, path := range []string{
 			"/v1/workspaces/WS_ACME/projects", "/v1/workspaces/ws_acme%00/projects", "/v1/workspaces/ws%5Facme2/projects",
