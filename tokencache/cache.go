@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -106,13 +105,13 @@ type Cache struct {
 	// cache line) and the ristretto caches are closed after closeGrace.
 	closed atomic.Bool
 
-	// invalidated remembers when a watching store last reported each hash
-	// changed, so that a lookup which raced with the change does not cache
-	// the answer it read before it.
-	invalidatedMu sync.Mutex
-	invalidated   map[keystore.Hash]time.Time
-	// purgedAt is when PurgeAll last ran (Unix ns), for the same reason.
-	purgedAt atomic.Int64
+	// changes numbers what a watching store reports changed, so that an
+	// answer read before a change is neither cached nor shared with
+	// requests that arrived after it.
+	changes changeLog
+	// beforeCacheWrite, set by tests only, runs between a lookup's "did the
+	// hash change?" check and its cache write.
+	beforeCacheWrite func(h keystore.Hash)
 
 	unwatched unwatched // re-checks while the store's listener is down
 }
@@ -150,7 +149,9 @@ func New(store keystore.Store, cfg Config) (*Cache, error) {
 	if cfg.LookupTimeout <= 0 {
 		cfg.LookupTimeout = DefaultLookupTimeout
 	}
-	c := &Cache{store: store, cfg: cfg, invalidated: make(map[keystore.Hash]time.Time)}
+	c := &Cache{store: store, cfg: cfg}
+	// Long enough that a lookup never outlives the changes it must see.
+	c.changes.window = 2 * cfg.LookupTimeout
 	c.unwatched.init(store)
 	var err error
 	if c.positive, err = newRistretto(cfg.MaxEntries, cfg.OnEvict, false); err != nil {
@@ -214,7 +215,10 @@ func (c *Cache) Lookup(ctx context.Context, h keystore.Hash) (*Entry, Result, er
 		c.counts[NegativeHit].Add(1)
 		return nil, NegativeHit, nil
 	}
-	v, err, _ := c.flight.Do(string(h[:]), func() (any, error) {
+	// Requests share a store lookup only while h has not changed: one that
+	// arrives after a change starts its own lookup instead of joining one
+	// that may have read the row before the change.
+	v, err, _ := c.flight.Do(flightKey(h, c.changes.last(h)), func() (any, error) {
 		return c.fill(ctx, h)
 	})
 	if err != nil {
@@ -259,39 +263,30 @@ func (c *Cache) Watch() (stop func()) {
 	})
 }
 
-// Invalidate drops h now and keeps any lookup already in flight for h from
-// caching what it read before the change.
+// flightKey names the shared store lookup for h as of its change numbered
+// change.
+func flightKey(h keystore.Hash, change uint64) string {
+	var k [len(h) + 8]byte
+	copy(k[:], h[:])
+	binary.LittleEndian.PutUint64(k[len(h):], change)
+	return string(k[:])
+}
+
+// Invalidate drops h now, keeps any lookup already in flight for h from
+// caching what it read before the change, and makes requests arriving from
+// now on look h up afresh. It costs the same however many changes are
+// remembered.
 func (c *Cache) Invalidate(h keystore.Hash) {
-	now := time.Now()
-	c.invalidatedMu.Lock()
-	c.invalidated[h] = now
-	if len(c.invalidated) > 4096 { // forget changes older than any lookup can be
-		for k, at := range c.invalidated {
-			if now.Sub(at) > 2*c.cfg.LookupTimeout {
-				delete(c.invalidated, k)
-			}
-		}
-	}
-	c.invalidatedMu.Unlock()
+	c.changes.record(h)
 	c.drop(h)
 }
 
-// invalidatedSince reports whether h was invalidated, or everything purged,
-// at or after t.
-func (c *Cache) invalidatedSince(h keystore.Hash, t time.Time) bool {
-	if c.purgedAt.Load() >= t.UnixNano() {
-		return true
-	}
-	c.invalidatedMu.Lock()
-	defer c.invalidatedMu.Unlock()
-	at, ok := c.invalidated[h]
-	return ok && !at.Before(t)
-}
-
 // fill asks the store and caches the answer under the generation read before
-// asking, so an answer that raced with a reload is never served afterwards.
+// asking, so an answer that raced with a reload is never served afterwards,
+// and only if h did not change while it asked.
 func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
 	gen := c.store.Generation()
+	since := c.changes.latest()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LookupTimeout)
 	defer cancel()
 	start := time.Now()
@@ -302,10 +297,7 @@ func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		e := &Entry{hash: h, generation: gen}
-		if !c.invalidatedSince(h, start) && !c.closed.Load() {
-			c.negative.SetWithTTL(key(h), e, 1, c.cfg.NegativeTTL)
-			c.negative.Wait()
-		}
+		c.cacheUnlessChanged(c.negative, e, c.cfg.NegativeTTL, since)
 		return e, nil
 	case err != nil:
 		return nil, err
@@ -315,20 +307,38 @@ func (c *Cache) fill(ctx context.Context, h keystore.Hash) (*Entry, error) {
 		return e, nil
 	}
 	c.negative.Del(key(h))
-	if c.invalidatedSince(h, start) {
-		return e, nil // changed while we read it: answer this once, cache nothing
-	}
 	ttl := c.cfg.TTL
 	if c.cfg.StaleIfError > 0 {
 		e.freshUntil = time.Now().Add(c.cfg.TTL)
 		ttl += c.cfg.StaleIfError
 	}
-	c.positive.SetWithTTL(key(h), e, 1, ttl)
-	// ristretto applies sets asynchronously; waiting here (on the miss path
-	// only) means that when the requests sharing this lookup return, the
-	// next one finds the entry, so a stampede makes exactly one query.
-	c.positive.Wait()
+	c.cacheUnlessChanged(c.positive, e, ttl, since)
 	return e, nil
+}
+
+// cacheUnlessChanged caches e unless its hash changed after the change
+// numbered since: an answer read before a change is returned to the
+// requests that shared the lookup (they arrived before the change) and not
+// kept. The check and the write hold the hash's change-log lock, which
+// Invalidate and PurgeAll take to record a change, so a change is either
+// seen here or recorded after the write, which it then deletes.
+func (c *Cache) cacheUnlessChanged(cache *ristretto.Cache[uint64, *Entry], e *Entry, ttl time.Duration, since uint64) {
+	s := c.changes.shard(e.hash)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.changes.lastLocked(s, e.hash) > since || c.closed.Load() {
+		return
+	}
+	if c.beforeCacheWrite != nil {
+		c.beforeCacheWrite(e.hash)
+	}
+	cache.SetWithTTL(key(e.hash), e, 1, ttl)
+	// ristretto applies sets asynchronously. Waiting under the lock means
+	// the entry is in place before a change recorded after this write
+	// deletes it; and (on the miss path only) that the requests sharing
+	// this lookup return with the entry findable, so a stampede makes
+	// exactly one query.
+	cache.Wait()
 }
 
 func (c *Cache) newEntry(tok *keystore.Token, h keystore.Hash, gen uint64) *Entry {
@@ -378,10 +388,10 @@ func (c *Cache) drop(h keystore.Hash) {
 // PurgeAll drops every entry, and keeps lookups already in flight from
 // caching what they read before.
 func (c *Cache) PurgeAll() {
+	c.changes.purge()
 	if c.closed.Load() {
 		return
 	}
-	c.purgedAt.Store(time.Now().UnixNano())
 	c.positive.Clear()
 	c.negative.Clear()
 }

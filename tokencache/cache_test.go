@@ -241,23 +241,6 @@ func TestPurge(t *testing.T) {
 	}
 }
 
-func BenchmarkLookupHit(b *testing.B) {
-	s := newStore()
-	h := hashOf(9)
-	s.put(h, &keystore.Token{ID: "tok_9", Workspace: "ws"})
-	c, _ := New(s, Config{})
-	defer c.Close()
-	for i := 0; i < 100; i++ {
-		c.Lookup(context.Background(), h)
-		c.positive.Wait()
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		c.Lookup(context.Background(), h)
-	}
-}
-
 func TestStaleIfError(t *testing.T) {
 	s := newStore()
 	h := hashOf(10)

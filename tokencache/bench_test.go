@@ -1,0 +1,111 @@
+package tokencache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"sync"
+	"testing"
+
+	"github.com/deplo-sh/deplo-auth/keystore"
+)
+
+// bulkRevoked is how many recently changed hashes the invalidation
+// benchmarks keep remembered, as just after a bulk revocation (issue 15
+// item 8).
+const bulkRevoked = 50_000
+
+// numberedHashes returns n distinct hashes spread like real ones.
+func numberedHashes(n int) []keystore.Hash {
+	hashes := make([]keystore.Hash, n)
+	for i := range hashes {
+		hashes[i] = sha256.Sum256(binary.LittleEndian.AppendUint64(nil, uint64(i)))
+	}
+	return hashes
+}
+
+// newBulkRevokedCache returns a cache that has just been told of
+// bulkRevoked changed hashes, and those hashes.
+func newBulkRevokedCache(b *testing.B) (*Cache, []keystore.Hash) {
+	b.Helper()
+	c, err := New(newStore(), Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	hashes := numberedHashes(bulkRevoked)
+	for _, h := range hashes {
+		c.Invalidate(h)
+	}
+	return c, hashes
+}
+
+// BenchmarkInvalidate measures pushed changes per second while 50,000
+// recently changed hashes are remembered; each iteration changes one of them
+// again, so the number remembered stays the same.
+func BenchmarkInvalidate(b *testing.B) {
+	c, hashes := newBulkRevokedCache(b)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.Invalidate(hashes[i%len(hashes)])
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "invalidations/s")
+}
+
+// BenchmarkLookupMissWhileInvalidating measures a cache miss (an unknown
+// token, answered by the store) while another goroutine applies a stream of
+// changes with 50,000 remembered: a miss must not wait for the changes.
+func BenchmarkLookupMissWhileInvalidating(b *testing.B) {
+	c, hashes := newBulkRevokedCache(b)
+	unknown := numberedHashes(bulkRevoked + 200_000)[bulkRevoked:]
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c.Invalidate(hashes[i%len(hashes)])
+		}
+	}()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.Lookup(context.Background(), unknown[i%len(unknown)])
+		i++
+	}
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+}
+
+// benchmarkCachedLookup measures a lookup answered from the cache: the
+// positive one for a token the store knows, the negative one otherwise.
+func benchmarkCachedLookup(b *testing.B, known bool) {
+	s := newStore()
+	h := hashOf(9)
+	if known {
+		s.put(h, &keystore.Token{ID: "tok_9", Workspace: "ws"})
+	}
+	c, _ := New(s, Config{})
+	defer c.Close()
+	for i := 0; i < 100; i++ {
+		c.Lookup(context.Background(), h)
+		c.positive.Wait()
+		c.negative.Wait()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.Lookup(context.Background(), h)
+	}
+}
+
+func BenchmarkLookupHit(b *testing.B)         { benchmarkCachedLookup(b, true) }
+func BenchmarkLookupNegativeHit(b *testing.B) { benchmarkCachedLookup(b, false) }
