@@ -122,15 +122,3 @@ func (s *changeShard) rotate(now time.Time, window time.Duration) {
 	}
 	s.windowStart = now
 }
-
-// remembered counts the hashes whose latest change is remembered.
-func (l *changeLog) remembered() int {
-	n := 0
-	for i := range l.shards {
-		s := &l.shards[i]
-		s.mu.Lock()
-		n += len(s.current) + len(s.previous)
-		s.mu.Unlock()
-	}
-	return n
-}

@@ -26,7 +26,7 @@ func touchEveryShard(c *Cache) {
 // does not hold memory for ever, and a forgotten change still counts: the
 // number a hash reports never goes down.
 func TestChangesAreForgottenButStillCount(t *testing.T) {
-	c := newCache(t, newStore(), Config{LookupTimeout: 5 * time.Millisecond}) // windows of 10ms
+	c := newCache(t, newStore(), Config{LookupTimeout: 100 * time.Millisecond}) // windows of 200ms
 	hashes := numberedHashes(1000)
 	for _, h := range hashes {
 		c.Invalidate(h)
@@ -99,4 +99,16 @@ func TestLookupOlderThanForgottenChangeIsNotCached(t *testing.T) {
 	if r := <-lookupAsync(c, h); r.err != nil || r.allowed() {
 		t.Fatalf("revoked token allowed (%s): the answer read before a forgotten change was cached", r.res)
 	}
+}
+
+// remembered counts the hashes whose latest change is remembered.
+func (l *changeLog) remembered() int {
+	n := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		n += len(s.current) + len(s.previous)
+		s.mu.Unlock()
+	}
+	return n
 }
