@@ -10,7 +10,8 @@ import (
 
 // changeShards is how many locks the change log is spread over: a change or
 // a lookup of one hash never waits behind those of most others, and no lock
-// is held for more than a few map operations (or one cache write).
+// is held for more than a few map operations (or one cache write). One per
+// value of a hash's last byte.
 const changeShards = 256
 
 // changeLog numbers the changes a watching store pushes (Invalidate) and the
@@ -31,8 +32,9 @@ const changeShards = 256
 type changeLog struct {
 	seq    atomic.Uint64 // number of the latest change or purge
 	purged atomic.Uint64 // number of the latest purge
-	// window is how long a shard's current map takes changes; they are
-	// remembered at least that long, and at most about twice as long.
+	// window is how long a shard's current map takes changes. A change is
+	// remembered at least that long, and dropped by the first change or
+	// lookup in its shard once about twice as long has passed.
 	window time.Duration
 	shards [changeShards]changeShard
 }
