@@ -55,8 +55,8 @@ func newRefusal(status int, reason, description string) *Refusal {
 	switch {
 	case status == http.StatusBadRequest:
 		r.Code, r.Challenge = "invalid_request", ChallengeInvalidRequest
-		if reason == ReasonBadPath {
-			r.Challenge = ChallengeNone
+		if reason == ReasonBadPath || reason == ReasonUntrustedCaller || reason == ReasonBadOriginal {
+			r.Challenge = ChallengeNone // not about the credential
 		}
 	case status == http.StatusUnauthorized && reason == ReasonNoCredential:
 		r.Code, r.Challenge = "unauthorized", ChallengeBare
@@ -88,6 +88,11 @@ const (
 	ReasonExpiredToken     = "expired_token"
 	ReasonStoreError       = "store_error"
 	ReasonThrottled        = "throttled"
+	// ReasonUntrustedCaller: a verify request from outside verify.trusted.
+	ReasonUntrustedCaller = "untrusted_caller"
+	// ReasonBadOriginal: a verify request that names no complete,
+	// well-formed original request (OriginalOf).
+	ReasonBadOriginal = "bad_original"
 )
 
 // The refusals decided before the policy.
@@ -101,6 +106,9 @@ var (
 	RefuseExpiredToken   = newRefusal(http.StatusUnauthorized, ReasonExpiredToken, "the API token has expired")
 	RefuseStoreError     = newRefusal(http.StatusServiceUnavailable, ReasonStoreError, "the key store is unavailable; retry later")
 	RefuseThrottled      = newRefusal(http.StatusTooManyRequests, ReasonThrottled, "too many failed authentications from this client; retry later")
+	// The refusals of the verify front door, decided before Decide.
+	RefuseUntrustedCaller = newRefusal(http.StatusBadRequest, ReasonUntrustedCaller, "this caller may not ask for a decision")
+	RefuseBadOriginal     = newRefusal(http.StatusBadRequest, ReasonBadOriginal, "the verify request names no complete original request")
 )
 
 // refuseMalformed holds one 400 per bearer.Parse problem, whose fixed

@@ -1,0 +1,149 @@
+package decide
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestOriginalOf(t *testing.T) {
+	const deploy = "/v1/workspaces/ws_acme/projects/p1/deployments"
+	want := Original{Method: "POST", Path: deploy, EscapedPath: deploy}
+	encoded := Original{Method: "GET", Path: "/v1/a/b c", RawPath: "/v1/a%2Fb%20c", EscapedPath: "/v1/a%2Fb%20c"}
+	tests := []struct {
+		name           string
+		src            Source
+		h              http.Header
+		method, target string
+		prefix         string
+		want           Original
+		ok             bool
+	}{
+		// forwarded: Traefik ForwardAuth, Caddy forward_auth
+		{"forwarded", SourceForwarded, http.Header{"X-Forwarded-Method": {"POST"}, "X-Forwarded-Uri": {deploy + "?x=1"}}, "GET", "/verify", "", want, true},
+		{"forwarded escaped path", SourceForwarded, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/v1/a%2Fb%20c"}}, "GET", "/", "", encoded, true},
+		{"forwarded without method", SourceForwarded, http.Header{"X-Forwarded-Uri": {deploy}}, "GET", "/", "", Original{}, false},
+		{"forwarded without uri", SourceForwarded, http.Header{"X-Forwarded-Method": {"POST"}}, "GET", "/", "", Original{}, false},
+		{"forwarded twice", SourceForwarded, http.Header{"X-Forwarded-Method": {"POST"}, "X-Forwarded-Uri": {deploy, "/healthz"}}, "GET", "/", "", Original{}, false},
+		{"forwarded empty method", SourceForwarded, http.Header{"X-Forwarded-Method": {""}, "X-Forwarded-Uri": {deploy}}, "GET", "/", "", Original{}, false},
+		{"forwarded method not a token", SourceForwarded, http.Header{"X-Forwarded-Method": {"PO ST"}, "X-Forwarded-Uri": {deploy}}, "GET", "/", "", Original{}, false},
+		{"forwarded absolute uri", SourceForwarded, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"http://x" + deploy}}, "GET", "/", "", Original{}, false},
+		{"forwarded relative uri", SourceForwarded, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"v1/x"}}, "GET", "/", "", Original{}, false},
+		{"forwarded fragment", SourceForwarded, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/healthz#x"}}, "GET", "/", "", Original{}, false},
+		{"forwarded bad escape", SourceForwarded, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/v1/%zz"}}, "GET", "/", "", Original{}, false},
+		{"forwarded control char", SourceForwarded, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/v1/\x00"}}, "GET", "/", "", Original{}, false},
+		{"forwarded ignores the original headers", SourceForwarded, http.Header{"X-Forwarded-Method": {"POST"}, "X-Forwarded-Uri": {deploy}, "X-Original-Method": {"GET"}, "X-Original-Uri": {"/healthz"}}, "GET", "/", "", want, true},
+
+		// original: nginx auth_request, ingress-nginx auth-url
+		{"original uri", SourceOriginal, http.Header{"X-Original-Method": {"POST"}, "X-Original-Uri": {deploy + "?a=b"}}, "GET", "/auth", "", want, true},
+		{"original url", SourceOriginal, http.Header{"X-Original-Method": {"POST"}, "X-Original-Url": {"https://api.deplo.sh" + deploy + "?a=b"}}, "GET", "/auth", "", want, true},
+		{"original url without path", SourceOriginal, http.Header{"X-Original-Method": {"GET"}, "X-Original-Url": {"https://api.deplo.sh"}}, "GET", "/", "", Original{Method: "GET", Path: "/", EscapedPath: "/"}, true},
+		{"original both agree", SourceOriginal, http.Header{"X-Original-Method": {"POST"}, "X-Original-Uri": {deploy + "?a=b"}, "X-Original-Url": {"http://h:8080" + deploy + "?a=b"}}, "GET", "/", "", want, true},
+		{"original both differ in path", SourceOriginal, http.Header{"X-Original-Method": {"POST"}, "X-Original-Uri": {deploy}, "X-Original-Url": {"http://h/healthz"}}, "GET", "/", "", Original{}, false},
+		{"original both differ in query", SourceOriginal, http.Header{"X-Original-Method": {"POST"}, "X-Original-Uri": {deploy + "?a=b"}, "X-Original-Url": {"http://h" + deploy + "?a=c"}}, "GET", "/", "", Original{}, false},
+		{"original both differ in escaping", SourceOriginal, http.Header{"X-Original-Method": {"GET"}, "X-Original-Uri": {"/v1/a%2Fb"}, "X-Original-Url": {"http://h/v1/a/b"}}, "GET", "/", "", Original{}, false},
+		{"original without method", SourceOriginal, http.Header{"X-Original-Uri": {deploy}}, "POST", "/", "", Original{}, false},
+		{"original without uri or url", SourceOriginal, http.Header{"X-Original-Method": {"POST"}}, "POST", deploy, "", Original{}, false},
+		{"original url not absolute", SourceOriginal, http.Header{"X-Original-Method": {"POST"}, "X-Original-Url": {deploy}}, "GET", "/", "", Original{}, false},
+		{"original url other scheme", SourceOriginal, http.Header{"X-Original-Method": {"GET"}, "X-Original-Url": {"file:///etc/passwd"}}, "GET", "/", "", Original{}, false},
+		{"original url with user", SourceOriginal, http.Header{"X-Original-Method": {"GET"}, "X-Original-Url": {"http://u:p@h/healthz"}}, "GET", "/", "", Original{}, false},
+		{"original uri twice", SourceOriginal, http.Header{"X-Original-Method": {"GET"}, "X-Original-Uri": {"/healthz", deploy}}, "GET", "/", "", Original{}, false},
+		{"original ignores the forwarded headers", SourceOriginal, http.Header{"X-Original-Method": {"POST"}, "X-Original-Uri": {deploy}, "X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/healthz"}}, "GET", "/", "", want, true},
+
+		// auto
+		{"auto forwarded", SourceAuto, http.Header{"X-Forwarded-Method": {"POST"}, "X-Forwarded-Uri": {deploy}}, "GET", "/", "", want, true},
+		{"auto original", SourceAuto, http.Header{"X-Original-Method": {"POST"}, "X-Original-Uri": {deploy}}, "GET", "/", "", want, true},
+		{"auto half forwarded", SourceAuto, http.Header{"X-Forwarded-Uri": {deploy}, "X-Original-Method": {"POST"}, "X-Original-Uri": {deploy}}, "GET", "/", "", Original{}, false},
+		{"auto both agree", SourceAuto, http.Header{"X-Forwarded-Method": {"POST"}, "X-Forwarded-Uri": {deploy}, "X-Original-Method": {"POST"}, "X-Original-Uri": {deploy}}, "GET", "/", "", want, true},
+		{"auto client-sent forwarded beside nginx's original", SourceAuto, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/healthz"}, "X-Original-Method": {"POST"}, "X-Original-Uri": {deploy}}, "GET", "/", "", Original{}, false},
+		{"auto client-sent original beside caddy's forwarded", SourceAuto, http.Header{"X-Forwarded-Method": {"POST"}, "X-Forwarded-Uri": {deploy}, "X-Original-Url": {"http://h/healthz"}}, "GET", "/", "", Original{}, false},
+		{"auto nothing", SourceAuto, http.Header{}, "POST", deploy, "", Original{}, false},
+
+		// envoy: own method, path less the prefix
+		{"envoy", SourceEnvoy, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/healthz"}}, "POST", "/deplo-verify" + deploy + "?a=b", "/deplo-verify", want, true},
+		{"envoy root", SourceEnvoy, nil, "GET", "/deplo-verify/", "/deplo-verify", Original{Method: "GET", Path: "/", EscapedPath: "/"}, true},
+		{"envoy escaped", SourceEnvoy, nil, "GET", "/x/v1/a%2Fb%20c", "/x", encoded, true},
+		{"envoy without prefix", SourceEnvoy, nil, "POST", deploy, "/deplo-verify", Original{}, false},
+		{"envoy prefix alone", SourceEnvoy, nil, "POST", "/deplo-verify", "/deplo-verify", Original{}, false},
+		{"envoy prefix look-alike", SourceEnvoy, nil, "POST", "/deplo-verifyx/v1", "/deplo-verify", Original{}, false},
+		{"envoy no prefix configured", SourceEnvoy, nil, "POST", deploy, "", Original{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := OriginalOf(tt.src, tt.h, tt.method, tt.target, tt.prefix)
+			if (err == nil) != tt.ok {
+				t.Fatalf("OriginalOf() = %+v, %v; want ok=%v", got, err, tt.ok)
+			}
+			if err != nil {
+				if !errors.Is(err, ErrNoOriginal) {
+					t.Errorf("error %v does not wrap ErrNoOriginal", err)
+				}
+				return
+			}
+			if got != tt.want {
+				t.Errorf("OriginalOf() = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseSource(t *testing.T) {
+	for in, want := range map[string]Source{"": SourceAuto, "auto": SourceAuto, "forwarded": SourceForwarded, "original": SourceOriginal, "envoy": SourceEnvoy} {
+		if got, ok := ParseSource(in); !ok || got != want {
+			t.Errorf("ParseSource(%q) = %v, %v", in, got, ok)
+		}
+	}
+	for _, bad := range []string{"Auto", "traefik", "nginx", " original"} {
+		if _, ok := ParseSource(bad); ok {
+			t.Errorf("ParseSource(%q) accepted", bad)
+		}
+	}
+}
+
+// FuzzOriginalOf: whatever a caller sends, OriginalOf either refuses with
+// ErrNoOriginal or returns a token method and a path that starts with "/"
+// and is what its escaped forms unescape to — the form Decide checks and an
+// upstream routes by.
+func FuzzOriginalOf(f *testing.F) {
+	f.Add(uint8(0), "POST", "/v1/a%2Fb?x=y", "GET", "http://h/v1/a%2Fb?x=y", "/p/v1")
+	f.Add(uint8(1), "GET", "/healthz", "PUT", "", "/")
+	f.Add(uint8(2), "DELETE", "/v1/../x", "GET", "https://h", "")
+	f.Add(uint8(3), "GET", "/%zz", "GET", "http://u@h/", "/p/x")
+	f.Fuzz(func(t *testing.T, src uint8, m, uri, own, u, target string) {
+		h := http.Header{}
+		switch src % 4 {
+		case 0, 1:
+			h["X-Forwarded-Method"], h["X-Forwarded-Uri"] = []string{m}, []string{uri}
+		}
+		if src%3 != 0 {
+			h["X-Original-Method"], h["X-Original-Uri"] = []string{m}, []string{uri}
+		}
+		if u != "" {
+			h["X-Original-Url"] = []string{u}
+		}
+		o, err := OriginalOf(Source(src%4), h, own, target, "/p")
+		if err != nil {
+			if !errors.Is(err, ErrNoOriginal) {
+				t.Fatalf("error %v does not wrap ErrNoOriginal", err)
+			}
+			if strings.Contains(err.Error(), uri) && uri != "" && len(uri) > 3 {
+				t.Fatalf("error %q quotes the client's URI", err)
+			}
+			return
+		}
+		if !validMethod(o.Method) {
+			t.Fatalf("method %q is not a token", o.Method)
+		}
+		unescaped, perr := url.PathUnescape(o.EscapedPath)
+		if perr != nil || unescaped != o.Path || !strings.HasPrefix(o.Path, "/") {
+			t.Fatalf("%+v: the escaped path unescapes to %q (%v)", o, unescaped, perr)
+		}
+		if o.RawPath != "" {
+			if raw, err := url.PathUnescape(o.RawPath); err != nil || raw != o.Path {
+				t.Fatalf("%+v: RawPath unescapes to %q (%v)", o, raw, err)
+			}
+		}
+	})
+}
