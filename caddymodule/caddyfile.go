@@ -56,6 +56,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		signed_identity {
 //			key <id> <secret>
 //		}
+//		verify {
+//			from auto|forwarded|original|envoy
+//			trusted <cidr>...
+//			path_prefix <prefix>
+//		}
 //		jwt {
 //			issuer <iss>
 //			audience <aud>
@@ -171,6 +176,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Throttle = &ThrottleConfig{Failures: n, Window: caddy.Duration(win)}
 			default:
 				return d.Err("throttle: want <failures> <window> or off")
+			}
+		case "verify":
+			if err := h.parseVerify(d); err != nil {
+				return err
 			}
 		case "route":
 			where := d.File() + ":" + strconv.Itoa(d.Line())
@@ -411,6 +420,43 @@ func (h *Handler) parseJWT(d *caddyfile.Dispenser) error {
 	}
 	if j.Secret == "" && len(j.PublicKeys) == 0 && j.JWKS == "" {
 		return d.Err("jwt: a key is required (secret, public_key or jwks)")
+	}
+	return nil
+}
+
+// parseVerify reads the verify block; a bare `verify` takes the defaults.
+func (h *Handler) parseVerify(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if h.Verify != nil {
+		return d.Err("verify: only one verify block may be configured")
+	}
+	v := new(VerifyConfig)
+	h.Verify = v
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch sub := d.Val(); sub {
+		case "from":
+			if !d.AllArgs(&v.From) {
+				return d.Err("verify from: want auto, forwarded, original or envoy")
+			}
+		case "trusted":
+			cidrs := d.RemainingArgs()
+			if len(cidrs) == 0 {
+				return d.Err("verify trusted: want at least one CIDR")
+			}
+			v.Trusted = append(v.Trusted, cidrs...)
+		case "path_prefix":
+			if !d.AllArgs(&v.PathPrefix) {
+				return d.Err("verify path_prefix: want one prefix")
+			}
+		default:
+			return d.Errf("unrecognized verify subdirective %q (want from, trusted or path_prefix)", sub)
+		}
+	}
+	// Check now, so that the mistake is reported with its Caddyfile line.
+	if _, err := v.compile(); err != nil {
+		return d.Errf("verify %v", err)
 	}
 	return nil
 }

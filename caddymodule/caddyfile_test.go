@@ -114,6 +114,11 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		input: "deplo_auth {\n keys file k\n jwt {\n alg HS256\n secret {env.S}\n typ off\n }\n}",
 		want:  `{"keys":{"file":"k"},"jwt":{"algorithms":["HS256"],"secret":"{env.S}","type_off":true}}`,
 	})
+	checkUnmarshal(t, tests)
+}
+
+// checkUnmarshal parses each input and compares the handler's JSON.
+func checkUnmarshal(t *testing.T, tests []struct{ name, input, want string }) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var h Handler
@@ -172,6 +177,11 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"jwt bad leeway", "deplo_auth {\n jwt {\n alg HS256\n secret x\n leeway soon\n }\n}", "jwt leeway"},
 		{"two jwt blocks", "deplo_auth {\n jwt {\n alg HS256\n secret x\n }\n jwt {\n alg HS256\n secret x\n }\n}", "only one jwt block"},
 	}
+	checkUnmarshalErrors(t, tests)
+}
+
+// checkUnmarshalErrors parses each input and wants an error containing want.
+func checkUnmarshalErrors(t *testing.T, tests []struct{ name, input, want string }) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var h Handler

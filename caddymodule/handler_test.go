@@ -192,15 +192,19 @@ func statusOf(err error) int {
 	return -1
 }
 
-func TestServeHTTPDecisions(t *testing.T) {
-	f := newFixture(t, nil)
+// decisionCase is one request of the proxy-mode decision table, which the
+// verify front door must decide the same way (verify_test.go).
+type decisionCase struct {
+	name, method, path string
+	auth               []string // Authorization header values
+	status             int
+	challenge          string
+}
+
+// decisionCases covers every refusal of proxy mode and the allowed paths.
+func decisionCases(t testing.TB, f *fixture) []decisionCase {
 	ws := "/v1/workspaces/ws_acme"
-	tests := []struct {
-		name, method, path string
-		auth               []string // Authorization header values
-		status             int
-		challenge          string
-	}{
+	return []decisionCase{
 		{"public without credential", "GET", "/healthz", nil, 200, ""},
 		{"no credential", "GET", ws + "/projects", nil, 401, `Bearer realm="deplo"`},
 		{"no credential on unlisted route", "GET", "/v1/secret", nil, 401, `Bearer realm="deplo"`},
@@ -237,6 +241,11 @@ func TestServeHTTPDecisions(t *testing.T) {
 		{"encoded slash", "GET", ws + "/projects/weekly-report%2F..%2Fbilling/deployments", []string{"Bearer " + f.project.raw}, 400, ""},
 		{"double slash", "GET", "/v1/workspaces//ws_acme/projects", []string{"Bearer " + f.read.raw}, 400, ""},
 	}
+}
+
+func TestServeHTTPDecisions(t *testing.T) {
+	f := newFixture(t, nil)
+	tests := decisionCases(t, f)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, _ := newRequest(tt.method, tt.path)

@@ -85,6 +85,13 @@ type Handler struct {
 	// false: they need a credential like any request.
 	PreflightPublic bool `json:"preflight_public,omitempty"`
 
+	// Verify turns the handler into an authorizer that another proxy
+	// (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz, Caddy
+	// forward_auth) asks about a request before forwarding it: it never
+	// calls the next handler and answers 200 with the identity as response
+	// headers, or the refusal. Off when absent.
+	Verify *VerifyConfig `json:"verify,omitempty"`
+
 	// engine decides every request; its stores, caches, verifier and
 	// guard are set at provision.
 	engine    decide.Engine
@@ -96,6 +103,7 @@ type Handler struct {
 	realm     string
 	challenge challenges
 	headers   *identity.Headers
+	verify    *verifier // nil: proxy mode
 	logger    *zap.Logger
 	// storeErrLog rate-limits store failure logs to one a second.
 	storeErrLog *logLimiter
@@ -291,6 +299,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("realm: must not contain quotes, backslashes or line breaks")
 	}
 	h.challenge = newChallenges(h.realm)
+	if h.Verify != nil {
+		if h.verify, err = h.Verify.compile(); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
 
 	prefix := h.HeaderPrefix
 	if prefix == "" {

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -26,6 +27,11 @@ type refusalAnswer struct {
 	refusal *decide.Refusal
 	err     error // a caddyhttp.HandlerError
 	repl    caddy.ReplacerFunc
+	// body is the JSON body the shipped Caddyfile's handle_errors gives
+	// this refusal, which the verify front door writes itself; bodyLen is
+	// its Content-Length.
+	body    []byte
+	bodyLen []string
 	// requests holds the deplo_auth_requests_total child of each credential
 	// kind, resolved on first use: a label lookup costs more than the rest
 	// of a refusal, and resolving eagerly would export series never seen.
@@ -39,10 +45,25 @@ var answers = func() []*refusalAnswer {
 		a := &refusalAnswer{refusal: f}
 		a.err = caddyhttp.HandlerError{StatusCode: f.Status, Err: refusalError{f}}
 		a.repl = a.placeholder
+		a.body = refusalBody(f)
+		a.bodyLen = []string{strconv.Itoa(len(a.body))}
 		out[f.ID] = a
 	}
 	return out
 }()
+
+// refusalBody is {"error":"<code>","error_description":"<description>"},
+// the body of Caddyfile.example's handle_errors.
+func refusalBody(f *decide.Refusal) []byte {
+	b, err := json.Marshal(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{f.Code, f.Description})
+	if err != nil {
+		panic(err) // two strings always marshal
+	}
+	return b
+}
 
 // placeholder serves {http.auth.error} and {http.auth.error_description}
 // for handle_errors.
@@ -121,6 +142,17 @@ func (c *challenges) of(out *decide.Outcome) []string {
 // {http.auth.error_description}), one log entry, a count, and a handler
 // error that Caddy turns into the status.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, start time.Time, out *decide.Outcome) error {
+	a := h.answer(w, r, start, out)
+	if c := h.logger.Check(zapcore.InfoLevel, "request refused"); c != nil {
+		c.Write(refusalFields(out, clientIP(r))...)
+	}
+	return a.err
+}
+
+// answer does what every front door does for a refused outcome: the count,
+// the decision time, the WWW-Authenticate or Retry-After header and the
+// placeholders. It returns the refusal's answer.
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, start time.Time, out *decide.Outcome) *refusalAnswer {
 	a := answers[out.Refusal.ID]
 	a.counter(out.Kind).Inc()
 	hot.decision[out.Kind].Observe(time.Since(start).Seconds())
@@ -136,22 +168,25 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, start time.Time
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(a.repl)
 	}
-	if c := h.logger.Check(zapcore.InfoLevel, "request refused"); c != nil {
-		route := "none"
-		switch {
-		case out.Match.Route != nil:
-			route = out.Match.Route.Pattern()
-		case out.Match.VariantOf != nil: // the route it spells differently
-			route = out.Match.VariantOf.Pattern()
-		}
-		c.Write(
-			zap.Int("status", out.Refusal.Status),
-			zap.String("reason", out.Refusal.Reason),
-			zap.String("route", route),
-			zap.String("credential", out.Kind.String()),
-			zap.String("subject", out.Subject),
-			zap.String("client_ip", clientIP(r)),
-		)
+	return a
+}
+
+// refusalFields are the fields of a refusal's log entry, with room for the
+// verify front door's own.
+func refusalFields(out *decide.Outcome, client string) []zap.Field {
+	route := "none"
+	switch {
+	case out.Match.Route != nil:
+		route = out.Match.Route.Pattern()
+	case out.Match.VariantOf != nil: // the route it spells differently
+		route = out.Match.VariantOf.Pattern()
 	}
-	return a.err
+	fields := make([]zap.Field, 6, 10)
+	fields[0] = zap.Int("status", out.Refusal.Status)
+	fields[1] = zap.String("reason", out.Refusal.Reason)
+	fields[2] = zap.String("route", route)
+	fields[3] = zap.String("credential", out.Kind.String())
+	fields[4] = zap.String("subject", out.Subject)
+	fields[5] = zap.String("client_ip", client)
+	return fields
 }
