@@ -117,7 +117,7 @@ def run_wrk(args, route, duration):
     cmd = [
         args.wrk, "-t", str(args.threads), "-c", str(args.connections),
         "-d", f"{duration}s", "--timeout", "2s", "--latency",
-        "-s", args.lua, args.base_url + route["path"],
+        "-s", args.lua, route.get("url") or args.base_url + route["path"],
     ]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True,
                        timeout=duration + 20)
@@ -169,6 +169,10 @@ def measure(args, pids, route, duration, raw_name):
         "caddy_cpu_us_per_req": ticks["caddy"] / CLK_TCK / reqs * 1e6,
         "authorizer_cpu_us_per_req": ticks.get("authorizer", 0) / CLK_TCK / reqs * 1e6,
         "upstream_cpu_us_per_req": ticks.get("upstream", 0) / CLK_TCK / reqs * 1e6,
+        # Further processes (--pid name=pid: nginx's worker in sidecar mode).
+        **{f"{n}_ticks": ticks[n] for n in pids if n not in ("caddy", "upstream", "authorizer")},
+        **{f"{n}_cpu_us_per_req": ticks[n] / CLK_TCK / reqs * 1e6
+           for n in pids if n not in ("caddy", "upstream", "authorizer")},
         # Cores' worth of CPU used by processes other than ours during the run:
         # user-space processes (the noise criterion), kernel threads (mostly
         # loopback networking), and all the machine's busy time not ours.
@@ -181,7 +185,8 @@ def measure(args, pids, route, duration, raw_name):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--routes", required=True, help="JSON file: [{name, path, authorization}]")
+    ap.add_argument("--routes", required=True,
+                    help="JSON file: [{name, path, authorization}]; a route's url, when set, replaces base-url + path")
     ap.add_argument("--base-url", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--lua", required=True)
@@ -189,6 +194,8 @@ def main():
     ap.add_argument("--caddy-pid", type=int, required=True)
     ap.add_argument("--upstream-pid", type=int, required=True)
     ap.add_argument("--authorizer-pid", type=int, required=True)
+    ap.add_argument("--pid", action="append", default=[], metavar="NAME=PID",
+                    help="another process whose CPU is counted per run (repeatable)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
@@ -202,6 +209,9 @@ def main():
     with open(args.routes) as f:
         routes = json.load(f)
     pids = {"caddy": args.caddy_pid, "upstream": args.upstream_pid, "authorizer": args.authorizer_pid}
+    for spec in args.pid:
+        name, _, pid = spec.partition("=")
+        pids[name] = int(pid)
     os.makedirs(os.path.join(args.out, "raw"), exist_ok=True)
 
     def log(msg):

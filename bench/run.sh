@@ -5,6 +5,11 @@
 #   bench/run.sh          full run: 5 interleaved rounds × 3 s per route
 #   bench/run.sh smoke    1 round × 1 s per route: checks everything works end
 #                         to end (all routes 200, results JSON written); for CI
+#   bench/run.sh sidecar  nginx in front (examples/sidecar/nginx): plain proxy
+#                         twice, auth_request → bench/authorizer, auth_request
+#                         → deplo_auth verify over a Unix socket and over
+#                         loopback TCP; 5 interleaved rounds × 3 s per route;
+#                         bench/out/sidecar/sidecar.{json,md} (bench/SIDECAR.md)
 #   bench/run.sh instructions
 #                         Caddy under valgrind's callgrind: instructions per
 #                         request per route (bench/instructions.py), a figure
@@ -26,6 +31,7 @@
 #   REDO [1] times a round is redone when other processes used more than
 #   OTHER_CPU_MAX [0.25] cores during one of its runs
 #   BENCH_PORT [18080] UPSTREAM_PORT [18081] AUTHZ_PORT [18082] ADMIN_PORT [18083]
+#   NGINX_PORT [18084] (sidecar mode) VERIFY_PORT [18085] (the loopback verify site)
 #   OUT [bench/out or bench/out/smoke]  BUILD_TIMEOUT [600] seconds
 #   CADDYFILE [bench/Caddyfile]  another config with the same routes, e.g. to
 #   measure a global option's effect on every route (see BENCHMARKS.md)
@@ -38,13 +44,13 @@ set -euo pipefail
 
 MODE=${1:-full}
 case "$MODE" in
-full | smoke | instructions) ;;
+full | smoke | instructions | sidecar) ;;
 -h | --help | help)
 	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	exit 0
 	;;
 *)
-	echo "usage: bench/run.sh [full|smoke|instructions]" >&2
+	echo "usage: bench/run.sh [full|smoke|instructions|sidecar]" >&2
 	exit 2
 	;;
 esac
@@ -64,6 +70,7 @@ if [ "$MODE" = instructions ]; then
 	OUT=${OUT:-bench/out/instructions}
 	WAIT_TRIES=1800 CURL_MAX_TIME=300 START_EXTRA=600
 fi
+[ "$MODE" = sidecar ] && OUT=${OUT:-bench/out/sidecar}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-3}
 CONNECTIONS=${CONNECTIONS:-32}
@@ -75,10 +82,13 @@ BENCH_PORT=${BENCH_PORT:-18080}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
 AUTHZ_PORT=${AUTHZ_PORT:-18082}
 ADMIN_PORT=${ADMIN_PORT:-18083}
+NGINX_PORT=${NGINX_PORT:-18084}
+VERIFY_PORT=${VERIFY_PORT:-18085}
 OUT=${OUT:-bench/out}
 CADDYFILE=${CADDYFILE:-bench/Caddyfile}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-600}
 NROUTES=7
+[ "$MODE" = sidecar ] && NROUTES=5
 
 die() {
 	echo "bench/run.sh: FAIL: $*" >&2
@@ -86,7 +96,7 @@ die() {
 }
 
 [ -f "$CADDYFILE" ] || die "CADDYFILE $CADDYFILE not found"
-for v in ROUNDS DURATION CONNECTIONS THREADS WARMUP REDO BENCH_PORT UPSTREAM_PORT AUTHZ_PORT ADMIN_PORT BUILD_TIMEOUT; do
+for v in ROUNDS DURATION CONNECTIONS THREADS WARMUP REDO BENCH_PORT UPSTREAM_PORT AUTHZ_PORT ADMIN_PORT NGINX_PORT VERIFY_PORT BUILD_TIMEOUT; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
 done
 [ "$MODE" != instructions ] || [ "$DURATION" -ge 5 ] || die "instructions: DURATION must be at least 5 s (Caddy serves ~100 requests/s under callgrind)"
@@ -109,14 +119,21 @@ PY=$(command -v python3 || true)
 PY=$("$PY" -c 'import sys; print(sys.executable)') # past pyenv's shim
 tools=(go wrk curl openssl ss timeout)
 [ "$MODE" = instructions ] && tools+=(valgrind callgrind_control)
+if [ "$MODE" = sidecar ]; then
+	NGINX=$(command -v nginx || true)
+	[ -n "$NGINX" ] || { [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx; } || true
+	[ -n "$NGINX" ] || die "nginx not found (apt-get install -y nginx-light)"
+fi
 for t in "${tools[@]}"; do
 	command -v "$t" >/dev/null || die "$t not found$([ "$t" = wrk ] && echo ' (apt-get install -y wrk)')$([ "$t" = valgrind ] && echo ' (apt-get install -y valgrind)')"
 done
 
 # ---- ports ---------------------------------------------------------------------
-for p in "$BENCH_PORT" "$UPSTREAM_PORT" "$AUTHZ_PORT" "$ADMIN_PORT"; do
+ports=("$BENCH_PORT" "$UPSTREAM_PORT" "$AUTHZ_PORT" "$ADMIN_PORT" "$VERIFY_PORT")
+[ "$MODE" = sidecar ] && ports+=("$NGINX_PORT")
+for p in "${ports[@]}"; do
 	if ss -Hltn "sport = :$p" | grep -q .; then
-		die "port $p is taken ($(ss -Hltnp "sport = :$p" | head -1 | tr -s ' ')); set BENCH_PORT/UPSTREAM_PORT/AUTHZ_PORT/ADMIN_PORT"
+		die "port $p is taken ($(ss -Hltnp "sport = :$p" | head -1 | tr -s ' ')); set BENCH_PORT/UPSTREAM_PORT/AUTHZ_PORT/ADMIN_PORT/NGINX_PORT/VERIFY_PORT"
 	fi
 done
 
@@ -215,6 +232,7 @@ fi
 BENCH_PORT=$BENCH_PORT BENCH_UPSTREAM_PORT=$UPSTREAM_PORT BENCH_AUTHZ_PORT=$AUTHZ_PORT \
 	BENCH_ADMIN_PORT=$ADMIN_PORT BENCH_KEYS_FILE=$KEYS BENCH_JWT_PUBLIC_KEY=$TMPD/jwt.pub.pem \
 	BENCH_BASIC_HASH=$BASIC_HASH BENCH_TOKEN_ID=$TOKEN_ID \
+	BENCH_VERIFY_SOCKET=$TMPD/verify.sock BENCH_VERIFY_PORT=$VERIFY_PORT \
 	"${CADDY_CMD[@]}" run --config "$CADDYFILE" --adapter caddyfile >"$OUT/logs/caddy.log" 2>&1 &
 CADDY_PID=$!
 PIDS+=("$CADDY_PID")
@@ -277,6 +295,115 @@ $fwd_ident
 $fwd_apikey"
 echo "   the control route forwards the same headers as the API-token route"
 echo "   first request per route (cold caches), seconds: $(tr '\t\n' '= ' <"$FIRST_TIMES")"
+
+# ---- 4s. sidecar mode: nginx in front -------------------------------------------------
+if [ "$MODE" = sidecar ]; then
+	NGX=$TMPD/nginx
+	mkdir -p "$NGX/tmp"
+	EX=$ROOT/examples/sidecar/nginx
+	# The loopback-TCP variant: the example's verify location, renamed.
+	awk '/^location = \/_deplo_verify/{p=1} p{print} p&&/^}/{exit}' "$EX/server.conf" |
+		sed 's#/_deplo_verify#/_deplo_verify_tcp#; s#http://deplo_verify;#http://deplo_verify_tcp;#' >"$NGX/verify-tcp.conf"
+	sed 's#auth_request /_deplo_verify;#auth_request /_deplo_verify_tcp;#' "$EX/location.conf" >"$NGX/location-tcp.conf"
+	grep -q _deplo_verify_tcp "$NGX/verify-tcp.conf" || die "could not derive the TCP verify location from $EX/server.conf"
+	user=""
+	[ "$(id -u)" = 0 ] && user="user root;" # the workers must reach the socket in the 0700 temp dir
+	cat >"$NGX/nginx.conf" <<NGINX
+$user
+worker_processes 1;
+error_log $(cd "$OUT" && pwd)/logs/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path $NGX/tmp/body;
+	proxy_temp_path $NGX/tmp/proxy;
+	fastcgi_temp_path $NGX/tmp/fastcgi;
+	uwsgi_temp_path $NGX/tmp/uwsgi;
+	scgi_temp_path $NGX/tmp/scgi;
+	upstream bench_upstream { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
+	upstream deplo_verify { server unix:$TMPD/verify.sock; keepalive 64; }
+	upstream deplo_verify_tcp { server 127.0.0.1:$VERIFY_PORT; keepalive 64; }
+	upstream bench_authz { server 127.0.0.1:$AUTHZ_PORT; keepalive 64; }
+	include $EX/http.conf;
+	server {
+		listen 127.0.0.1:$NGINX_PORT;
+		proxy_http_version 1.1;
+		include $EX/server.conf;
+		include $NGX/verify-tcp.conf;
+		location = /_authz {
+			internal;
+			proxy_pass http://bench_authz/verify;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_pass_request_body off;
+			proxy_set_header Content-Length "";
+		}
+		location /nginx-plain-a/ {
+			proxy_set_header Connection "";
+			proxy_pass http://bench_upstream;
+		}
+		location /nginx-plain-b/ {
+			proxy_set_header Connection "";
+			proxy_pass http://bench_upstream;
+		}
+		location /nginx-authz/ {
+			auth_request /_authz;
+			auth_request_set \$bench_subject \$upstream_http_x_auth_subject;
+			proxy_set_header X-Auth-Subject \$bench_subject;
+			proxy_set_header Connection "";
+			proxy_pass http://bench_upstream;
+		}
+		location /nginx-verify/ {
+			include $EX/location.conf;
+			proxy_set_header Connection "";
+			proxy_pass http://bench_upstream;
+		}
+		location /nginx-verify-tcp/ {
+			include $NGX/location-tcp.conf;
+			proxy_set_header Connection "";
+			proxy_pass http://bench_upstream;
+		}
+	}
+}
+NGINX
+	"$NGINX" -t -q -p "$NGX" -c "$NGX/nginx.conf" -g "daemon off; pid $NGX/nginx.pid;" 2>>"$OUT/logs/nginx-error.log" ||
+		die "nginx -t failed; see $OUT/logs/nginx-error.log"
+	"$NGINX" -p "$NGX" -c "$NGX/nginx.conf" -g "daemon off; pid $NGX/nginx.pid;" >"$OUT/logs/nginx.log" 2>&1 &
+	NGINX_PID=$!
+	PIDS+=("$NGINX_PID")
+	wait_up nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/nginx-plain-a/x"
+	NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)
+	[ -n "$NGINX_WORKER" ] || die "no nginx worker process"
+	NBASE=http://127.0.0.1:$NGINX_PORT
+	routes_json='['
+	for r in nginx-plain-a nginx-plain-b nginx-authz nginx-verify nginx-verify-tcp; do
+		routes_json+="{\"name\": \"$r\", \"url\": \"$NBASE/$r/ws_bench/x\", \"authorization\": \"Bearer $TOKEN\"},"
+	done
+	printf '%s]\n' "${routes_json%,}" >"$TMPD/sidecar-routes.json"
+	BASE=$NBASE
+	for r in nginx-plain-a nginx-plain-b nginx-authz nginx-verify nginx-verify-tcp; do
+		check "$r" "/$r/ws_bench/x" 200 "Bearer $TOKEN"
+	done
+	for r in nginx-authz nginx-verify nginx-verify-tcp; do
+		check "$r" "/$r/ws_bench/x" 401
+		check "$r" "/$r/ws_bench/x" 401 "Bearer sk_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	done
+	# The verify routes forward the API token's identity to the upstream.
+	for r in nginx-verify nginx-verify-tcp; do
+		fwd=$(curl -s --max-time "$CURL_MAX_TIME" -H "Authorization: Bearer $TOKEN" "$NBASE/$r/ws_bench/_headers") || die "curl $r/_headers failed"
+		[[ $fwd == *"X-Deplo-Subject: $TOKEN_ID"* ]] || die "$r forwards no identity: $fwd"
+	done
+	echo "   nginx routes: 200 with the token, 401 without or with a wrong one; verify routes forward the identity"
+	echo "== load before the run: $(uptime)"
+	"$PY" bench/drive.py --routes "$TMPD/sidecar-routes.json" --base-url "$NBASE" --out "$OUT" \
+		--lua bench/wrk-report.lua --caddy-pid "$CADDY_PID" --upstream-pid "$UPSTREAM_PID" \
+		--authorizer-pid "$AUTHZ_PID" --pid "nginx=$NGINX_WORKER" --rounds "$ROUNDS" --duration "$DURATION" \
+		--warmup "$WARMUP" --threads "$THREADS" --connections "$CONNECTIONS" --redo "$REDO" --other-cpu-max "$OTHER_CPU_MAX"
+	echo
+	"$PY" bench/sidecar_report.py --out "$OUT"
+	echo "== wrote $OUT/sidecar.json, $OUT/sidecar.md (command: bench/run.sh sidecar; load after: $(uptime))"
+	exit 0
+fi
 
 # ---- 4. load -------------------------------------------------------------------------
 if [ "$MODE" = instructions ]; then
