@@ -212,7 +212,7 @@ func (h *Handler) serveVerify(w http.ResponseWriter, r *http.Request) error {
 // verify request's URI.
 func (h *Handler) refuseVerify(w http.ResponseWriter, r *http.Request, start time.Time, out *decide.Outcome, orig *decide.Original, client string) error {
 	a := h.answer(w, r, start, out)
-	if c := h.logger.Check(zapcore.InfoLevel, "verify request refused"); c != nil {
+	if c := h.logger.Check(zapcore.InfoLevel, "request refused"); c != nil {
 		fields := append(refusalFields(out, client), zap.String("caller", r.RemoteAddr))
 		if orig != nil {
 			fields = append(fields, zap.String("original_method", orig.Method), zap.String("original_path", orig.EscapedPath))

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -507,4 +508,25 @@ func counted(t *testing.T, reason string) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestSidecarExamplesAdapt: the sidecar examples adapt without warnings and
+// every verify block in them compiles.
+func TestSidecarExamplesAdapt(t *testing.T) {
+	for _, path := range []string{"../examples/sidecar/Caddyfile", "../examples/sidecar/forward_auth.caddyfile"} {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": path})
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		for _, w := range warnings {
+			t.Errorf("%s:%d: %s", w.File, w.Line, w.Message)
+		}
+		if strings.HasSuffix(path, "/Caddyfile") && strings.Count(string(out), `"verify":{`) != 3 {
+			t.Errorf("%s: want three verify sites in %s", path, out)
+		}
+	}
 }
