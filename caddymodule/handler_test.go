@@ -240,6 +240,9 @@ func decisionCases(t testing.TB, f *fixture) []decisionCase {
 		{"dot segments", "GET", ws + "/projects/weekly-report/../billing/deployments", []string{"Bearer " + f.project.raw}, 400, ""},
 		{"encoded slash", "GET", ws + "/projects/weekly-report%2F..%2Fbilling/deployments", []string{"Bearer " + f.project.raw}, 400, ""},
 		{"double slash", "GET", "/v1/workspaces//ws_acme/projects", []string{"Bearer " + f.read.raw}, 400, ""},
+		{"double-encoded slash", "GET", ws + "/projects/weekly-report%252F..%252Fbilling/deployments", []string{"Bearer " + f.project.raw}, 400, ""},
+		{"method case variant", "delete", ws + "/projects/p1", []string{"Bearer " + f.deploy.raw}, 403, `Bearer realm="deplo", error="insufficient_scope"`},
+		{"path case variant", "GET", "/V1/workspaces/ws_acme/projects", []string{"Bearer " + f.read.raw}, 403, `Bearer realm="deplo", error="insufficient_scope"`},
 	}
 }
 
