@@ -22,6 +22,7 @@ LABELS = {
     "nginx-authz": "nginx + auth_request → minimal Go authorizer (TCP)",
     "nginx-verify": "nginx + auth_request → deplo-auth verify (Unix socket)",
     "nginx-verify-tcp": "nginx + auth_request → deplo-auth verify (loopback TCP)",
+    "nginx-verify-listen": "nginx + auth_request → deplo-auth verify.listen (Unix socket, outside Caddy's HTTP app)",
 }
 
 
@@ -53,7 +54,7 @@ def main():
             d["r_rps"].append(m["rps"] / floor["rps"])
             if cpu(floor) > 0:
                 d["r_cpu"].append(cpu(m) / cpu(floor))
-    order = ["nginx-plain-a", "nginx-plain-b", FLOOR, "nginx-verify", "nginx-verify-tcp"]
+    order = ["nginx-plain-a", "nginx-plain-b", FLOOR, "nginx-verify", "nginx-verify-tcp", "nginx-verify-listen"]
     summary = {n: {k: spread(v) for k, v in per[n].items()} for n in order if n in per}
     with open(os.path.join(args.out, "sidecar.json"), "w") as f:
         json.dump({"rounds": len(rounds), "floor": FLOOR, "routes": summary}, f, indent=1)

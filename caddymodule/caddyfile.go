@@ -60,6 +60,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			from auto|forwarded|original|envoy
 //			trusted <cidr>...
 //			path_prefix <prefix>
+//			listen <network-address>...
 //		}
 //		jwt {
 //			issuer <iss>
@@ -450,8 +451,14 @@ func (h *Handler) parseVerify(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&v.PathPrefix) {
 				return d.Err("verify path_prefix: want one prefix")
 			}
+		case "listen":
+			addrs := d.RemainingArgs()
+			if len(addrs) == 0 {
+				return d.Err("verify listen: want at least one network address")
+			}
+			v.Listen = append(v.Listen, addrs...)
 		default:
-			return d.Errf("unrecognized verify subdirective %q (want from, trusted or path_prefix)", sub)
+			return d.Errf("unrecognized verify subdirective %q (want from, trusted, path_prefix or listen)", sub)
 		}
 	}
 	// Check now, so that the mistake is reported with its Caddyfile line.

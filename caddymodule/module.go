@@ -7,6 +7,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -104,7 +105,9 @@ type Handler struct {
 	challenge challenges
 	headers   *identity.Headers
 	verify    *verifier // nil: proxy mode
-	logger    *zap.Logger
+	// verifyServers serve verify.listen, outside Caddy's HTTP app.
+	verifyServers []*http.Server
+	logger        *zap.Logger
 	// storeErrLog rate-limits store failure logs to one a second.
 	storeErrLog *logLimiter
 	// unknownScopeLog rate-limits warnings about unknown JWT scopes.
@@ -342,6 +345,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.engine.Tokens = h.tokens
 	h.engine.SkipChecksum = h.DisableChecksum
 	h.engine.PreflightPublic = h.PreflightPublic
+	if h.verify != nil {
+		if err := h.listenVerify(ctx); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
 	addLive(h)
 	return nil
 }
@@ -485,6 +493,7 @@ func (h *Handler) Validate() error {
 // Cleanup releases the cache and this handler's reference to the key store.
 func (h *Handler) Cleanup() error {
 	removeLive(h)
+	h.closeVerifyListeners()
 	if h.jwt != nil {
 		h.jwt.Close()
 	}

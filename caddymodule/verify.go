@@ -39,6 +39,14 @@ type VerifyConfig struct {
 	// Envoy's http_service path_prefix. It starts with "/" and does not end
 	// with one.
 	PathPrefix string `json:"path_prefix,omitempty"`
+	// Listen are network addresses, in Caddy's form
+	// ("unix//run/deplo-auth/verify.sock|0222", "127.0.0.1:9191"), on which
+	// the handler also answers verify requests itself with a plain net/http
+	// server: no site, matcher, log or other handler of Caddy's runs for
+	// them, which takes Caddy's per-request work off the sidecar's path
+	// (bench/SIDECAR.md). The same trust rules apply. Default: none (only
+	// the site the handler is in answers).
+	Listen []string `json:"listen,omitempty"`
 }
 
 // defaultTrusted is verify.trusted when none is given: loopback only.
@@ -65,6 +73,12 @@ func (c *VerifyConfig) compile() (*verifier, error) {
 		return nil, fmt.Errorf("path_prefix: only used with from envoy")
 	case c.PathPrefix != "" && (!strings.HasPrefix(c.PathPrefix, "/") || strings.HasSuffix(c.PathPrefix, "/")):
 		return nil, fmt.Errorf("path_prefix: %q must start with / and not end with /", c.PathPrefix)
+	}
+	for _, addr := range c.Listen {
+		na, err := caddy.ParseNetworkAddress(addr)
+		if err != nil || na.PortRangeSize() != 1 {
+			return nil, fmt.Errorf("listen: %q is not one network address", addr)
+		}
 	}
 	trusted := c.Trusted
 	if len(trusted) == 0 {
@@ -107,6 +121,53 @@ func (v *verifier) trusts(r *http.Request) bool {
 	return v.contains(ap.Addr())
 }
 
+// listenVerify starts a plain net/http server on each verify.listen
+// address. The listeners come from Caddy's pool, so a config reload that
+// keeps an address hands the socket over without a gap.
+func (h *Handler) listenVerify(ctx caddy.Context) error {
+	for _, addr := range h.Verify.Listen {
+		na, err := caddy.ParseNetworkAddress(addr)
+		if err != nil {
+			return fmt.Errorf("listen %q: %w", addr, err)
+		}
+		l, err := na.Listen(ctx, 0, net.ListenConfig{})
+		if err != nil {
+			return fmt.Errorf("listen %q: %w", addr, err)
+		}
+		ln, ok := l.(net.Listener)
+		if !ok {
+			return fmt.Errorf("listen %q: not a stream listener", addr)
+		}
+		srv := &http.Server{
+			Handler:           http.HandlerFunc(h.serveVerifyDirect),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       5 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          zap.NewStdLog(h.logger.Named("verify")),
+		}
+		h.verifyServers = append(h.verifyServers, srv)
+		go func() { _ = srv.Serve(ln) }()
+	}
+	return nil
+}
+
+// closeVerifyListeners stops the verify.listen servers (their listeners go
+// back to Caddy's pool).
+func (h *Handler) closeVerifyListeners() {
+	for _, srv := range h.verifyServers {
+		_ = srv.Close()
+	}
+	h.verifyServers = nil
+}
+
+// serveVerifyDirect is a verify.listen server's handler.
+func (h *Handler) serveVerifyDirect(w http.ResponseWriter, r *http.Request) {
+	if err := h.serveVerify(w, r); err != nil {
+		h.logger.Error("verify", zap.Error(err))
+		w.WriteHeader(http.StatusInternalServerError)
+	}
+}
+
 func (v *verifier) contains(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, p := range v.trusted {
@@ -136,7 +197,19 @@ func clientOf(r *http.Request) string {
 			return a.Unmap().String()
 		}
 	}
-	return clientIP(r)
+	return callerIP(r)
+}
+
+// callerIP is the caller's address as Caddy determines it, or the peer
+// address on a verify.listen server (no Caddy vars there).
+func callerIP(r *http.Request) string {
+	if ip := clientIP(r); ip != "" {
+		return ip
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return r.RemoteAddr
 }
 
 var noStore = []string{"no-store"}
@@ -154,7 +227,7 @@ func (h *Handler) serveVerify(w http.ResponseWriter, r *http.Request) error {
 	hdr["Cache-Control"] = noStore
 	if !h.verify.trusts(r) {
 		out := decide.Outcome{Refusal: decide.RefuseUntrustedCaller}
-		return h.refuseVerify(w, r, start, &out, nil, clientIP(r))
+		return h.refuseVerify(w, r, start, &out, nil, callerIP(r))
 	}
 	// Read the original request before Strip: X-Original-URL is one of the
 	// override headers it removes.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -34,6 +35,8 @@ func TestUnmarshalCaddyfileVerify(t *testing.T) {
 		{"envoy", "deplo_auth {\n keys file k\n verify {\n from envoy\n path_prefix /deplo-verify\n }\n}",
 			`{"keys":{"file":"k"},"verify":{"from":"envoy","path_prefix":"/deplo-verify"}}`},
 		{"forwarded", "deplo_auth {\n keys file k\n verify {\n from forwarded\n }\n}", `{"keys":{"file":"k"},"verify":{"from":"forwarded"}}`},
+		{"listen", "deplo_auth {\n keys file k\n verify {\n listen unix//run/deplo-auth/verify.sock|0222 127.0.0.1:9191\n }\n}",
+			`{"keys":{"file":"k"},"verify":{"listen":["unix//run/deplo-auth/verify.sock|0222","127.0.0.1:9191"]}}`},
 	}
 	checkUnmarshal(t, tests)
 }
@@ -51,6 +54,8 @@ func TestUnmarshalCaddyfileVerifyErrors(t *testing.T) {
 		{"relative prefix", "deplo_auth {\n verify {\n from envoy\n path_prefix v\n }\n}", "verify path_prefix"},
 		{"prefix with trailing slash", "deplo_auth {\n verify {\n from envoy\n path_prefix /v/\n }\n}", "verify path_prefix"},
 		{"unknown option", "deplo_auth {\n verify {\n allow all\n }\n}", `unrecognized verify subdirective "allow"`},
+		{"listen without address", "deplo_auth {\n verify {\n listen\n }\n}", "verify listen: want"},
+		{"listen port range", "deplo_auth {\n verify {\n listen 127.0.0.1:9000-9010\n }\n}", `verify listen: "127.0.0.1:9000-9010"`},
 		{"twice", "deplo_auth {\n verify\n verify\n}", "only one verify block"},
 	}
 	checkUnmarshalErrors(t, tests)
@@ -528,5 +533,60 @@ func TestSidecarExamplesAdapt(t *testing.T) {
 		if strings.HasSuffix(path, "/Caddyfile") && strings.Count(string(out), `"verify":{`) != 3 {
 			t.Errorf("%s: want three verify sites in %s", path, out)
 		}
+	}
+}
+
+// TestVerifyListen: verify.listen answers verify requests on its own
+// socket, outside any Caddy site, with the same decision; a second handler
+// on the same address (a config reload) takes it over when the first is
+// cleaned up.
+func TestVerifyListen(t *testing.T) {
+	dir, err := os.MkdirTemp("", "deplo-vl-") // a socket path has ~100 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "verify.sock")
+	listen := func(h *Handler) {
+		h.Verify = &VerifyConfig{From: "original", Listen: []string{"unix/" + sock + "|0222"}}
+	}
+	first := newFixture(t, listen)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+		DisableKeepAlives: true,
+	}}
+	ask := func(f *fixture, path, auth string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://deplo-verify/auth", nil)
+		req.Header.Set("X-Original-Method", "GET")
+		req.Header.Set("X-Original-URI", path)
+		req.Header.Set("X-Deplo-Project", "spoofed")
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := ask(first, "/v1/workspaces/ws_acme/projects", first.read.raw)
+	if resp.StatusCode != 200 || resp.Header.Get("X-Deplo-Subject") != "tok_read" || resp.Header.Get("X-Deplo-Project") != "" {
+		t.Fatalf("allowed: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := ask(first, "/v1/workspaces/ws_acme/projects", ""); resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Bearer realm="deplo"` {
+		t.Fatalf("no credential: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := ask(first, "/v1/workspaces/ws_acme/projects/p1", first.read.raw); resp.StatusCode != 403 {
+		t.Fatalf("unlisted: %d", resp.StatusCode)
+	}
+
+	second := newFixture(t, listen)
+	first.h.closeVerifyListeners() // what Cleanup does to them
+	if resp := ask(second, "/v1/workspaces/ws_acme/projects", second.read.raw); resp.StatusCode != 200 || resp.Header.Get("X-Deplo-Subject") != "tok_read" {
+		t.Fatalf("after the reload: %d %v", resp.StatusCode, resp.Header)
 	}
 }

@@ -245,13 +245,24 @@ func startNginx(t *testing.T, bin, dir, conf string) {
 }
 
 // TestNginxSidecar: a real nginx with the auth_request configuration of
-// examples/sidecar/nginx (its three include files, as shipped), deplo-auth's
-// verify site on a Unix socket, and a real upstream.
+// examples/sidecar/nginx (its three include files, as shipped), deplo-auth
+// on a Unix socket — a verify site's, or verify.listen's own — and a real
+// upstream.
 func TestNginxSidecar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Caddy and nginx; skipped with -short")
 	}
 	bin := findNginx(t)
+	for _, listen := range []bool{false, true} {
+		name := "site"
+		if listen {
+			name = "verify.listen"
+		}
+		t.Run(name, func(t *testing.T) { nginxSidecar(t, bin, listen) })
+	}
+}
+
+func nginxSidecar(t *testing.T, bin string, listen bool) {
 	tk := newSidecarTokens(t)
 	e := &env{t: t, up: newRecorder(t), keysFile: filepath.Join(t.TempDir(), "keys.json")}
 	writeKeys(t, e.keysFile, tk.read, tk.deploy, tk.project)
@@ -266,6 +277,11 @@ func TestNginxSidecar(t *testing.T) {
 		}
 	}
 	sock := filepath.Join(dir, "verify.sock")
+	// The site's own socket, or (verify.listen) one nginx does not use.
+	siteSock, listenLine := sock, ""
+	if listen {
+		siteSock, listenLine = filepath.Join(dir, "site.sock"), "listen unix/"+sock+"|0222"
+	}
 	config := sidecarGlobals + fmt.Sprintf(`
 http:// {
 	bind unix/%s|0222
@@ -273,10 +289,11 @@ http:// {
 		%s
 		verify {
 			from original
+			%s
 		}
 	}
 }
-`, sock, sidecarPolicy(e.keysFile))
+`, siteSock, sidecarPolicy(e.keysFile), listenLine)
 	e.tester = caddytest.NewTester(t)
 	e.tester.InitServer(config, "caddyfile")
 	if t.Failed() {
