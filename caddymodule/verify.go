@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -152,10 +153,18 @@ func (h *Handler) listenVerify(ctx caddy.Context) error {
 }
 
 // closeVerifyListeners stops the verify.listen servers (their listeners go
-// back to Caddy's pool).
+// back to Caddy's pool): requests in flight get up to two seconds to finish,
+// since the stores they use are released next.
 func (h *Handler) closeVerifyListeners() {
+	if len(h.verifyServers) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
 	for _, srv := range h.verifyServers {
-		_ = srv.Close()
+		if srv.Shutdown(ctx) != nil {
+			_ = srv.Close()
+		}
 	}
 	h.verifyServers = nil
 }
