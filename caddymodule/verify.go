@@ -188,21 +188,22 @@ func (v *verifier) contains(a netip.Addr) bool {
 }
 
 // clientOf is the original client's address as a trusted caller reports
-// it: X-Real-IP, else the last X-Forwarded-For entry (the one the caller
-// itself appended; earlier ones are the client's word), else the caller's
-// address as Caddy determines it.
+// it: the last X-Forwarded-For entry (the one the caller appended; earlier
+// ones are the client's word), else X-Real-IP, else the caller's address.
+// X-Forwarded-For comes first because proxies append to it but pass a
+// client's own X-Real-IP along (Caddy's forward_auth does).
 func clientOf(r *http.Request) string {
-	if v := r.Header["X-Real-Ip"]; len(v) == 1 {
-		if a, err := netip.ParseAddr(strings.TrimSpace(v[0])); err == nil {
-			return a.Unmap().String()
-		}
-	}
 	if v := r.Header["X-Forwarded-For"]; len(v) > 0 {
 		last := v[len(v)-1]
 		if i := strings.LastIndexByte(last, ','); i >= 0 {
 			last = last[i+1:]
 		}
 		if a, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+			return a.Unmap().String()
+		}
+	}
+	if v := r.Header["X-Real-Ip"]; len(v) == 1 {
+		if a, err := netip.ParseAddr(strings.TrimSpace(v[0])); err == nil {
 			return a.Unmap().String()
 		}
 	}

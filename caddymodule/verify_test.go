@@ -350,6 +350,15 @@ func TestVerifyThrottle(t *testing.T) {
 	if w := attempt("203.0.113.9, 198.51.100.2", "X-Forwarded-For", "Bearer "+f.read.raw); w.Code != 200 {
 		t.Errorf("other client: %d", w.Code)
 	}
+	// A client's own X-Real-IP, passed along by a proxy that appends to
+	// X-Forwarded-For, does not reset its budget.
+	r := namers[1].make("GET", "/v1/workspaces/ws_acme/projects")
+	r.Header.Set("X-Forwarded-For", "203.0.113.9")
+	r.Header.Set("X-Real-IP", "192.0.2.200")
+	r.Header.Set("Authorization", "Bearer "+f.read.raw)
+	if w := f.serveVerify(t, r); w.Code != http.StatusTooManyRequests {
+		t.Errorf("throttled client with its own X-Real-IP: %d, want 429", w.Code)
+	}
 }
 
 func TestVerifyStoreUnavailable(t *testing.T) {

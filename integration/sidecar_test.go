@@ -358,14 +358,16 @@ http {
 	})
 
 	// The brute-force guard counts the client nginx saw, and nginx passes
-	// the 429 with its Retry-After; a client's own X-Real-IP changes nothing.
+	// the 429 with its Retry-After; a client's own X-Real-IP or
+	// X-Forwarded-For changes nothing.
 	t.Run("throttled", func(t *testing.T) {
 		e.up.take()
 		bad := proxyCase{method: "GET", path: "/v1/workspaces/ws_acme/projects", auth: "sk_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
 		var resp *http.Response
 		var body string
 		for i := 0; i < 8; i++ {
-			if resp, body = bad.send(t, base, http.Header{"X-Real-Ip": {fmt.Sprintf("198.51.100.%d", i)}}); resp.StatusCode == 429 {
+			spoof := fmt.Sprintf("198.51.100.%d", i)
+			if resp, body = bad.send(t, base, http.Header{"X-Real-Ip": {spoof}, "X-Forwarded-For": {spoof}}); resp.StatusCode == 429 {
 				break
 			}
 		}
@@ -453,6 +455,22 @@ import %s
 		resp, body := c.send(t, base, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/healthz"},
 			"X-Original-Method": {"GET"}, "X-Original-Uri": {"/healthz"}})
 		c.check(t, resp, body, e.up.take())
+	})
+	// forward_auth passes a client's X-Real-IP along: it must not give the
+	// client a fresh budget each time.
+	t.Run("throttled despite a client X-Real-IP", func(t *testing.T) {
+		bad := proxyCase{method: "GET", path: "/v1/workspaces/ws_acme/projects", auth: "sk_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+		status := 0
+		for i := 0; i < 8 && status != 429; i++ {
+			resp, _ := bad.send(t, base, http.Header{"X-Real-Ip": {fmt.Sprintf("198.51.100.%d", i)}})
+			status = resp.StatusCode
+		}
+		if status != 429 {
+			t.Fatalf("after 8 failures with changing X-Real-IP: %d, want 429", status)
+		}
+		if up := e.up.take(); len(up) != 0 {
+			t.Errorf("refused requests reached the upstream")
+		}
 	})
 }
 
