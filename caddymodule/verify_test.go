@@ -599,3 +599,59 @@ func TestVerifyListen(t *testing.T) {
 		t.Fatalf("after the reload: %d %v", resp.StatusCode, resp.Header)
 	}
 }
+
+// FuzzVerifyMatchesProxy: a verify request naming a method and a URI gets
+// the status proxy mode gives that very request — never 200 where proxy
+// mode refuses — and a verify request naming none is 400, never 200.
+func FuzzVerifyMatchesProxy(f *testing.F) {
+	fx := newFixture(f, func(h *Handler) {
+		h.Throttle = &ThrottleConfig{Off: true} // both modes count failures; keep them independent
+		h.Verify = &VerifyConfig{From: "forwarded"}
+	})
+	fx.h.logger = zap.NewNop()
+	verify := fx.h.verify
+	tokens := []string{fx.read.raw, fx.deploy.raw, fx.admin.raw, fx.project.raw, fx.revoked.raw, "", "sk_live_short", mustToken(f)}
+	for _, s := range [][2]string{
+		{"GET", "/v1/workspaces/ws_acme/projects"}, {"POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments?x=1"},
+		{"DELETE", "/v1/workspaces/ws_acme/projects/p1"}, {"delete", "/v1/workspaces/ws_acme/projects/p1"},
+		{"GET", "/v1/workspaces/ws_acme/projects/weekly-report%2F..%2Fbilling/deployments"}, {"GET", "/healthz"},
+		{"GET", "/V1/workspaces/ws_acme/projects/"}, {"PO ST", "/x"}, {"GET", "healthz"},
+	} {
+		f.Add(s[0], s[1], uint8(0))
+		f.Add(s[0], s[1], uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, method, uri string, tok uint8) {
+		auth := tokens[int(tok)%len(tokens)]
+		orig, err := decide.OriginalOf(decide.SourceForwarded, http.Header{"X-Forwarded-Method": {method}, "X-Forwarded-Uri": {uri}}, "GET", "/", "")
+
+		fx.h.verify = verify
+		vr := verifyRequest("GET", "/verify")
+		vr.Header["X-Forwarded-Method"] = []string{method}
+		vr.Header["X-Forwarded-Uri"] = []string{uri}
+		if auth != "" {
+			vr.Header.Set("Authorization", "Bearer "+auth)
+		}
+		w, up, herr := fx.serve(vr)
+		if up.called || herr != nil {
+			t.Fatalf("verify mode called next (%v) or returned %v", up.called, herr)
+		}
+		if err != nil {
+			if w.Code != 400 {
+				t.Fatalf("%q %q names no request (%v) but got %d", method, uri, err, w.Code)
+			}
+			return
+		}
+
+		fx.h.verify = nil // the same handler in proxy mode
+		defer func() { fx.h.verify = verify }()
+		pr, _ := newRequest("GET", "/")
+		pr.Method, pr.URL.Path, pr.URL.RawPath = orig.Method, orig.Path, orig.RawPath
+		if auth != "" {
+			pr.Header.Set("Authorization", "Bearer "+auth)
+		}
+		_, pup, perr := fx.serve(pr)
+		if want := statusOf(perr); w.Code != want || (w.Code == 200) != pup.called {
+			t.Fatalf("%q %q: verify %d, proxy %d (upstream called %v)", method, uri, w.Code, want, pup.called)
+		}
+	})
+}
