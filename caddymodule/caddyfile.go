@@ -25,61 +25,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 	return &handler, err
 }
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
-//
-//	deplo_auth [<matcher>] {
-//		keys file <path>
-//		keys postgres <dsn> {
-//			lookup_query <sql>
-//			max_conns <n>
-//			query_timeout <duration>
-//			record_last_used
-//			migrate
-//		}
-//		cache {
-//			ttl <duration>
-//			negative_ttl <duration>
-//			max_entries <n>
-//			stale_if_error <duration>
-//		}
-//		realm <name>
-//		header_prefix <prefix>
-//		forward_authorization
-//		checksum off
-//		preflight public
-//		route <METHOD|*> <path-pattern> <scope>...|public|authenticated [{
-//			via api_key|jwt...
-//			project_tokens
-//		}]
-//		default deny|authenticated
-//		throttle <failures> <window>|off
-//		signed_identity {
-//			key <id> <secret>
-//		}
-//		verify {
-//			from auto|forwarded|original|envoy
-//			trusted <cidr>...
-//			path_prefix <prefix>
-//			listen <network-address>...
-//		}
-//		jwt {
-//			issuer <iss>
-//			audience <aud>
-//			alg <ES256|EdDSA|RS256|HS256|…>...
-//			secret <value>
-//			public_key <pem-file>
-//			jwks <url>
-//			leeway <duration>
-//			max_lifetime <duration>
-//			typ <value>...|off
-//			claims {
-//				subject <claim>
-//				workspace <claim>
-//				project <claim>
-//				scopes <claim>
-//			}
-//		}
-//	}
+// UnmarshalCaddyfile sets up the handler from a deplo_auth block. The
+// directive's grammar, options and defaults are documented once, in
+// docs/reference.md ("The `deplo_auth` directive"); each option's JSON twin is
+// the Handler field of the same name.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
