@@ -1,0 +1,201 @@
+package tokenapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/deplo-sh/deplo-auth/policy"
+)
+
+// MaxBodyBytes bounds the body of a create request.
+const MaxBodyBytes = 16 << 10
+
+// maxNameLength is the longest token name, in characters.
+const maxNameLength = 100
+
+// maxProjectLength bounds a project slug.
+const maxProjectLength = 100
+
+// createInput is a create request's body, checked.
+type createInput struct {
+	Name      string
+	Scopes    policy.ScopeSet
+	Project   string    // "" = a workspace-scoped token
+	ExpiresAt time.Time // zero = no expiry
+}
+
+// inputError is a 400 invalid_request; its message names the field and
+// never echoes a value.
+type inputError struct{ msg string }
+
+func (e *inputError) Error() string { return e.msg }
+
+func invalid(format string, args ...any) *inputError {
+	return &inputError{fmt.Sprintf(format, args...)}
+}
+
+// createFields are the body's fields, spelled exactly.
+var createFields = map[string]bool{"name": true, "scopes": true, "project": true, "expires_at": true}
+
+// parseCreate reads a create request's body strictly: one JSON object of
+// the known fields, each at most once and spelled exactly (encoding/json
+// alone would match names case-insensitively and let a repeated name
+// override an earlier one), nothing after it, valid UTF-8, at most
+// MaxBodyBytes. now is the instant expires_at must follow.
+func parseCreate(body []byte, now time.Time) (createInput, *inputError) {
+	var in createInput
+	if len(body) > MaxBodyBytes {
+		return in, invalid("body: larger than %d bytes", MaxBodyBytes)
+	}
+	if !utf8.Valid(body) {
+		return in, invalid("body: not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return in, invalid("body: want a JSON object with name and scopes")
+	}
+	seen := make(map[string]bool, len(createFields))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return in, invalid("body: malformed JSON")
+		}
+		key, _ := tok.(string)
+		if !createFields[key] {
+			return in, invalid("body: unknown field %s (want name, scopes, project, expires_at)", quoteField(key))
+		}
+		if seen[key] {
+			return in, invalid("%s: appears more than once", key)
+		}
+		seen[key] = true
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return in, invalid("body: malformed JSON")
+		}
+		if e := in.set(key, raw, now); e != nil {
+			return in, e
+		}
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return in, invalid("body: malformed JSON")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return in, invalid("body: data after the JSON object")
+	}
+	switch {
+	case !seen["name"]:
+		return in, invalid("name: required")
+	case !seen["scopes"]:
+		return in, invalid("scopes: required")
+	}
+	return in, nil
+}
+
+// set checks and stores one field's value.
+func (in *createInput) set(key string, raw json.RawMessage, now time.Time) *inputError {
+	switch key {
+	case "name":
+		s, ok := jsonString(raw)
+		if !ok || !validName(s) {
+			return invalid("name: want a string of 1 to %d printable characters", maxNameLength)
+		}
+		in.Name = s
+	case "scopes":
+		var names []*string
+		if raw[0] != '[' || json.Unmarshal(raw, &names) != nil || len(names) == 0 {
+			return invalid("scopes: want a non-empty array of read, deploy, delete, admin")
+		}
+		for _, n := range names {
+			if n == nil {
+				return invalid("scopes: want a non-empty array of read, deploy, delete, admin")
+			}
+			bit, ok := policy.ParseScope(*n)
+			if !ok {
+				return invalid("scopes: unknown scope (want read, deploy, delete, admin)")
+			}
+			if in.Scopes&bit != 0 {
+				return invalid("scopes: %s listed twice", *n)
+			}
+			in.Scopes |= bit
+		}
+	case "project":
+		if string(raw) == "null" {
+			return nil
+		}
+		s, ok := jsonString(raw)
+		if !ok || !validSlug(s) {
+			return invalid("project: want a slug (lowercase letters, digits and inner hyphens, at most %d) or null", maxProjectLength)
+		}
+		in.Project = s
+	case "expires_at":
+		if string(raw) == "null" {
+			return nil
+		}
+		s, ok := jsonString(raw)
+		if !ok {
+			return invalid("expires_at: want an RFC 3339 time string or null")
+		}
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return invalid("expires_at: want an RFC 3339 time, e.g. 2027-01-31T00:00:00Z")
+		}
+		if !t.After(now) {
+			return invalid("expires_at: must be in the future")
+		}
+		in.ExpiresAt = t.UTC()
+	}
+	return nil
+}
+
+// jsonString decodes raw when it is a JSON string (not null, not a number).
+func jsonString(raw json.RawMessage) (string, bool) {
+	var s string
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// validName: 1 to 100 characters, each printable (letters, marks, numbers,
+// punctuation, symbols and the ASCII space; no control or format character).
+func validName(s string) bool {
+	n := 0
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return false
+		}
+		n++
+	}
+	return n >= 1 && n <= maxNameLength
+}
+
+// validSlug: lowercase letters and digits, words joined by single hyphens,
+// as project names appear in paths (weekly-report).
+func validSlug(s string) bool {
+	if s == "" || len(s) > maxProjectLength || s[0] == '-' || s[len(s)-1] == '-' || strings.Contains(s, "--") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// quoteField quotes an unknown field name for a message, unless it is long
+// or looks like a token (a client pasting one where a name goes).
+func quoteField(k string) string {
+	if len(k) > 40 || strings.HasPrefix(k, "sk_") || strings.HasPrefix(k, "sha256:") {
+		return "(not shown)"
+	}
+	return strconv.Quote(k)
+}
