@@ -48,6 +48,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(identityPlaceholders{out.Principal}.get)
+	// The typed decision for handlers after this one (deplo_auth_tokens).
+	caddyhttp.SetVar(r.Context(), decisionVar, &Decision{Principal: out.Principal, Match: out.Match, tokens: h.tokenAdmin})
 	h.observeAllowed(&out, start)
 	return next.ServeHTTP(w, r)
 }

@@ -70,6 +70,11 @@ var (
 		Help: "Entries evicted to make room (not expired) from a full cache, by cache (api_key, api_key_negative, jwt).",
 	}, []string{"cache"})
 
+	metricTokenOperations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deplo_auth_token_operations_total",
+		Help: "Token API creates and revokes (deplo_auth_tokens), by operation (create, revoke) and result (ok, invalid_request, forbidden, not_found, error).",
+	}, []string{"operation", "result"})
+
 	metricKeyFile = &keyFileCollector{
 		tokens: prometheus.NewDesc("deplo_auth_keyfile_tokens",
 			"Tokens in the key file currently in force.", []string{"path"}, nil),
@@ -90,7 +95,7 @@ var (
 
 	allCollectors = []prometheus.Collector{metricRequests, metricDecision, metricCacheLookups,
 		metricStoreRequests, metricStoreDuration, metricJWKSRefreshes, metricRevocations, metricReconnects, metricKeyFile,
-		metricKeyFileReloads, metricCacheEvictions, metricState}
+		metricKeyFileReloads, metricCacheEvictions, metricTokenOperations, metricState}
 )
 
 // Outcome label values.

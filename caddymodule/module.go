@@ -95,16 +95,18 @@ type Handler struct {
 
 	// engine decides every request; its stores, caches, verifier and
 	// guard are set at provision.
-	engine    decide.Engine
-	tokens    *tokencache.Cache
-	jwt       *jwtauth.Verifier
-	storeKey  string // the usage pool key; holds the DSN: never shown
-	storeName string // for status output: the key file's path, or host:port/db
-	cacheKey  string
-	realm     string
-	challenge challenges
-	headers   *identity.Headers
-	verify    *verifier // nil: proxy mode
+	engine decide.Engine
+	tokens *tokencache.Cache
+	// tokenAdmin manages the store's tokens, for deplo_auth_tokens.
+	tokenAdmin keystore.Admin
+	jwt        *jwtauth.Verifier
+	storeKey   string // the usage pool key; holds the DSN: never shown
+	storeName  string // for status output: the key file's path, or host:port/db
+	cacheKey   string
+	realm      string
+	challenge  challenges
+	headers    *identity.Headers
+	verify     *verifier // nil: proxy mode
 	// verifyServers serve verify.listen, outside Caddy's HTTP app.
 	verifyServers []*http.Server
 	logger        *zap.Logger
@@ -336,6 +338,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	h.tokenAdmin = adminOf(store)
 	if h.JWT != nil {
 		if h.jwt, err = h.provisionJWT(ctx, store); err != nil {
 			return fmt.Errorf("jwt: %w", err)

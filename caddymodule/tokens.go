@@ -1,0 +1,240 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/deplo-sh/deplo-auth/keystore"
+	"github.com/deplo-sh/deplo-auth/policy"
+	"github.com/deplo-sh/deplo-auth/tokenapi"
+)
+
+func init() {
+	caddy.RegisterModule(TokensHandler{})
+	httpcaddyfile.RegisterHandlerDirective("deplo_auth_tokens", parseTokensCaddyfile)
+	// Right after deplo_auth, which caddyfile.go places after basic_auth
+	// (a plugin can only be ordered relative to a standard directive).
+	httpcaddyfile.RegisterDirectiveOrder("deplo_auth_tokens", httpcaddyfile.Before, "forward_auth")
+}
+
+// Decision is what deplo_auth decided about a request it let through with a
+// verified credential. Handlers after it read it with DecisionFromContext
+// instead of parsing the {http.auth.user.*} placeholders.
+type Decision struct {
+	// Principal is the verified caller.
+	Principal *policy.Principal
+	// Match is the route matched, with the path's {workspace} and
+	// {project} bindings.
+	Match policy.Match
+	// tokens is the admin interface of the key store that verified the
+	// caller: the one deplo_auth_tokens manages.
+	tokens keystore.Admin
+}
+
+// decisionVar is the request variable holding the *Decision. A "vars"
+// directive can only set JSON values, never a *Decision, so the config
+// cannot forge one.
+const decisionVar = "deplo_auth.decision"
+
+// DecisionFromContext returns the decision deplo_auth made about the request
+// of ctx, if it let the request through with a verified credential.
+func DecisionFromContext(ctx context.Context) (*Decision, bool) {
+	d, ok := caddyhttp.GetVar(ctx, decisionVar).(*Decision)
+	return d, ok && d != nil && d.Principal != nil
+}
+
+// adminOf returns the admin interface of a key store deplo_auth opened.
+func adminOf(store keystore.Store) keystore.Admin {
+	switch s := store.(type) {
+	case sharedFileStore:
+		// Reloads the store after each change, so that a token created
+		// through the API works at once in this process.
+		return s.Admin()
+	case keystore.Admin:
+		return s
+	}
+	return nil
+}
+
+// TokensHandler serves the token lifecycle (create, list, read, revoke)
+// under Base, from the key store of the deplo_auth that decided the request
+// (see package tokenapi). Requests whose path is not Base or under it go on
+// to the next handler.
+type TokensHandler struct {
+	// Base is the collection path, with one {workspace} wildcard, e.g.
+	// /v1/workspaces/{workspace}/tokens. Required.
+	Base string `json:"base"`
+
+	base       *tokenapi.Base
+	logger     *zap.Logger
+	missingLog *logLimiter
+}
+
+// CaddyModule returns the Caddy module information.
+func (TokensHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.deplo_auth_tokens",
+		New: func() caddy.Module { return new(TokensHandler) },
+	}
+}
+
+// Provision parses the base pattern and registers the metrics.
+func (h *TokensHandler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.missingLog = &logLimiter{interval: time.Minute}
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	if h.Base == "" {
+		return errors.New("base is required, e.g. /v1/workspaces/{workspace}/tokens")
+	}
+	var err error
+	h.base, err = tokenapi.ParseBase(h.Base)
+	return err
+}
+
+// ServeHTTP answers a request under Base, for the caller deplo_auth
+// verified; without such a decision it answers 500 and logs why.
+func (h *TokensHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	target, ok := h.base.Match(r.URL.Path)
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	d, ok := DecisionFromContext(r.Context())
+	switch {
+	case !ok || d.tokens == nil:
+		return h.misconfigured(w, "no deplo_auth decided this request with a verified credential: "+
+			"deplo_auth must come before deplo_auth_tokens, with a non-public route for every token path")
+	case d.Match.BindsWorkspace && d.Match.Workspace != target.Workspace:
+		return h.misconfigured(w, "deplo_auth decided this request for another workspace's path (a rewrite between the two handlers?)")
+	}
+	svc := tokenapi.Service{Store: d.tokens}
+	a := svc.Serve(r.Context(), &tokenapi.Request{
+		Method:      r.Method,
+		Target:      target,
+		Caller:      d.Principal,
+		ContentType: r.Header.Get("Content-Type"),
+		Body:        r.Body,
+	})
+	if a.Op != nil {
+		h.record(d.Principal, target.Workspace, a.Op)
+	}
+	return writeAnswer(w, a.Status, a.Header, a.Body)
+}
+
+// record writes the one log line and the count of a create or revoke:
+// caller, workspace, token id, scopes and result — never the token or its
+// hash.
+func (h *TokensHandler) record(who *policy.Principal, workspace string, op *tokenapi.Operation) {
+	metricTokenOperations.WithLabelValues(op.Name, op.Result).Inc()
+	level, msg := zapcore.InfoLevel, "token "+op.Name+" refused"
+	switch op.Result {
+	case tokenapi.ResultOK:
+		msg = map[string]string{"create": "token created", "revoke": "token revoked"}[op.Name]
+	case tokenapi.ResultForbidden:
+		level = zapcore.WarnLevel
+	case tokenapi.ResultError:
+		level, msg = zapcore.ErrorLevel, "token "+op.Name+" failed"
+	}
+	if c := h.logger.Check(level, msg); c != nil {
+		fields := []zap.Field{
+			zap.String("caller", who.Subject), zap.String("caller_method", who.Kind.String()),
+			zap.String("workspace", workspace), zap.String("token_id", op.TokenID),
+			zap.String("scopes", op.Scopes.String()), zap.String("result", op.Result),
+		}
+		if op.Reason != "" {
+			fields = append(fields, zap.String("reason", op.Reason))
+		}
+		c.Write(fields...)
+	}
+}
+
+// misconfigured answers 500 and logs why (once a minute).
+func (h *TokensHandler) misconfigured(w http.ResponseWriter, why string) error {
+	if ok, suppressed := h.missingLog.allow(time.Now()); ok {
+		h.logger.Error("token API refused a request: "+why, zap.Uint64("suppressed_since_last", suppressed))
+	}
+	body := []byte(`{"error":"server_error","error_description":"the token API is not configured behind deplo_auth"}` + "\n")
+	return writeAnswer(w, http.StatusInternalServerError, http.Header{"Content-Type": {"application/json"}}, body)
+}
+
+func writeAnswer(w http.ResponseWriter, status int, header http.Header, body []byte) error {
+	for k, v := range header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(status)
+	if len(body) > 0 {
+		if _, err := w.Write(body); err != nil {
+			return fmt.Errorf("writing the token API answer: %w", err)
+		}
+	}
+	return nil
+}
+
+// Validate checks the provisioned handler.
+func (h *TokensHandler) Validate() error {
+	if h.base == nil {
+		return errors.New("not provisioned")
+	}
+	return nil
+}
+
+func parseTokensCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler TokensHandler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	deplo_auth_tokens [<matcher>] {
+//		base <pattern>
+//	}
+func (h *TokensHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "base":
+			if h.Base != "" {
+				return d.Err("base given twice")
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Base = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if _, err := tokenapi.ParseBase(h.Base); err != nil {
+				return d.Err(err.Error())
+			}
+		default:
+			return d.Errf("unknown subdirective %q (want base)", d.Val())
+		}
+	}
+	if h.Base == "" {
+		return d.Err("deplo_auth_tokens: base is required, e.g. base /v1/workspaces/{workspace}/tokens")
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*TokensHandler)(nil)
+	_ caddy.Validator             = (*TokensHandler)(nil)
+	_ caddyfile.Unmarshaler       = (*TokensHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*TokensHandler)(nil)
+)
