@@ -459,6 +459,25 @@ func TestEndToEnd(t *testing.T) {
 		e.up.take()
 	})
 
+	// A token created through the token API (deplo_auth_tokens) and used:
+	// swept below like the others.
+	var created token
+	t.Run("token created through the API", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", base+ws+"/tokens", strings.NewReader(`{"name":"swept","scopes":["read"]}`))
+		req.Header.Set("Authorization", bearer(admin))
+		resp, body := e.send(req)
+		if resp.StatusCode != 201 || json.Unmarshal([]byte(body), &struct {
+			ID    *string `json:"id"`
+			Token *string `json:"token"`
+		}{&created.ID, &created.Raw}) != nil {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		if resp, _ := e.do("GET", ws+"/projects", "Bearer "+created.Raw); resp.StatusCode != 200 {
+			t.Fatalf("the created token answers %d", resp.StatusCode)
+		}
+		e.up.take()
+	})
+
 	// Every log line of the run above, at DEBUG, and the access log: no
 	// token, no hash; refusals are logged with their reason and client IP;
 	// the access log keeps Authorization redacted.
@@ -475,7 +494,10 @@ func TestEndToEnd(t *testing.T) {
 		lines := 0
 		for _, logText := range []string{caddyLog, accessLog} {
 			lines += strings.Count(logText, "\n")
-			for _, tk := range []token{read, deploy, admin, agent, other, revoked, unknown} {
+			for _, tk := range []token{read, deploy, admin, agent, other, revoked, unknown, created} {
+				if created.Raw == "" {
+					t.Fatal("no token was created through the API to sweep for")
+				}
 				if strings.Contains(logText, tk.Raw) || strings.Contains(logText, apikeyHashHex(tk.Raw)) ||
 					strings.Contains(logText, tk.Raw[8:34]) {
 					t.Fatalf("a log line contains token %s or its hash", tk.ID)

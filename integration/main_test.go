@@ -132,19 +132,7 @@ func caddyfile(keysFile, upstream, logDir string, extra ...string) string {
 	if len(extra) > 0 {
 		guard = strings.Join(extra, "\n\t\t")
 	}
-	return fmt.Sprintf(`{
-	skip_install_trust
-	admin localhost:2999
-	http_port %d
-	https_port 9443
-	grace_period 1ns
-	log {
-		output file %s/caddy.log
-		format json
-		level DEBUG
-	}
-}
-
+	return globalOptions(logDir) + fmt.Sprintf(`
 http://localhost:%d {
 	deplo_auth {
 		keys file %s
@@ -172,6 +160,10 @@ http://localhost:%d {
 		route GET    /v1/workspaces/{workspace}/projects/{project}/deployments read
 		route POST   /v1/workspaces/{workspace}/projects/{project}/promote deploy delete
 		route *      /v1/workspaces/{workspace}/tokens/ admin
+		route POST   /v1/workspaces/{workspace}/tokens admin
+	}
+	deplo_auth_tokens {
+		base /v1/workspaces/{workspace}/tokens
 	}
 	log {
 		output file %s/access.log
@@ -183,7 +175,25 @@ http://localhost:%d {
 		respond `+"`"+`{"error":"{http.auth.error}","error_description":"{http.auth.error_description}"}`+"`"+`
 	}
 }
-`, httpPort, logDir, httpPort, keysFile, guard, logDir, upstream)
+`, httpPort, keysFile, guard, logDir, upstream)
+}
+
+// globalOptions is the global block of the test Caddy: caddytest's admin
+// endpoint, the test ports, and every logger at DEBUG into logDir/caddy.log.
+func globalOptions(logDir string) string {
+	return fmt.Sprintf(`{
+	skip_install_trust
+	admin localhost:2999
+	http_port %d
+	https_port 9443
+	grace_period 1ns
+	log {
+		output file %s/caddy.log
+		format json
+		level DEBUG
+	}
+}
+`, httpPort, logDir)
 }
 
 // env is one running Caddy with its upstream and key file.
