@@ -128,6 +128,7 @@ func tokenCreateCommand() *cobra.Command {
 	project := cmd.Flags().String("project", "", "project the token is bound to (default: the whole workspace)")
 	scopes := cmd.Flags().StringSlice("scopes", nil, "scopes: read, deploy, delete, admin (comma-separated, required)")
 	expires := cmd.Flags().Duration("expires", 0, "lifetime, e.g. 720h (default: no expiry)")
+	api := addAPIFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if *workspace == "" {
 			return errors.New("--workspace is required")
@@ -142,6 +143,12 @@ func tokenCreateCommand() *cobra.Command {
 		}
 		if *expires < 0 {
 			return errors.New("--expires must be positive")
+		}
+		if c, err := api.client(cmd); err != nil || c != nil {
+			if err != nil {
+				return err
+			}
+			return c.create(cmd, *name, *project, *scopes, *expires)
 		}
 		raw, err := apikey.Generate()
 		if err != nil {
@@ -190,6 +197,7 @@ func tokenRevokeCommand() *cobra.Command {
 	}
 	store := addStoreFlags(cmd)
 	at := cmd.Flags().String("at", "", "RFC 3339 time the revocation takes effect (default: now; an earlier revocation stands)")
+	api := addAPIFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		when := time.Now().UTC().Truncate(time.Second)
 		if *at != "" {
@@ -200,7 +208,7 @@ func tokenRevokeCommand() *cobra.Command {
 			when = t
 		}
 		id := args[0]
-		admin, _, closeStore, err := store.open(cmd.Context())
+		admin, _, closeStore, err := api.open(cmd, store)
 		if err != nil {
 			return err
 		}
@@ -224,8 +232,9 @@ func tokenListCommand() *cobra.Command {
 	}
 	store := addStoreFlags(cmd)
 	asJSON := cmd.Flags().Bool("json", false, "print the entries as JSON")
+	api := addAPIFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		admin, _, closeStore, err := store.open(cmd.Context())
+		admin, _, closeStore, err := api.open(cmd, store)
 		if err != nil {
 			return err
 		}

@@ -415,6 +415,69 @@ func runTokenSuite(t *testing.T, s *tokenSuite) {
 		}
 	})
 
+	t.Run("CLI --api: create, list, revoke; one-line errors", func(t *testing.T) {
+		t.Setenv("DEPLO_AUTH_KEYS_FILE", "")
+		t.Setenv("DEPLO_AUTH_POSTGRES", "")
+		t.Setenv("DEPLO_API_URL", "")
+		t.Setenv("DEPLO_KEY", s.seeded["tok_admin"].Raw)
+		out, err := runCommand(t, "", "token", "create", "--api", base, "--workspace", "ws_acme", "--name", "from the CLI", "--scopes", "deploy,read", "--project", "weekly-report")
+		raw := strings.TrimSuffix(out, "\n")
+		if err != nil || apikey.Check(raw, true) != nil || strings.Count(out, "\n") != 1 {
+			t.Fatalf("create: %q %v", out, err)
+		}
+		s.created = append(s.created, raw)
+		if st := s.works("", raw); st != 200 {
+			t.Fatalf("CLI-created token answers %d", st)
+		}
+		// $DEPLO_API_URL stands in for --api when no key store is named.
+		t.Setenv("DEPLO_API_URL", base)
+		out, err = runCommand(t, "", "token", "list", "--workspace", "ws_acme", "--json")
+		if err != nil || !strings.Contains(out, `"name": "from the CLI"`) || strings.Contains(out, raw) || strings.Contains(out, "tok_other") {
+			t.Fatalf("list: %v\n%s", err, out)
+		}
+		var listed []struct{ ID, Name string }
+		if err := json.Unmarshal([]byte(out), &listed); err != nil {
+			t.Fatal(err)
+		}
+		id := ""
+		for _, l := range listed {
+			if l.Name == "from the CLI" {
+				id = l.ID
+			}
+		}
+		out, err = runCommand(t, "", "token", "revoke", "--workspace", "ws_acme", id)
+		if err != nil || !strings.HasPrefix(out, "revoked "+id+" at ") {
+			t.Fatalf("revoke %s: %q %v", id, out, err)
+		}
+		if st := s.works("", raw); st != 401 {
+			t.Fatalf("revoked through the CLI, the token answers %d", st)
+		}
+		for _, tt := range []struct {
+			name, key string
+			args      []string
+			want      string
+		}{
+			{"missing DEPLO_KEY", "", []string{"token", "list", "--workspace", "ws_acme"}, "$DEPLO_KEY is not set"},
+			{"refused", s.seeded["tok_read"].Raw, []string{"token", "create", "--workspace", "ws_acme", "--name", "x", "--scopes", "admin"}, "403 insufficient_scope"},
+			{"refused across workspaces", s.seeded["tok_other"].Raw, []string{"token", "revoke", "--workspace", "ws_other", "tok_read"}, "404 not_found"},
+			{"unreachable", s.seeded["tok_admin"].Raw, []string{"token", "list", "--api", "http://127.0.0.1:1", "--workspace", "ws_acme"}, "cannot reach the deplo API at http://127.0.0.1:1"},
+			{"--at with the API", s.seeded["tok_admin"].Raw, []string{"token", "revoke", "--workspace", "ws_acme", "--at", "2030-01-01T00:00:00Z", "tok_read"}, "--at is not supported"},
+		} {
+			t.Setenv("DEPLO_KEY", tt.key)
+			before := s.count()
+			out, err := runCommand(t, "", tt.args...) // out: cobra's usage, in-process only
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") || strings.Contains(out, "sk_live_") {
+				t.Errorf("%s: stdout %q, error %v; want one line containing %q", tt.name, out, err, tt.want)
+			}
+			if tt.key != "" && strings.Contains(err.Error(), tt.key) {
+				t.Errorf("%s: the error shows $DEPLO_KEY", tt.name)
+			}
+			if s.count() != before || s.revoked("tok_read") {
+				t.Fatalf("%s: the request got through", tt.name)
+			}
+		}
+	})
+
 	t.Run("log lines and metric of every create and revoke", func(t *testing.T) {
 		caddyLog, _ := readFile(filepath.Join(s.logDir, "caddy.log"))
 		if !strings.Contains(caddyLog, `"msg":"token created"`) || !strings.Contains(caddyLog, `"token_id":"`+made.ID+`"`) ||
