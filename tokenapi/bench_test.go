@@ -26,7 +26,7 @@ import (
 // serves from; on PostgreSQL: one INSERT (or UPDATE) with its NOTIFY
 // trigger. They report the p50 and p99 of single operations (ms).
 //
-//	go test ./tokenapi -run '^$' -bench 'Create|Revoke' -benchtime 200x
+//	go test ./tokenapi -run '^$' -bench 'File(Create|Revoke)/tokens=(1000|10000)$' -benchtime 10x  # each op re-parses the file: minutes
 //	DEPLO_AUTH_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable go test ./tokenapi -run '^$' -bench Postgres -benchtime 1000x
 
 func BenchmarkFileCreate(b *testing.B) {
