@@ -314,6 +314,7 @@ func runTokenSuite(t *testing.T, s *tokenSuite) {
 		{"revoke another workspace's id", "DELETE", ws + "/tok_other", s.bearer("tok_admin"), "", 404},
 		{"project admin revokes a workspace token", "DELETE", ws + "/tok_read", s.bearer("tok_projadmin"), "", 404},
 		{"read token revokes (route)", "DELETE", ws + "/tok_deploy", s.bearer("tok_read"), "", 403},
+		{"deploy token revokes the admin token (handler)", "DELETE", ws2 + "/tok_admin", s.bearer("tok_deploy"), "", 403},
 		{"PUT on an item", "PUT", ws2 + "/tok_read", s.bearer("tok_admin"), "", 405},
 		{"POST on an item", "POST", ws2 + "/tok_read", s.bearer("tok_admin"), `{"name":"x","scopes":["read"]}`, 405},
 		{"id with a further segment", "DELETE", ws2 + "/tok_read/x", s.bearer("tok_admin"), "", 404},
@@ -332,7 +333,7 @@ func runTokenSuite(t *testing.T, s *tokenSuite) {
 			if strings.Contains(body, `"token":"sk_live_`) || s.count() != before {
 				t.Fatalf("the request got through: %s", body)
 			}
-			for _, id := range []string{"tok_read", "tok_deploy", "tok_other"} {
+			for _, id := range []string{"tok_read", "tok_deploy", "tok_admin", "tok_other"} {
 				if s.revoked(id) {
 					t.Fatalf("%s was revoked", id)
 				}

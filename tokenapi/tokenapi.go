@@ -6,9 +6,9 @@
 // tests and fuzzers call Serve directly.
 //
 // No escalation: the workspace is the path's and must be the caller's; a
-// caller never creates a token with a scope it does not hold (admin may
-// grant any); a project-scoped caller creates, sees and revokes only its
-// project's tokens; another workspace's (or project's) token answers 404,
+// caller never creates (or revokes) a token with a scope it does not hold
+// (admin may grant and revoke any); a project-scoped caller creates, sees
+// and revokes only its project's tokens; another workspace's (or project's) token answers 404,
 // exactly as an unknown id does. Who may call at all is deplo_auth's route
 // policy (read to list, admin to manage, in the shipped configuration).
 package tokenapi
@@ -265,6 +265,12 @@ func (s *Service) revoke(ctx context.Context, who *policy.Principal, t Target, o
 		return a
 	}
 	op.Scopes, _ = policy.ParseScopes(rec.Scopes)
+	// The mirror of create's rule: a credential cannot cut off one
+	// stronger than itself (a deploy token revoking the admin's).
+	if who.Scopes&policy.ScopeAdmin == 0 && !who.Scopes.Has(op.Scopes) {
+		return refuse(op, http.StatusForbidden, ResultForbidden, codeForbidden,
+			"a credential revokes only tokens whose scopes it holds ("+who.Scopes.String()+"); admin revokes any")
+	}
 	// An earlier revocation stands (keystore.Admin), so a second DELETE
 	// is a 204 that changes nothing.
 	if _, err := s.Store.RevokeToken(ctx, t.ID, s.now().UTC().Truncate(time.Second)); err != nil {
