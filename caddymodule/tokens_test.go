@@ -1,11 +1,19 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/deplo-sh/deplo-auth/tokenapi"
 )
 
 func TestUnmarshalTokensCaddyfile(t *testing.T) {
@@ -41,5 +49,50 @@ func TestUnmarshalTokensCaddyfile(t *testing.T) {
 				t.Errorf("JSON %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// Without a deplo_auth decision the token API answers 500 and never reaches
+// a store; paths outside its base go on to the next handler.
+func TestTokensHandlerNeedsDecision(t *testing.T) {
+	h := &TokensHandler{Base: "/v1/workspaces/{workspace}/tokens", logger: zap.NewNop(), missingLog: &logLimiter{interval: time.Minute}}
+	var err error
+	if h.base, err = tokenapi.ParseBase(h.Base); err != nil {
+		t.Fatal(err)
+	}
+	nextCalled := false
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { nextCalled = true; return nil })
+	for _, tt := range []struct {
+		method, path string
+		status       int
+		next         bool
+	}{
+		{"POST", "/v1/workspaces/ws_acme/tokens", 500, false},
+		{"DELETE", "/v1/workspaces/ws_acme/tokens/tok_read", 500, false},
+		{"GET", "/v1/workspaces/ws_acme/projects", 200, true},
+		{"GET", "/v1/workspaces/ws_acme/tokensx", 200, true},
+	} {
+		nextCalled = false
+		r := httptest.NewRequest(tt.method, tt.path, strings.NewReader(`{"name":"x","scopes":["admin"]}`))
+		// Caddy's request context, with the vars deplo_auth would write to.
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{}))
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, r, next); err != nil {
+			t.Fatal(err)
+		}
+		if w.Code != tt.status || nextCalled != tt.next {
+			t.Errorf("%s %s: status %d, next %v; want %d, %v", tt.method, tt.path, w.Code, nextCalled, tt.status, tt.next)
+		}
+		if tt.status == 500 && strings.Contains(w.Body.String(), "sk_live_") {
+			t.Errorf("body %s", w.Body)
+		}
+	}
+	// A value of another type under the variable is no decision either.
+	r := httptest.NewRequest("POST", "/v1/workspaces/ws_acme/tokens", nil)
+	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{decisionVar: "forged"}))
+	w := httptest.NewRecorder()
+	_ = h.ServeHTTP(w, r, next)
+	if w.Code != 500 {
+		t.Errorf("a forged decision variable: status %d", w.Code)
 	}
 }
