@@ -29,7 +29,7 @@ type apiFlags struct{ url *string }
 // addAPIFlags adds --api, and --workspace when the command has none yet.
 func addAPIFlags(cmd *cobra.Command) apiFlags {
 	if cmd.Flags().Lookup("workspace") == nil {
-		cmd.Flags().String("workspace", "", "workspace whose tokens to manage (required with --api)")
+		cmd.Flags().String("workspace", "", "workspace whose tokens to list or revoke (required with --api; default without: every workspace)")
 	}
 	return apiFlags{url: cmd.Flags().String("api", "",
 		"URL of the deplo API (e.g. https://api.deplo.sh): manage tokens through its token API with $DEPLO_KEY "+
@@ -53,7 +53,7 @@ func (a apiFlags) client(cmd *cobra.Command) (*apiClient, error) {
 	switch {
 	case raw != "" && storeFlagged:
 		return nil, errors.New("give either --api or a key store (--keys-file, --postgres), not both")
-	case raw == "" && (storeFlagged || os.Getenv("DEPLO_AUTH_KEYS_FILE") != "" || os.Getenv("DEPLO_AUTH_POSTGRES") != ""):
+	case raw == "" && (storeFlagged || os.Getenv(keysFileEnv) != "" || os.Getenv(postgresEnv) != ""):
 		return nil, nil
 	case raw == "":
 		if raw = os.Getenv("DEPLO_API_URL"); raw == "" {
@@ -90,11 +90,37 @@ func (a apiFlags) open(cmd *cobra.Command, store storeFlags) (tokenLister, strin
 	case err != nil:
 		return nil, "", nil, err
 	case c == nil:
-		return store.open(cmd.Context())
+		admin, where, closeStore, err := store.open(cmd.Context())
+		if workspace, _ := cmd.Flags().GetString("workspace"); err == nil && workspace != "" {
+			return workspaceStore{admin, workspace}, where, closeStore, nil
+		}
+		return admin, where, closeStore, err
 	case cmd.Flags().Lookup("at") != nil && cmd.Flags().Changed("at"):
 		return nil, "", nil, errors.New("--at is not supported with --api: the token API revokes now")
 	}
 	return c, c.base, func() {}, nil
+}
+
+// workspaceStore confines list and revoke in store mode to --workspace, as
+// the API confines them to the path's workspace.
+type workspaceStore struct {
+	keystore.Admin
+	workspace string
+}
+
+func (w workspaceStore) ListTokens(ctx context.Context, _ string) ([]keystore.TokenRecord, error) {
+	return w.Admin.ListTokens(ctx, w.workspace)
+}
+
+func (w workspaceStore) RevokeToken(ctx context.Context, id string, at time.Time) (keystore.TokenRecord, error) {
+	rec, err := w.Token(ctx, id)
+	if err == nil && rec.Workspace != w.workspace {
+		err = keystore.NoTokenError("revoke token", id) // as the API answers: 404
+	}
+	if err != nil {
+		return rec, err
+	}
+	return w.Admin.RevokeToken(ctx, id, at)
 }
 
 // create creates a token through the API and prints it once, on stdout.
