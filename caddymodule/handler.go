@@ -38,18 +38,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		hot.public.Inc()
 		return next.ServeHTTP(w, r)
 	}
+	// One allocation holds the decision for handlers after this one
+	// (deplo_auth_tokens reads it), the identity header values and the
+	// {http.auth.user.*} placeholders.
+	d := &Decision{Principal: out.Principal, Match: out.Match, tokens: h.tokenAdmin}
 	id := identityOf(out.Principal)
 	var path string
 	if h.headers.Signs() { // escaping the path costs more than the rest of Write
 		path = r.URL.EscapedPath()
 	}
-	if err := h.headers.Write(r.Header, &id, r.Method, path, start); err != nil {
+	if err := h.headers.WriteInto(r.Header, &id, r.Method, path, start, &d.headerValues); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing the identity: %w", err))
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Map(identityPlaceholders{out.Principal}.get)
-	// The typed decision for handlers after this one (deplo_auth_tokens).
-	caddyhttp.SetVar(r.Context(), decisionVar, &Decision{Principal: out.Principal, Match: out.Match, tokens: h.tokenAdmin})
+	repl.Map(d.placeholder)
+	caddyhttp.SetVar(r.Context(), decisionVar, d)
 	h.observeAllowed(&out, start)
 	return next.ServeHTTP(w, r)
 }
@@ -118,22 +121,21 @@ func (h *Handler) observeAllowed(out *decide.Outcome, start time.Time) {
 	}
 }
 
-// identityPlaceholders serves {http.auth.user.*} for the verified principal
-// without a map write per placeholder.
-type identityPlaceholders struct{ p *policy.Principal }
-
-func (ip identityPlaceholders) get(key string) (any, bool) {
+// placeholder serves {http.auth.user.*} for the verified principal without
+// a map write per placeholder.
+func (d *Decision) placeholder(key string) (any, bool) {
+	p := d.Principal
 	switch key {
 	case "http.auth.user.id":
-		return ip.p.Subject, true
+		return p.Subject, true
 	case "http.auth.user.method":
-		return ip.p.Kind.String(), true
+		return p.Kind.String(), true
 	case "http.auth.user.workspace":
-		return ip.p.Workspace, true
+		return p.Workspace, true
 	case "http.auth.user.project":
-		return ip.p.Project, true
+		return p.Project, true
 	case "http.auth.user.scopes":
-		return ip.p.Scopes.String(), true
+		return p.Scopes.String(), true
 	}
 	return nil, false
 }

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/deplo-sh/deplo-auth/identity"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
 	"github.com/deplo-sh/deplo-auth/tokenapi"
@@ -39,6 +40,8 @@ type Decision struct {
 	// tokens is the admin interface of the key store that verified the
 	// caller: the one deplo_auth_tokens manages.
 	tokens keystore.Admin
+	// headerValues backs the identity headers set on the request.
+	headerValues identity.HeaderValues
 }
 
 // decisionVar is the request variable holding the *Decision. A "vars"

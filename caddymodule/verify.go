@@ -281,7 +281,7 @@ func (h *Handler) serveVerify(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing the identity: %w", err))
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Map(identityPlaceholders{out.Principal}.get)
+		repl.Map((&Decision{Principal: out.Principal}).placeholder)
 	}
 	h.observeAllowed(&out, start)
 	w.WriteHeader(http.StatusOK)

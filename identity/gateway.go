@@ -206,17 +206,22 @@ func (t *trailerStripper) Read(p []byte) (int, error) {
 // Signs reports whether Write signs: only then does it need the path.
 func (h *Headers) Signs() bool { return h.signer != nil }
 
+// HeaderValues backs the values Write sets, so that a caller can allocate
+// them together with its other per-request state.
+type HeaderValues [numFields + 1]string
+
 // Write sets id on dst as the gateway forwards it: Auth, Subject and Scopes
 // always, Workspace and Project only when not empty; with a signer, the
 // signature over id, method and the escaped path (as on the request line the
-// upstream receives, "/" when empty) at now. One allocation backs all the
-// values. dst must hold no identity header (Strip first).
+// upstream receives, "/" when empty; needed only when Signs) at now. dst must
+// hold no identity header (Strip first).
 func (h *Headers) Write(dst http.Header, id *Identity, method, path string, now time.Time) error {
-	n := numFields
-	if h.signer != nil {
-		n++
-	}
-	vals := make([]string, numFields, n)
+	return h.WriteInto(dst, id, method, path, now, new(HeaderValues))
+}
+
+// WriteInto is Write with the values stored in vals, which must not be
+// reused while dst is.
+func (h *Headers) WriteInto(dst http.Header, id *Identity, method, path string, now time.Time, vals *HeaderValues) error {
 	vals[fAuth] = id.Method
 	vals[fSubject] = id.Subject
 	vals[fWorkspace] = id.Workspace
@@ -236,7 +241,7 @@ func (h *Headers) Write(dst http.Header, id *Identity, method, path string, now 
 		if err != nil {
 			return err
 		}
-		vals = append(vals, sig)
+		vals[numFields] = sig
 		dst[h.names.signature] = vals[numFields : numFields+1 : numFields+1]
 	}
 	dst[h.names.fields[fAuth]] = vals[fAuth : fAuth+1 : fAuth+1]
