@@ -123,7 +123,20 @@ func foldedEqual(name, folded string) bool {
 	return true
 }
 
-func (h *Headers) strips(name string) bool { return h.Matches(name) || IsOverride(name) }
+// strips reports whether Strip removes name. Most header names are decided
+// by mayStrip, inlined, on their first byte: the identity prefix and the
+// override headers both start with a known one.
+func (h *Headers) strips(name string) bool {
+	return h.mayStrip(name) && (h.Matches(name) || IsOverride(name))
+}
+
+func (h *Headers) mayStrip(name string) bool {
+	if name == "" {
+		return false
+	}
+	c := foldHeaderByte(name[0])
+	return c == h.folded[0] || c == 'x'
+}
 
 // Strip removes from r every header and declared trailer that an upstream
 // could read as an identity or override header, and such names from
@@ -132,7 +145,7 @@ func (h *Headers) strips(name string) bool { return h.Matches(name) || IsOverrid
 // that they are removed at that moment too.
 func (h *Headers) Strip(r *http.Request) {
 	for name := range r.Header {
-		if h.strips(name) {
+		if h.mayStrip(name) && h.strips(name) {
 			delete(r.Header, name)
 		}
 	}
