@@ -16,6 +16,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/deplo-sh/deplo-auth/internal/tcpproxy"
 )
 
 // pgEnv is a PostgreSQL schema of its own for one test, migrated, and the
@@ -28,7 +30,7 @@ type pgEnv struct {
 	// proxyDSN reaches the same database through proxy, which a test can
 	// stop and start to take the database away from Caddy.
 	proxyDSN string
-	proxy    *tcpProxy
+	proxy    *tcpproxy.Proxy
 	admin    *pgx.Conn
 }
 
@@ -79,11 +81,14 @@ func newPG(t *testing.T) *pgEnv {
 	q.Set("application_name", e.app+"-slow")
 	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 	e.slowDSN = u.String()
-	e.proxy = newTCPProxy(t, u.Host)
+	if e.proxy, err = tcpproxy.New(u.Host); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.proxy.Cut)
 	q.Set("application_name", e.app)
 	q.Set("connect_timeout", "2")
 	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
-	u.Host = e.proxy.addr
+	u.Host = e.proxy.Addr
 	e.proxyDSN = u.String()
 	if _, err := runCommand(t, "", "migrate", "--postgres", e.dsn); err != nil {
 		t.Fatalf("migrate: %v", err)
@@ -365,7 +370,7 @@ func TestPostgresEndToEnd(t *testing.T) {
 				t.Fatalf("warm-up %d", resp.StatusCode)
 			}
 		}
-		pg.proxy.stop()
+		pg.proxy.Cut()
 		resp, body := e.do("GET", "/v1/workspaces/ws_acme/projects", "Bearer "+outageUncached)
 		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 			t.Fatalf("uncached key with the database down: %d %s", resp.StatusCode, body)
@@ -373,7 +378,9 @@ func TestPostgresEndToEnd(t *testing.T) {
 		if resp, _ := e.do("GET", "/v1/workspaces/ws_acme/projects", "Bearer "+outageCached); resp.StatusCode != 200 {
 			t.Fatalf("cached key with the database down: %d, want 200 within its TTL", resp.StatusCode)
 		}
-		pg.proxy.start()
+		if err := pg.proxy.Restore(); err != nil {
+			t.Fatal(err)
+		}
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			resp, _ := e.do("GET", "/v1/workspaces/ws_acme/projects", "Bearer "+outageUncached)
@@ -397,9 +404,11 @@ func TestPostgresEndToEnd(t *testing.T) {
 		if resp, _ := e.do("GET", path, "Bearer "+afterOutageRaw); resp.StatusCode != 200 {
 			t.Fatalf("warm-up %d", resp.StatusCode)
 		}
-		pg.proxy.stop()
+		pg.proxy.Cut()
 		time.Sleep(5 * time.Second) // listener retries at ~0.1, 0.3, 0.7, 1.5, 3 s…
-		pg.proxy.start()
+		if err := pg.proxy.Restore(); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := pg.admin.Exec(context.Background(), "UPDATE "+pg.schema+".deplo_tokens SET revoked_at = now() WHERE id = $1", afterOutageID); err != nil {
 			t.Fatal(err)
 		}

@@ -38,6 +38,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/internal/tcpproxy"
 	"github.com/deplo-sh/deplo-auth/keystore/pgstore"
 )
 
@@ -137,11 +138,11 @@ func run(caddyBin, dsn string, bulk, cycles int, outage time.Duration) error {
 			return err
 		}
 		for _, in := range instances {
-			in.proxy.cut()
+			in.proxy.Cut()
 		}
 		time.Sleep(outage)
 		for _, in := range instances {
-			if err := in.proxy.restore(); err != nil {
+			if err := in.proxy.Restore(); err != nil {
 				return err
 			}
 		}
@@ -260,17 +261,17 @@ type instance struct {
 	n      int
 	cmd    *exec.Cmd
 	base   string
-	proxy  *tcpProxy
+	proxy  *tcpproxy.Proxy
 	client *http.Client
 }
 
 func startInstance(caddyBin, dir string, n int, dsn, pgAddr string) (*instance, error) {
-	proxy, err := newTCPProxy(pgAddr)
+	proxy, err := tcpproxy.New(pgAddr)
 	if err != nil {
 		return nil, err
 	}
 	u, _ := url.Parse(dsn)
-	u.Host = proxy.addr
+	u.Host = proxy.Addr
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -347,7 +348,7 @@ func (in *instance) stop() {
 			in.cmd.Process.Kill()
 		}
 	}
-	in.proxy.cut()
+	in.proxy.Cut()
 }
 
 func freePort() (int, error) {
@@ -357,87 +358,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tcpProxy forwards a loopback port to PostgreSQL; cut closes the listener
-// and every connection (the store is unreachable: connections refused),
-// restore listens again on the same port.
-type tcpProxy struct {
-	addr, target string
-	mu           sync.Mutex
-	ln           net.Listener
-	conns        map[net.Conn]bool
-}
-
-func newTCPProxy(target string) (*tcpProxy, error) {
-	p := &tcpProxy{target: target, conns: map[net.Conn]bool{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	return p, nil
-}
-
-func (p *tcpProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.pipe(c)
-		}
-	}()
-}
-
-func (p *tcpProxy) pipe(c net.Conn) {
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	if p.ln == nil { // cut while dialling
-		p.mu.Unlock()
-		c.Close()
-		up.Close()
-		return
-	}
-	p.conns[c], p.conns[up] = true, true
-	p.mu.Unlock()
-	go func() { io.Copy(up, c); up.Close(); c.Close() }()
-	io.Copy(c, up)
-	c.Close()
-	up.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, up)
-	p.mu.Unlock()
-}
-
-func (p *tcpProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *tcpProxy) restore() error {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		return err
-	}
-	p.serve(ln)
-	return nil
 }
