@@ -11,12 +11,14 @@ import (
 // (the file lock held, the file replaced atomically), so concurrent admins
 // in any number of processes never lose a change and a reader never sees a
 // half-written file. Every FileStore polling the file picks the change up
-// within its poll interval; the store returned by FileStore.Admin reloads at
-// once.
+// within its poll interval; the store returned by FileStore.Admin has it in
+// force at once.
 type FileAdmin struct {
 	Path string
-	// afterWrite, if set, is called after each successful write.
-	afterWrite func()
+	// store, if set, is the FileStore of Path: it gets each change as
+	// written, and its document stands for the file's bytes while they are
+	// the ones it loaded (so they are not parsed again).
+	store *FileStore
 }
 
 var (
@@ -24,22 +26,47 @@ var (
 	_ SessionAdmin = (*FileAdmin)(nil)
 )
 
-// Admin returns a FileAdmin for the store's file that reloads the store
-// after each change, so a token created through it works in this process
-// at once.
+// Admin returns a FileAdmin for the store's file that hands each change to
+// the store, so a token created through it works in this process at once.
 func (s *FileStore) Admin() *FileAdmin {
-	return &FileAdmin{Path: s.path, afterWrite: s.Reload}
+	return &FileAdmin{Path: s.path, store: s}
 }
 
-// update runs UpdateKeyFile and, on success, the afterWrite hook.
+// update runs UpdateKeyFile, through the store if there is one. fn must
+// replace an entry's pointers and scopes, never write through them (see
+// updateKeyFile).
 func (a *FileAdmin) update(create bool, fn func(*KeyFile) error) error {
-	if err := UpdateKeyFile(a.Path, create, fn); err != nil {
-		return err
+	return updateKeyFile(a.Path, create, fn, a.store)
+}
+
+// read reads and validates the file as ReadKeyFile does; the document may
+// be the store's, shared: see copyEntry.
+func (a *FileAdmin) read() (*KeyFile, error) {
+	data, _, _, err := readFile(a.Path)
+	if err != nil {
+		return nil, err
 	}
-	if a.afterWrite != nil {
-		a.afterWrite()
+	return a.store.document(a.Path, data)
+}
+
+// copyEntry returns e with its own pointers and scopes, for a caller that
+// may change them.
+func copyEntry(e *TokenEntry) TokenEntry {
+	c := *e
+	c.Scopes = slices.Clone(e.Scopes)
+	if e.Project != nil {
+		p := *e.Project
+		c.Project = &p
 	}
-	return nil
+	if e.ExpiresAt != nil {
+		t := *e.ExpiresAt
+		c.ExpiresAt = &t
+	}
+	if e.RevokedAt != nil {
+		t := *e.RevokedAt
+		c.RevokedAt = &t
+	}
+	return c
 }
 
 // CreateToken appends e to the key file, creating the file (mode 0600) if
@@ -69,7 +96,7 @@ func (a *FileAdmin) RevokeToken(_ context.Context, id string, at time.Time) (Tok
 		if e.RevokedAt == nil || at.Before(*e.RevokedAt) {
 			e.RevokedAt = &at
 		}
-		out = TokenRecord{TokenEntry: *e}
+		out = TokenRecord{TokenEntry: copyEntry(e)}
 		return nil
 	})
 	if err != nil {
@@ -80,7 +107,7 @@ func (a *FileAdmin) RevokeToken(_ context.Context, id string, at time.Time) (Tok
 
 // Token returns the entry with the given id. See Admin.
 func (a *FileAdmin) Token(_ context.Context, id string) (TokenRecord, error) {
-	kf, err := ReadKeyFile(a.Path)
+	kf, err := a.read()
 	if err != nil {
 		return TokenRecord{}, err
 	}
@@ -88,20 +115,20 @@ func (a *FileAdmin) Token(_ context.Context, id string) (TokenRecord, error) {
 	if e == nil {
 		return TokenRecord{}, NoTokenError("token", id)
 	}
-	return TokenRecord{TokenEntry: *e}, nil
+	return TokenRecord{TokenEntry: copyEntry(e)}, nil
 }
 
 // ListTokens returns the file's entries of workspace ("" = all), in file
 // order. LastUsedAt is always nil: the key file records no use.
 func (a *FileAdmin) ListTokens(_ context.Context, workspace string) ([]TokenRecord, error) {
-	kf, err := ReadKeyFile(a.Path)
+	kf, err := a.read()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]TokenRecord, 0, len(kf.Tokens))
-	for _, e := range kf.Tokens {
-		if workspace == "" || e.Workspace == workspace {
-			out = append(out, TokenRecord{TokenEntry: e})
+	for i := range kf.Tokens {
+		if e := &kf.Tokens[i]; workspace == "" || e.Workspace == workspace {
+			out = append(out, TokenRecord{TokenEntry: copyEntry(e)})
 		}
 	}
 	return out, nil

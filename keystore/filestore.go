@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,10 @@ type snapshot struct {
 	tokens   map[Hash]*Token
 	sessions *SessionSet // revoked dashboard sessions, see SessionRevoked
 	gen      uint64
+	// doc is the validated document of the file whose bytes hash to sum;
+	// FileAdmin reuses it instead of parsing those bytes again. Read-only.
+	doc *KeyFile
+	sum [sha256.Size]byte
 }
 
 // fileState is what the poller last read.
@@ -117,7 +122,8 @@ func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
-	s.snap.Store(&snapshot{tokens: tokens, sessions: newSessionSet(kf.RevokedSessions), gen: 1})
+	s.snap.Store(&snapshot{tokens: tokens, sessions: newSessionSet(kf.RevokedSessions), gen: 1,
+		doc: kf, sum: s.seen.sum})
 	s.log.Info("key file loaded", zap.String("path", path), zap.Int("tokens", len(tokens)))
 	go s.run()
 	return s, nil
@@ -219,18 +225,71 @@ func (s *FileStore) poll() {
 		}
 		return
 	}
+	s.install(kf, tokens, sum)
+}
+
+// install puts the validated contents of the file whose bytes hash to sum
+// in force. s.pollMu is held.
+func (s *FileStore) install(kf *KeyFile, tokens map[Hash]*Token, sum [sha256.Size]byte) {
 	// LastReload is updated first, so whoever sees the new contents also
 	// sees their load time.
 	s.mu.Lock()
 	s.lastOK, s.lastErr = time.Now(), nil
 	s.mu.Unlock()
-	next := &snapshot{tokens: tokens, sessions: newSessionSet(kf.RevokedSessions), gen: s.snap.Load().gen + 1}
+	next := &snapshot{tokens: tokens, sessions: newSessionSet(kf.RevokedSessions), gen: s.snap.Load().gen + 1,
+		doc: kf, sum: sum}
 	s.snap.Store(next)
 	s.log.Info("key file reloaded", zap.String("path", s.path),
 		zap.Int("tokens", len(tokens)), zap.Uint64("generation", next.gen))
 	if s.onReload != nil {
 		s.onReload(nil)
 	}
+}
+
+// adopt puts in force what FileAdmin has just written to the file (under
+// the file lock): the validated document, its tokens and the status of the
+// file written, so the poller does not read it again. A nil store does
+// nothing.
+func (s *FileStore) adopt(kf *KeyFile, tokens map[Hash]*Token, written fileState) {
+	if s == nil {
+		return
+	}
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	if s.failing {
+		s.failing, s.lastLogged = false, ""
+		s.log.Info("key file readable again", zap.String("path", s.path))
+	}
+	s.seen = written
+	if written.sum == s.snap.Load().sum {
+		s.setErr(nil) // rewritten unchanged: the contents in force stay
+		return
+	}
+	s.install(kf, tokens, written.sum)
+}
+
+// document returns the validated document of the key file whose contents
+// are data (read from name): the store's, shared and read-only, when data
+// is what it last loaded, else data parsed with every rule. A nil store
+// always parses.
+func (s *FileStore) document(name string, data []byte) (*KeyFile, error) {
+	if s != nil {
+		if snap := s.snap.Load(); snap.doc != nil && sha256.Sum256(data) == snap.sum {
+			return snap.doc, nil
+		}
+	}
+	kf, _, err := parseKeyFile(name, data)
+	return kf, err
+}
+
+// editable is document, copied so that it may be changed: the slices are
+// new, the entries' pointers and scopes shared.
+func (s *FileStore) editable(name string, data []byte) (*KeyFile, error) {
+	kf, err := s.document(name, data)
+	if err != nil || s == nil {
+		return kf, err
+	}
+	return &KeyFile{Tokens: slices.Clone(kf.Tokens), RevokedSessions: slices.Clone(kf.RevokedSessions)}, nil
 }
 
 // racy reports whether the last read was too close to the file's mtime for

@@ -132,7 +132,7 @@ func TestFileStoreHotReload(t *testing.T) {
 	// Garbage: the last good set stays in force.
 	// (Replaced by rename, so the poller cannot see it half-written and log
 	// twice.)
-	if err := writeAtomic(path, []byte(`{"tokens": [ garbage`), 0o600, nil); err != nil {
+	if _, err := writeAtomic(path, []byte(`{"tokens": [ garbage`), 0o600, nil); err != nil {
 		t.Fatal(err)
 	}
 	testwait.For(t, time.Second, "reload error reported", func() bool {

@@ -3,6 +3,7 @@ package keystore
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxFileSize is the largest key file read or written; a bigger one is
@@ -145,6 +147,58 @@ func parse(data []byte) (*KeyFile, map[Hash]*Token, error) {
 	if len(data) > MaxFileSize {
 		return nil, nil, fmt.Errorf("larger than %d bytes", MaxFileSize)
 	}
+	if kf, tokens, err, ok := parseFast(data); ok {
+		return kf, tokens, err
+	}
+	return parseSlow(data)
+}
+
+// parseFast decodes the whole file with one json.Unmarshal and checks its
+// field names with one pass over the bytes (exactFileKeys). ok is false
+// when either fails: then parseSlow, which finds the problem and names its
+// entry and field, decides. Otherwise every entry decoded and is named
+// exactly, and the same rules run in the same order as in parseSlow, so the
+// answer (document or first error) is parseSlow's.
+func parseFast(data []byte) (kf *KeyFile, tokens map[Hash]*Token, err error, ok bool) {
+	var doc struct {
+		Tokens          *[]rawEntry  `json:"tokens"`
+		RevokedSessions []rawSession `json:"revoked_sessions"`
+	}
+	if json.Unmarshal(data, &doc) != nil || !exactFileKeys(data) {
+		return nil, nil, nil, false
+	}
+	if doc.Tokens == nil {
+		return nil, nil, errTokensMissing, true
+	}
+	raws := *doc.Tokens
+	kf = &KeyFile{Tokens: make([]TokenEntry, 0, len(raws))}
+	index := newTokenIndex(len(raws))
+	for i := range raws {
+		e, tok, err := entryFromRaw(i, &raws[i])
+		if err == nil {
+			err = index.add(i, tok)
+		}
+		if err != nil {
+			return nil, nil, err, true
+		}
+		kf.Tokens = append(kf.Tokens, e)
+	}
+	ids := make(map[string]int, len(doc.RevokedSessions))
+	for i := range doc.RevokedSessions {
+		rs, err := sessionFromRaw(i, &doc.RevokedSessions[i], ids)
+		if err != nil {
+			return nil, nil, err, true
+		}
+		kf.RevokedSessions = append(kf.RevokedSessions, rs)
+	}
+	return kf, index.tokens, nil, true
+}
+
+var errTokensMissing = errors.New(`tokens: missing or null; want an array (it may be empty)`)
+
+// parseSlow parses data entry by entry, so that whatever is wrong is
+// reported with its entry and field.
+func parseSlow(data []byte) (*KeyFile, map[Hash]*Token, error) {
 	if err := checkKeys(data, fileFields, true); err != nil {
 		return nil, nil, err
 	}
@@ -163,29 +217,19 @@ func parse(data []byte) (*KeyFile, map[Hash]*Token, error) {
 		return nil, nil, err
 	}
 	if doc.Tokens == nil {
-		return nil, nil, errors.New(`tokens: missing or null; want an array (it may be empty)`)
+		return nil, nil, errTokensMissing
 	}
 	raws := *doc.Tokens
 	kf := &KeyFile{Tokens: make([]TokenEntry, 0, len(raws))}
-	tokens := make(map[Hash]*Token, len(raws))
-	ids := make(map[string]int, len(raws))
-	hashes := make(map[Hash]int, len(raws))
+	index := newTokenIndex(len(raws))
 	for i, raw := range raws {
 		e, tok, err := parseEntry(i, raw)
+		if err == nil {
+			err = index.add(i, tok)
+		}
 		if err != nil {
 			return nil, nil, err
 		}
-		if j, dup := ids[e.ID]; dup {
-			return nil, nil, &entryError{"token", i, PrintableID(e.ID), "id",
-				fmt.Sprintf("duplicate of token %d", j)}
-		}
-		ids[e.ID] = i
-		if j, dup := hashes[tok.Hash]; dup {
-			return nil, nil, &entryError{"token", i, PrintableID(e.ID), "hash",
-				fmt.Sprintf("same hash as token %d", j)}
-		}
-		hashes[tok.Hash] = i
-		tokens[tok.Hash] = tok
 		kf.Tokens = append(kf.Tokens, e)
 	}
 	sessions, err := parseRevokedSessions(doc.RevokedSessions)
@@ -193,7 +237,33 @@ func parse(data []byte) (*KeyFile, map[Hash]*Token, error) {
 		return nil, nil, err
 	}
 	kf.RevokedSessions = sessions
-	return kf, tokens, nil
+	return kf, index.tokens, nil
+}
+
+// tokenIndex collects a file's tokens by hash, refusing a second entry with
+// the same id or hash.
+type tokenIndex struct {
+	ids    map[string]int
+	hashes map[Hash]int
+	tokens map[Hash]*Token
+}
+
+func newTokenIndex(n int) *tokenIndex {
+	return &tokenIndex{ids: make(map[string]int, n), hashes: make(map[Hash]int, n), tokens: make(map[Hash]*Token, n)}
+}
+
+// add adds tok, token i of the file.
+func (x *tokenIndex) add(i int, tok *Token) error {
+	if j, dup := x.ids[tok.ID]; dup {
+		return &entryError{"token", i, PrintableID(tok.ID), "id", fmt.Sprintf("duplicate of token %d", j)}
+	}
+	x.ids[tok.ID] = i
+	if j, dup := x.hashes[tok.Hash]; dup {
+		return &entryError{"token", i, PrintableID(tok.ID), "hash", fmt.Sprintf("same hash as token %d", j)}
+	}
+	x.hashes[tok.Hash] = i
+	x.tokens[tok.Hash] = tok
+	return nil
 }
 
 func parseEntry(i int, raw json.RawMessage) (TokenEntry, *Token, error) {
@@ -226,30 +296,25 @@ func parseEntry(i int, raw json.RawMessage) (TokenEntry, *Token, error) {
 		}
 		return fail(probeID, "", err.Error())
 	}
+	return entryFromRaw(i, &r)
+}
 
-	switch {
-	case r.ID == "":
-		return fail("", "id", "missing or empty")
-	case LooksSecret(r.ID):
-		return fail("", "id", `looks like an API token or its hash; use an identifier such as "tok_…"`)
+// entryFromRaw applies the key file's rules to decoded entry i.
+func entryFromRaw(i int, r *rawEntry) (TokenEntry, *Token, error) {
+	fail := func(id, field, msg string) (TokenEntry, *Token, error) {
+		return TokenEntry{}, nil, &entryError{"token", i, PrintableID(id), field, msg}
 	}
-	h, err := ParseHash(r.Hash)
+	e := TokenEntry{
+		ID:        r.ID,
+		Name:      r.Name,
+		Hash:      r.Hash,
+		Workspace: r.Workspace,
+		Project:   r.Project,
+		Scopes:    r.Scopes,
+	}
+	h, err := checkEntryFields(i, &e)
 	if err != nil {
-		if r.Hash == "" {
-			return fail(r.ID, "hash", "missing or empty; "+errHashForm)
-		}
-		return fail(r.ID, "hash", errHashForm)
-	}
-	if r.Workspace == "" {
-		return fail(r.ID, "workspace", "missing or empty")
-	}
-	if r.Project != nil && *r.Project == "" {
-		return fail(r.ID, "project", "empty; omit it or use null for a workspace-scoped token")
-	}
-	for k, s := range r.Scopes {
-		if s == "" {
-			return fail(r.ID, fmt.Sprintf("scopes[%d]", k), "want a non-empty string")
-		}
+		return TokenEntry{}, nil, err
 	}
 	created, err := parseTime(r.CreatedAt, true)
 	if err != nil {
@@ -263,36 +328,87 @@ func parseEntry(i int, raw json.RawMessage) (TokenEntry, *Token, error) {
 	if err != nil {
 		return fail(r.ID, "revoked_at", err.Error())
 	}
-
-	e := TokenEntry{
-		ID:        r.ID,
-		Name:      r.Name,
-		Hash:      r.Hash,
-		Workspace: r.Workspace,
-		Project:   r.Project,
-		Scopes:    r.Scopes,
-		CreatedAt: created,
-	}
-	tok := &Token{
-		ID:        r.ID,
-		Name:      r.Name,
-		Workspace: r.Workspace,
-		Hash:      h,
-		Scopes:    slices.Clone(r.Scopes),
-		CreatedAt: created,
-	}
-	if r.Project != nil {
-		tok.Project = *r.Project
-	}
+	e.CreatedAt = created
 	if r.ExpiresAt != nil {
 		e.ExpiresAt = &expires
-		tok.ExpiresAt = expires
 	}
 	if r.RevokedAt != nil {
 		e.RevokedAt = &revoked
-		tok.RevokedAt = revoked
 	}
-	return e, tok, nil
+	return e, tokenOf(&e, h), nil
+}
+
+// checkEntryFields applies the rules on entry i's fields other than its
+// times, and returns its parsed hash.
+func checkEntryFields(i int, e *TokenEntry) (Hash, error) {
+	fail := func(id, field, msg string) (Hash, error) {
+		return Hash{}, &entryError{"token", i, PrintableID(id), field, msg}
+	}
+	switch {
+	case e.ID == "":
+		return fail("", "id", "missing or empty")
+	case LooksSecret(e.ID):
+		return fail("", "id", `looks like an API token or its hash; use an identifier such as "tok_…"`)
+	}
+	h, err := ParseHash(e.Hash)
+	if err != nil {
+		if e.Hash == "" {
+			return fail(e.ID, "hash", "missing or empty; "+errHashForm)
+		}
+		return fail(e.ID, "hash", errHashForm)
+	}
+	if e.Workspace == "" {
+		return fail(e.ID, "workspace", "missing or empty")
+	}
+	if e.Project != nil && *e.Project == "" {
+		return fail(e.ID, "project", "empty; omit it or use null for a workspace-scoped token")
+	}
+	for k, s := range e.Scopes {
+		if s == "" {
+			return fail(e.ID, fmt.Sprintf("scopes[%d]", k), "want a non-empty string")
+		}
+	}
+	return h, nil
+}
+
+// checkEntry applies the key file's rules to entry i of a document built in
+// memory: the rules parse applies to the same entry once written.
+func checkEntry(i int, e *TokenEntry) (*Token, error) {
+	h, err := checkEntryFields(i, e)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range []struct {
+		field string
+		at    *time.Time
+	}{{"created_at", &e.CreatedAt}, {"expires_at", e.ExpiresAt}, {"revoked_at", e.RevokedAt}} {
+		if t.at != nil && t.at.IsZero() {
+			return nil, &entryError{"token", i, PrintableID(e.ID), t.field, errZeroTime.Error()}
+		}
+	}
+	return tokenOf(e, h), nil
+}
+
+// tokenOf returns the Token of a valid entry whose hash is h.
+func tokenOf(e *TokenEntry, h Hash) *Token {
+	tok := &Token{
+		ID:        e.ID,
+		Name:      e.Name,
+		Workspace: e.Workspace,
+		Hash:      h,
+		Scopes:    slices.Clone(e.Scopes),
+		CreatedAt: e.CreatedAt,
+	}
+	if e.Project != nil {
+		tok.Project = *e.Project
+	}
+	if e.ExpiresAt != nil {
+		tok.ExpiresAt = *e.ExpiresAt
+	}
+	if e.RevokedAt != nil {
+		tok.RevokedAt = *e.RevokedAt
+	}
+	return tok
 }
 
 // parseTime parses an RFC 3339 timestamp. A nil s (absent or null) is
@@ -311,10 +427,12 @@ func parseTime(s *string, required bool) (time.Time, error) {
 		return time.Time{}, errors.New("not an RFC 3339 time (like 2026-11-26T10:00:00Z)")
 	}
 	if t.IsZero() {
-		return time.Time{}, errors.New("the zero time (0001-01-01T00:00:00Z) is not allowed")
+		return time.Time{}, errZeroTime
 	}
 	return t, nil
 }
+
+var errZeroTime = errors.New("the zero time (0001-01-01T00:00:00Z) is not allowed")
 
 // quoteName quotes a field name from the file for a message, unless it is
 // too long or looks like a secret to echo.
@@ -479,6 +597,15 @@ func marshalKeyFile(kf *KeyFile) ([]byte, error) {
 // path is a symbolic link, the file it points to is replaced. If fn or
 // validation fails, nothing is written. The lock file is left in place.
 func UpdateKeyFile(path string, create bool, fn func(*KeyFile) error) error {
+	return updateKeyFile(path, create, fn, nil)
+}
+
+// updateKeyFile is UpdateKeyFile. With a store, a file whose bytes are the
+// ones the store last loaded is not parsed again (the store's document is
+// copied), and what is written is handed to the store, in force at once.
+// fn may then get a copy sharing the store's entries' pointers and scopes:
+// it must replace them, never write through them.
+func updateKeyFile(path string, create bool, fn func(*KeyFile) error, store *FileStore) error {
 	unlock, err := lockFile(path + ".lock")
 	if err != nil {
 		return fmt.Errorf("keys file %s: locking: %w", path, err)
@@ -491,13 +618,13 @@ func UpdateKeyFile(path string, create bool, fn func(*KeyFile) error) error {
 	}
 	var (
 		mode = fs.FileMode(0o600)
-		old  os.FileInfo
+		kf   *KeyFile
 	)
-	kf, err := ReadKeyFile(target)
+	data, old, _, err := readFile(target)
 	switch {
 	case err == nil:
-		if old, err = os.Stat(target); err != nil {
-			return fileError(path, err)
+		if kf, err = store.editable(target, data); err != nil {
+			return err
 		}
 		mode = old.Mode().Perm()
 	case errors.Is(err, fs.ErrNotExist) && create:
@@ -508,30 +635,86 @@ func UpdateKeyFile(path string, create bool, fn func(*KeyFile) error) error {
 	if err := fn(kf); err != nil {
 		return err
 	}
-	data, err := marshalKeyFile(kf)
+	// The document is checked as it stands in memory, by the rules the
+	// written file will be parsed with: no JSON is parsed again, and the
+	// tokens found are what the store gets.
+	tokens, err := checkKeyFile(kf)
+	if err != nil {
+		return fmt.Errorf("refusing to write an invalid key file: keys file %s: %w", path, err)
+	}
+	data, err = marshalKeyFile(kf)
 	if err != nil {
 		return fmt.Errorf("keys file %s: encoding: %w", path, err)
 	}
-	if _, _, err := parseKeyFile(path, data); err != nil {
-		return fmt.Errorf("refusing to write an invalid key file: %w", err)
+	if !keyFileUTF8(kf) {
+		// Encoding replaced invalid UTF-8: the file says something else
+		// than kf, so the store gets what the file says.
+		if kf, tokens, err = parseKeyFile(path, data); err != nil {
+			return fmt.Errorf("refusing to write an invalid key file: %w", err)
+		}
 	}
-	if err := writeAtomic(target, data, mode, old); err != nil {
+	writtenAt := time.Now()
+	info, err := writeAtomic(target, data, mode, old)
+	if err != nil {
 		return fmt.Errorf("keys file %s: writing: %w", path, err)
 	}
+	store.adopt(kf, tokens, fileState{info: info, sum: sha256.Sum256(data), readAt: writtenAt})
 	return nil
 }
 
+// checkKeyFile applies the key file's rules to a document built in memory
+// and returns its tokens by hash.
+func checkKeyFile(kf *KeyFile) (map[Hash]*Token, error) {
+	index := newTokenIndex(len(kf.Tokens))
+	for i := range kf.Tokens {
+		tok, err := checkEntry(i, &kf.Tokens[i])
+		if err == nil {
+			err = index.add(i, tok)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := checkSessions(kf.RevokedSessions); err != nil {
+		return nil, err
+	}
+	return index.tokens, nil
+}
+
+// keyFileUTF8 reports whether every string of kf is valid UTF-8, as JSON
+// encoding keeps it.
+func keyFileUTF8(kf *KeyFile) bool {
+	for i := range kf.Tokens {
+		e := &kf.Tokens[i]
+		if !utf8.ValidString(e.ID) || !utf8.ValidString(e.Name) || !utf8.ValidString(e.Hash) ||
+			!utf8.ValidString(e.Workspace) || (e.Project != nil && !utf8.ValidString(*e.Project)) {
+			return false
+		}
+		for _, s := range e.Scopes {
+			if !utf8.ValidString(s) {
+				return false
+			}
+		}
+	}
+	for _, rs := range kf.RevokedSessions {
+		if !utf8.ValidString(rs.ID) {
+			return false
+		}
+	}
+	return true
+}
+
 // writeAtomic replaces path with data through a temporary file in the same
-// directory. old, if not nil, is the file being replaced, whose owner is
-// kept where permitted.
-func writeAtomic(path string, data []byte, mode fs.FileMode, old os.FileInfo) (err error) {
+// directory, and returns the status of the file written. old, if not nil,
+// is the file being replaced, whose owner is kept where permitted.
+func writeAtomic(path string, data []byte, mode fs.FileMode, old os.FileInfo) (info os.FileInfo, err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tmp := f.Name()
 	defer func() {
@@ -541,24 +724,27 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, old os.FileInfo) (e
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
-		return err
+		return nil, err
 	}
 	if err = f.Chmod(mode); err != nil {
-		return err
+		return nil, err
 	}
 	if old != nil {
 		keepOwner(f, old)
 	}
 	if err = f.Sync(); err != nil {
-		return err
+		return nil, err
+	}
+	if info, err = f.Stat(); err != nil {
+		return nil, err
 	}
 	if err = f.Close(); err != nil {
-		return err
+		return nil, err
 	}
 	if err = os.Rename(tmp, path); err != nil {
-		return err
+		return nil, err
 	}
-	return syncDir(dir)
+	return info, syncDir(dir)
 }
 
 // NewTokenID returns a new token id: "tok_" and 10 random lowercase base-36

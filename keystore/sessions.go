@@ -111,11 +111,7 @@ func parseRevokedSessions(raws []json.RawMessage) ([]RevokedSession, error) {
 		if err := checkKeys(raw, sessionFields, false); err != nil {
 			return fail(probeID, "", err.Error())
 		}
-		var r struct {
-			ID        string  `json:"id"`
-			RevokedAt *string `json:"revoked_at"`
-			ExpiresAt *string `json:"expires_at"`
-		}
+		var r rawSession
 		if err := decodeStrict(raw, &r); err != nil {
 			var te *json.UnmarshalTypeError
 			if errors.As(err, &te) {
@@ -130,26 +126,72 @@ func parseRevokedSessions(raws []json.RawMessage) ([]RevokedSession, error) {
 			}
 			return fail(probeID, "", err.Error())
 		}
-		if r.ID == "" {
-			return fail("", "id", "missing or empty")
-		}
-		if j, dup := ids[r.ID]; dup {
-			return fail(r.ID, "id", fmt.Sprintf("duplicate of revoked session %d", j))
-		}
-		ids[r.ID] = i
-		revoked, err := parseTime(r.RevokedAt, true)
+		e, err := sessionFromRaw(i, &r, ids)
 		if err != nil {
-			return fail(r.ID, "revoked_at", err.Error())
-		}
-		e := RevokedSession{ID: r.ID, RevokedAt: revoked}
-		if r.ExpiresAt != nil {
-			expires, err := parseTime(r.ExpiresAt, false)
-			if err != nil {
-				return fail(r.ID, "expires_at", err.Error())
-			}
-			e.ExpiresAt = &expires
+			return nil, err
 		}
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// rawSession is what one revoked_sessions entry is decoded into (see
+// rawEntry).
+type rawSession struct {
+	ID        string  `json:"id"`
+	RevokedAt *string `json:"revoked_at"`
+	ExpiresAt *string `json:"expires_at"`
+}
+
+// sessionFromRaw applies the rules to decoded revoked session i; ids holds
+// the index of each id seen before it.
+func sessionFromRaw(i int, r *rawSession, ids map[string]int) (RevokedSession, error) {
+	fail := func(id, field, msg string) (RevokedSession, error) {
+		return RevokedSession{}, &entryError{"revoked session", i, PrintableID(id), field, msg}
+	}
+	if r.ID == "" {
+		return fail("", "id", "missing or empty")
+	}
+	if j, dup := ids[r.ID]; dup {
+		return fail(r.ID, "id", fmt.Sprintf("duplicate of revoked session %d", j))
+	}
+	ids[r.ID] = i
+	revoked, err := parseTime(r.RevokedAt, true)
+	if err != nil {
+		return fail(r.ID, "revoked_at", err.Error())
+	}
+	e := RevokedSession{ID: r.ID, RevokedAt: revoked}
+	if r.ExpiresAt != nil {
+		expires, err := parseTime(r.ExpiresAt, false)
+		if err != nil {
+			return fail(r.ID, "expires_at", err.Error())
+		}
+		e.ExpiresAt = &expires
+	}
+	return e, nil
+}
+
+// checkSessions applies the rules of revoked_sessions to a list built in
+// memory.
+func checkSessions(list []RevokedSession) error {
+	ids := make(map[string]int, len(list))
+	for i, rs := range list {
+		fail := func(field, msg string) error {
+			return &entryError{"revoked session", i, PrintableID(rs.ID), field, msg}
+		}
+		if rs.ID == "" {
+			return fail("id", "missing or empty")
+		}
+		if j, dup := ids[rs.ID]; dup {
+			return fail("id", fmt.Sprintf("duplicate of revoked session %d", j))
+		}
+		ids[rs.ID] = i
+		if rs.RevokedAt.IsZero() {
+			return fail("revoked_at", errZeroTime.Error())
+		}
+		if rs.ExpiresAt != nil && rs.ExpiresAt.IsZero() {
+			return fail("expires_at", errZeroTime.Error())
+		}
+	}
+	return nil
 }
