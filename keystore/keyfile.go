@@ -566,26 +566,6 @@ func fileError(path string, err error) error {
 	return fmt.Errorf("keys file %s: %w", path, err)
 }
 
-// marshalKeyFile returns the file form of kf: indented JSON, nil scopes as
-// [], absent expires_at/revoked_at as null, project omitted when nil.
-func marshalKeyFile(kf *KeyFile) ([]byte, error) {
-	out := KeyFile{Tokens: make([]TokenEntry, len(kf.Tokens)), RevokedSessions: kf.RevokedSessions}
-	for i, e := range kf.Tokens {
-		if e.Scopes == nil {
-			e.Scopes = []string{}
-		}
-		out.Tokens[i] = e
-	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(out); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
-
 // UpdateKeyFile edits the key file at path: it takes an exclusive lock on
 // "<path>.lock" (flock, on unix; elsewhere there is no lock), reads the file
 // (a missing file is an empty document when create is true, an error
