@@ -21,12 +21,13 @@ import (
 )
 
 // The create and revoke benchmarks time Serve end to end on a store that
-// already holds many tokens — on the key file: lock, read, parse, validate,
-// marshal, write, fsync, rename, and the reload of the store deplo_auth
-// serves from; on PostgreSQL: one INSERT (or UPDATE) with its NOTIFY
-// trigger. They report the p50 and p99 of single operations (ms).
+// already holds many tokens — on the key file: lock, read, hash (the bytes
+// the store last loaded are not parsed again), validate in memory, marshal,
+// write, fsync, rename, and the handoff to the store deplo_auth serves
+// from; on PostgreSQL: one INSERT (or UPDATE) with its NOTIFY trigger. They
+// report the p50 and p99 of single operations (ms).
 //
-//	go test ./tokenapi -run '^$' -bench 'File(Create|Revoke)/tokens=(1000|10000)$' -benchtime 10x  # each op re-parses the file: minutes
+//	go test ./tokenapi -run '^$' -bench 'File(Create|Revoke)/tokens=(1000|10000)$' -benchtime 10x
 //	DEPLO_AUTH_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test?sslmode=disable go test ./tokenapi -run '^$' -bench Postgres -benchtime 1000x
 
 func BenchmarkFileCreate(b *testing.B) {
