@@ -219,3 +219,48 @@ func TestFileStoreAdminInvalidUTF8(t *testing.T) {
 		t.Errorf("store has name %q, the file %q", tok.Name, "bad \uFFFD name")
 	}
 }
+
+// TestFileStoreAdminsConcurrentCreates creates tokens through the admins of
+// two stores of the same file (two gateway processes) and a plain FileAdmin
+// (the CLI) at once: each admin may reuse its store's document only while
+// the file holds the bytes the store loaded, so no token is lost.
+func TestFileStoreAdminsConcurrentCreates(t *testing.T) {
+	a := openIdleStore(t)
+	b, err := keystore.OpenFile(a.Path(), keystore.FileOptions{PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	admins := []keystore.Admin{a.Admin(), b.Admin(), &keystore.FileAdmin{Path: a.Path()}}
+	const n = 30
+	hashes := make([]keystore.Hash, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		e, h := admintest.NewEntry(t, fmt.Sprintf("tok_%02d", i), "ws_acme")
+		hashes[i] = h
+		wg.Go(func() { errs <- admins[i%len(admins)].CreateToken(context.Background(), e) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := (&keystore.FileAdmin{Path: a.Path()}).ListTokens(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != n {
+		t.Fatalf("%d tokens in the file after %d concurrent creates", len(list), n)
+	}
+	for _, s := range []*keystore.FileStore{a, b} {
+		s.Reload()
+		for i, h := range hashes {
+			if _, err := s.Lookup(context.Background(), h); err != nil {
+				t.Errorf("token %d not in force after a reload: %v", i, err)
+			}
+		}
+	}
+}
