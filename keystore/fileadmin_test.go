@@ -46,13 +46,13 @@ func TestFileStoreAdminInForceAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a token created through the store's admin is not found at once: %v", err)
 	}
-	if !tok.Active(time.Now()) {
+	if tok.Status(time.Now()) != keystore.TokenActive {
 		t.Fatal("the new token is not active")
 	}
 	if _, err := admin.RevokeToken(ctx, "tok_new", time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if tok, err := s.Lookup(ctx, h); err != nil || tok.Active(time.Now()) {
+	if tok, err := s.Lookup(ctx, h); err != nil || tok.Status(time.Now()) == keystore.TokenActive {
 		t.Fatalf("a token revoked through the store's admin is still active: %+v, %v", tok, err)
 	}
 }
@@ -155,7 +155,7 @@ func TestFileStoreAdminParsesHandEdits(t *testing.T) {
 	if _, err := s.Lookup(ctx, anotherHash); err == nil {
 		t.Error("a token refused by the file's rules is in force")
 	}
-	if tok, err := s.Lookup(ctx, nextHash); err != nil || !tok.Active(time.Now()) {
+	if tok, err := s.Lookup(ctx, nextHash); err != nil || tok.Status(time.Now()) != keystore.TokenActive {
 		t.Errorf("the last good contents are not in force: %+v, %v", tok, err)
 	}
 }

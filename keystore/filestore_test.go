@@ -81,7 +81,7 @@ func TestFileStoreHotReload(t *testing.T) {
 	if _, err := s.Lookup(context.Background(), hashOf(c)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown hash: %v", err)
 	}
-	if tok := lookup(s, a); tok == nil || tok.ID != "tok_a" || !tok.Active(time.Now()) {
+	if tok := lookup(s, a); tok == nil || tok.ID != "tok_a" || tok.Status(time.Now()) != TokenActive {
 		t.Fatalf("tok_a = %+v", tok)
 	}
 
@@ -119,7 +119,7 @@ func TestFileStoreHotReload(t *testing.T) {
 		tok := lookup(s, a)
 		return tok != nil && !tok.RevokedAt.IsZero()
 	})
-	if tok := lookup(s, a); tok.Active(time.Now()) || !tok.RevokedAt.Equal(revoked) {
+	if tok := lookup(s, a); tok.Status(time.Now()) == TokenActive || !tok.RevokedAt.Equal(revoked) {
 		t.Errorf("revoked token = %+v", tok)
 	}
 	gen1 := s.Generation()

@@ -236,11 +236,11 @@ func TestActive(t *testing.T) {
 	}
 	for _, tt := range tests {
 		tok := &Token{ID: "tok_x", ExpiresAt: tt.expires, RevokedAt: tt.revoked}
-		if got := tok.Active(now); got != tt.want {
+		if got := tok.Status(now) == TokenActive; got != tt.want {
 			t.Errorf("%s: Active = %v, want %v", tt.name, got, tt.want)
 		}
 	}
-	if (*Token)(nil).Active(now) {
+	if (*Token)(nil).Status(now) == TokenActive {
 		t.Error("nil token is active")
 	}
 }

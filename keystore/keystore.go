@@ -86,9 +86,6 @@ func (t *Token) Status(now time.Time) TokenStatus {
 	return TokenActive
 }
 
-// Active reports whether Status(now) is TokenActive.
-func (t *Token) Active(now time.Time) bool { return t.Status(now) == TokenActive }
-
 // ErrNotFound is the answer for an unknown key: a normal answer, not a
 // failure.
 var ErrNotFound = errors.New("keystore: token not found")

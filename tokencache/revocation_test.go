@@ -81,7 +81,7 @@ func lookupAsync(c *Cache, h keystore.Hash) <-chan lookupResult {
 
 // allowed reports whether a request with this answer would be let through.
 func (r lookupResult) allowed() bool {
-	return r.err == nil && r.entry != nil && r.entry.Token.Active(time.Now())
+	return r.err == nil && r.entry != nil && r.entry.Token.Status(time.Now()) == keystore.TokenActive
 }
 
 func activeToken(id string) *keystore.Token {
@@ -179,7 +179,7 @@ func TestChangeAtCacheWriteIsNotCached(t *testing.T) {
 				<-changed
 
 				r := <-lookupAsync(c, h)
-				wantAllowed := tc.after.Active(time.Now())
+				wantAllowed := tc.after.Status(time.Now()) == keystore.TokenActive
 				if r.err != nil || r.allowed() != wantAllowed {
 					t.Fatalf("request after the change: allowed %v (%s), err %v; want allowed %v: the answer read before the change was cached",
 						r.allowed(), r.res, r.err, wantAllowed)

@@ -50,7 +50,7 @@ func TestPostgresAdminReachesEveryInstance(t *testing.T) {
 	// A drops the hash before CreateToken returns, B on the notification.
 	waitEvent(t, eventsA, time.Millisecond, "create seen by A itself", forHash(h))
 	waitEvent(t, eventsB, time.Second, "create notified to B", forHash(h))
-	if tok, err := b.Lookup(ctx, h); err != nil || !tok.Active(time.Now()) {
+	if tok, err := b.Lookup(ctx, h); err != nil || tok.Status(time.Now()) != keystore.TokenActive {
 		t.Fatalf("B after create: %+v, %v", tok, err)
 	}
 
@@ -59,7 +59,7 @@ func TestPostgresAdminReachesEveryInstance(t *testing.T) {
 	}
 	waitEvent(t, eventsA, time.Millisecond, "revocation seen by A itself", forHash(h))
 	waitEvent(t, eventsB, time.Second, "revocation notified to B", forHash(h))
-	if tok, err := b.Lookup(ctx, h); err != nil || tok.Active(time.Now()) {
+	if tok, err := b.Lookup(ctx, h); err != nil || tok.Status(time.Now()) == keystore.TokenActive {
 		t.Fatalf("B after revoke: %+v, %v", tok, err)
 	}
 }

@@ -209,7 +209,7 @@ func TestPostgresRevocationAfterOutage(t *testing.T) {
 		if err != nil || en == nil {
 			t.Fatalf("lookup: %v, %v", en, err)
 		}
-		return en.Token.Active(time.Now())
+		return en.Token.Status(time.Now()) == keystore.TokenActive
 	}
 	if !active() {
 		t.Fatal("the token is not active")

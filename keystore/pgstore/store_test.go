@@ -42,7 +42,7 @@ func TestPostgresLookup(t *testing.T) {
 		!tok.CreatedAt.Equal(entry.CreatedAt) || !tok.ExpiresAt.Equal(exp) || !tok.RevokedAt.Equal(rev) {
 		t.Errorf("Lookup = %+v", tok)
 	}
-	if !tok.Active(rev.Add(-time.Second)) || tok.Active(rev) {
+	if tok.Status(rev.Add(-time.Second)) != keystore.TokenActive || tok.Status(rev) == keystore.TokenActive {
 		t.Error("revoked_at not in effect at its instant")
 	}
 
@@ -53,7 +53,7 @@ func TestPostgresLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	if tok.Project != "" || !tok.ExpiresAt.IsZero() || !tok.RevokedAt.IsZero() || tok.CreatedAt.IsZero() ||
-		!tok.Active(time.Now()) || tok.Name != "" {
+		tok.Status(time.Now()) != keystore.TokenActive || tok.Name != "" {
 		t.Errorf("workspace token = %+v", tok)
 	}
 
@@ -63,7 +63,7 @@ func TestPostgresLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tok.ExpiresAt.IsZero() || tok.RevokedAt.IsZero() || tok.Active(time.Now()) {
+	if !tok.ExpiresAt.IsZero() || tok.RevokedAt.IsZero() || tok.Status(time.Now()) == keystore.TokenActive {
 		t.Errorf("infinite times: %+v", tok)
 	}
 
