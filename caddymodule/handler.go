@@ -47,7 +47,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.headers.Signs() { // escaping the path costs more than the rest of Write
 		path = r.URL.EscapedPath()
 	}
-	if err := h.headers.WriteInto(r.Header, &id, r.Method, path, start, &d.headerValues); err != nil {
+	if err := h.headers.Write(r.Header, &id, r.Method, path, start, &d.headerValues); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing the identity: %w", err))
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -69,10 +69,14 @@ func (h *Handler) decisionRequest(r *http.Request, now time.Time) decide.Request
 	if h.engine.Throttle != nil { // the client is only needed by the guard
 		req.Client = clientIP(r)
 	}
-	if h.engine.PreflightPublic {
-		req.Preflight = r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
-	}
+	req.Preflight = h.preflight(r)
 	return req
+}
+
+// preflight reports whether r is a CORS preflight the engine may let
+// through (preflight public; the engine checks the method).
+func (h *Handler) preflight(r *http.Request) bool {
+	return h.engine.PreflightPublic && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
 }
 
 // clientIP is the client address as Caddy determines it (honouring

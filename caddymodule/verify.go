@@ -254,10 +254,8 @@ func (h *Handler) serveVerify(w http.ResponseWriter, r *http.Request) error {
 		RawPath:       orig.RawPath,
 		Authorization: r.Header["Authorization"],
 		Client:        client,
+		Preflight:     h.preflight(r),
 		Now:           start,
-	}
-	if h.engine.PreflightPublic {
-		req.Preflight = r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
 	}
 	out := h.engine.Decide(r.Context(), &req)
 	h.noteCredential(&out, start)
@@ -276,12 +274,15 @@ func (h *Handler) serveVerify(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
+	// As in proxy mode, one allocation backs the header values and the
+	// placeholders.
+	d := &Decision{Principal: out.Principal, Match: out.Match}
 	id := identityOf(out.Principal)
-	if err := h.headers.Write(hdr, &id, orig.Method, orig.EscapedPath, start); err != nil {
+	if err := h.headers.Write(hdr, &id, orig.Method, orig.EscapedPath, start, &d.headerValues); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing the identity: %w", err))
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Map((&Decision{Principal: out.Principal}).placeholder)
+		repl.Map(d.placeholder)
 	}
 	h.observeAllowed(&out, start)
 	w.WriteHeader(http.StatusOK)

@@ -226,15 +226,11 @@ type HeaderValues [numFields + 1]string
 // Write sets id on dst as the gateway forwards it: Auth, Subject and Scopes
 // always, Workspace and Project only when not empty; with a signer, the
 // signature over id, method and the escaped path (as on the request line the
-// upstream receives, "/" when empty; needed only when Signs) at now. dst must
+// upstream receives, "/" when empty; needed only when Signs) at now. The
+// values are stored in vals, so that a caller can allocate them with its
+// other per-request state; vals must not be reused while dst is. dst must
 // hold no identity header (Strip first).
-func (h *Headers) Write(dst http.Header, id *Identity, method, path string, now time.Time) error {
-	return h.WriteInto(dst, id, method, path, now, new(HeaderValues))
-}
-
-// WriteInto is Write with the values stored in vals, which must not be
-// reused while dst is.
-func (h *Headers) WriteInto(dst http.Header, id *Identity, method, path string, now time.Time, vals *HeaderValues) error {
+func (h *Headers) Write(dst http.Header, id *Identity, method, path string, now time.Time, vals *HeaderValues) error {
 	vals[fAuth] = id.Method
 	vals[fSubject] = id.Subject
 	vals[fWorkspace] = id.Workspace

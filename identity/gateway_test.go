@@ -79,7 +79,7 @@ func TestWriteSignsTheValue(t *testing.T) {
 	v := mustVerifier(t, "", testKey1)
 	for _, id := range []Identity{idWorkspace, idProject, idJWT} {
 		r := httptest.NewRequest("POST", "/v1/workspaces/ws_1/projects/web%2Fx/deployments?q=1", nil)
-		if err := h.Write(r.Header, &id, r.Method, r.URL.EscapedPath(), testNow); err != nil {
+		if err := h.Write(r.Header, &id, r.Method, r.URL.EscapedPath(), testNow, new(HeaderValues)); err != nil {
 			t.Fatal(err)
 		}
 		got, err := v.Verify(r, testNow)
@@ -95,7 +95,7 @@ func TestWriteSignsTheValue(t *testing.T) {
 	}
 	bad := Identity{Method: MethodJWT, Subject: "user\n42", Scopes: ScopeRead}
 	dst := http.Header{}
-	if err := h.Write(dst, &bad, "GET", "/", testNow); err == nil || len(dst) != 0 {
+	if err := h.Write(dst, &bad, "GET", "/", testNow, new(HeaderValues)); err == nil || len(dst) != 0 {
 		t.Errorf("a subject with a line break: err %v, headers %v", err, dst)
 	}
 	if _, err := NewHeaders("X-Other-", signer); err == nil {
