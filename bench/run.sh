@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end benchmark of deplo_auth against the other ways to put auth in
-# front of an API in Caddy (method: ../shared/BENCHMARKING.md).
+# front of an API in Caddy (method: BENCHMARKS.md, "How each figure is measured").
 #
 #   bench/run.sh          full run: 5 interleaved rounds × 3 s per route
 #   bench/run.sh smoke    1 round × 1 s per route: checks everything works end

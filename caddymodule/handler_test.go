@@ -602,7 +602,7 @@ func BenchmarkServeHTTPThrottled(b *testing.B) {
 	benchServe(b, f, "GET", "/v1/workspaces/ws_acme/projects", "Bearer "+mustToken(b), 429)
 }
 
-// BenchmarkReferenceFloor is BENCHMARKING.md's floor for a cached API-key
+// BenchmarkReferenceFloor is BENCHMARKS.md's reference floor for a cached API-key
 // check (SHA-256 of the token, hex, ristretto Get; ~370 ns / 3 allocs on a
 // quiet machine here), run beside BenchmarkServeHTTP so that a noisy
 // machine's figures can be read as a ratio.

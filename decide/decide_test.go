@@ -124,7 +124,8 @@ func (f *fixture) decide(method, path string, auth []string) Outcome {
 		Client: "198.51.100.7", Now: testNow})
 }
 
-// TestDecide is the refusal table of DESIGN.md, one row per reason, as an
+// TestDecide is the refusal table of docs/reference.md ("What the client
+// receives on refusal"; docs/design.md, "Refusals"), one row per reason, as an
 // attacker (or a legitimate client) would meet it.
 func TestDecide(t *testing.T) {
 	f := newFixture(t, nil)

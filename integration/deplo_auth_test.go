@@ -31,7 +31,7 @@ func TestEndToEnd(t *testing.T) {
 	bearer := func(tk token) string { return "Bearer " + tk.Raw }
 	ws := "/v1/workspaces/ws_acme"
 
-	// Every row of DESIGN.md's refusal table; each also checks that nothing
+	// Every row of docs/reference.md's refusal table; each also checks that nothing
 	// reached the upstream.
 	refusals := []struct {
 		name, method, path string

@@ -20,7 +20,7 @@ import (
 )
 
 // tokensCaddyfile serves the token API on both stores' terms: under /v1 with
-// DESIGN.md's routes (read lists and reads, admin creates and revokes), and
+// docs/tokens.md's routes (read lists and reads, admin creates and revokes), and
 // under /v2 with routes any workspace credential passes, so that the
 // handler's own rules (no escalation, project confinement, 404 across
 // workspaces) are what refuses there. /v3 mounts the API behind a public
@@ -217,7 +217,7 @@ func (s *tokenSuite) revoked(id string) bool {
 	return rec.RevokedAt != nil
 }
 
-// runTokenSuite checks every row and rule of DESIGN.md's token table
+// runTokenSuite checks every row and rule of docs/tokens.md's token table
 // through Caddy; it is run on the key file and on PostgreSQL.
 func runTokenSuite(t *testing.T, s *tokenSuite) {
 	ws := "/v1/workspaces/ws_acme/tokens"

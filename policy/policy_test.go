@@ -146,7 +146,7 @@ func TestDefaultAuthenticated(t *testing.T) {
 	if d := m.Authorize(proj); d.Allow {
 		t.Error("default authenticated let a project token through")
 	}
-	// Any valid credential: one bound to no workspace too (DESIGN).
+	// Any valid credential: one bound to no workspace too (docs/design.md, "The decision").
 	if d := m.Authorize(&Principal{Kind: KindJWT, Scopes: ScopeRead}); !d.Allow {
 		t.Errorf("default authenticated refused a credential without a workspace: %s", d.Reason)
 	}

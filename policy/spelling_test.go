@@ -161,7 +161,7 @@ func TestSpellingsOfListedRoutes(t *testing.T) {
 			if tt.variantOf == "" {
 				// Unlisted paths are the default's: any valid credential but
 				// a project-scoped one, a credential without a workspace
-				// included (DESIGN; issue 15 item 7).
+				// included (docs/design.md, "The decision"; issue 15 item 7).
 				for _, who := range []*Principal{acmeRead, noWorkspaceJW} {
 					if d := decide(&m, who); !d.Allow {
 						t.Errorf("default authenticated refused %s: %s", who.Subject, d.Reason)

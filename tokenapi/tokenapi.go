@@ -1,5 +1,5 @@
-// Package tokenapi serves the token lifecycle over HTTP (DESIGN.md, "Token
-// lifecycle over HTTP"): create a token (shown once), list, read and revoke
+// Package tokenapi serves the token lifecycle over HTTP (docs/tokens.md;
+// docs/design.md, "Token lifecycle"): create a token (shown once), list, read and revoke
 // the tokens of one workspace, for a caller that deplo_auth has already
 // verified and bound to that workspace. It imports nothing from Caddy: the
 // module deplo_auth_tokens translates a request in and an Answer out, and
