@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -12,8 +13,37 @@ import (
 
 	"github.com/deplo-sh/deplo-auth/decide"
 	"github.com/deplo-sh/deplo-auth/identity"
+	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
 )
+
+// Decision is what deplo_auth decided about a request it let through with a
+// verified credential. Handlers after it read it with DecisionFromContext
+// instead of parsing the {http.auth.user.*} placeholders.
+type Decision struct {
+	// Principal is the verified caller.
+	Principal *policy.Principal
+	// Match is the route matched, with the path's {workspace} and
+	// {project} bindings.
+	Match policy.Match
+	// tokens is the admin interface of the key store that verified the
+	// caller: the one deplo_auth_tokens manages.
+	tokens keystore.Admin
+	// headerValues backs the identity headers set on the request.
+	headerValues identity.HeaderValues
+}
+
+// decisionVar is the request variable holding the *Decision. A "vars"
+// directive can only set JSON values, never a *Decision, so the config
+// cannot forge one.
+const decisionVar = "deplo_auth.decision"
+
+// DecisionFromContext returns the decision deplo_auth made about the request
+// of ctx, if it let the request through with a verified credential.
+func DecisionFromContext(ctx context.Context) (*Decision, bool) {
+	d, ok := caddyhttp.GetVar(ctx, decisionVar).(*Decision)
+	return d, ok && d != nil && d.Principal != nil
+}
 
 // ServeHTTP strips client-sent identity headers, has package decide decide
 // the request, and translates the outcome: a refusal becomes a status,

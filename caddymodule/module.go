@@ -1,7 +1,11 @@
 // Package caddymodule is the Caddy adapter of deplo-auth: the
-// http.handlers.deplo_auth module, its Caddyfile directive and its commands.
-// Decisions are made by package policy; credentials are checked by packages
-// bearer, apikey and tokencache against a keystore.
+// http.handlers.deplo_auth and deplo_auth_tokens modules, their Caddyfile
+// directives, provisioning, metrics and admin API. A request is decided by
+// package decide (route table from policy, credentials checked by bearer,
+// apikey, jwtauth and tokencache against a keystore, rate limits by
+// throttle); this package strips and writes the identity headers (package
+// identity) and turns a refusal into a response. The "caddy deplo-auth"
+// command is package cli, imported here so that it comes with the module.
 package caddymodule
 
 import (
@@ -15,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	_ "github.com/deplo-sh/deplo-auth/cli" // registers "caddy deplo-auth"
 	"github.com/deplo-sh/deplo-auth/decide"
 	"github.com/deplo-sh/deplo-auth/identity"
 	"github.com/deplo-sh/deplo-auth/jwtauth"

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/deplo-sh/deplo-auth/identity"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
 	"github.com/deplo-sh/deplo-auth/tokenapi"
@@ -26,34 +24,6 @@ func init() {
 	// Right after deplo_auth, which caddyfile.go places after basic_auth
 	// (a plugin can only be ordered relative to a standard directive).
 	httpcaddyfile.RegisterDirectiveOrder("deplo_auth_tokens", httpcaddyfile.Before, "forward_auth")
-}
-
-// Decision is what deplo_auth decided about a request it let through with a
-// verified credential. Handlers after it read it with DecisionFromContext
-// instead of parsing the {http.auth.user.*} placeholders.
-type Decision struct {
-	// Principal is the verified caller.
-	Principal *policy.Principal
-	// Match is the route matched, with the path's {workspace} and
-	// {project} bindings.
-	Match policy.Match
-	// tokens is the admin interface of the key store that verified the
-	// caller: the one deplo_auth_tokens manages.
-	tokens keystore.Admin
-	// headerValues backs the identity headers set on the request.
-	headerValues identity.HeaderValues
-}
-
-// decisionVar is the request variable holding the *Decision. A "vars"
-// directive can only set JSON values, never a *Decision, so the config
-// cannot forge one.
-const decisionVar = "deplo_auth.decision"
-
-// DecisionFromContext returns the decision deplo_auth made about the request
-// of ctx, if it let the request through with a verified credential.
-func DecisionFromContext(ctx context.Context) (*Decision, bool) {
-	d, ok := caddyhttp.GetVar(ctx, decisionVar).(*Decision)
-	return d, ok && d != nil && d.Principal != nil
 }
 
 // adminOf returns the admin interface of a key store deplo_auth opened.

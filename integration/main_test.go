@@ -24,6 +24,7 @@ import (
 
 	"github.com/deplo-sh/deplo-auth/apikey"
 	_ "github.com/deplo-sh/deplo-auth/caddymodule"
+	_ "github.com/deplo-sh/deplo-auth/cli"
 )
 
 // jwtSecret signs the dashboard session tokens of the tests; Caddy reads it

@@ -10,6 +10,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/deplo-sh/deplo-auth/caddymodule"
+	_ "github.com/deplo-sh/deplo-auth/cli"
 )
 
 func main() {

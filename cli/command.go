@@ -1,4 +1,10 @@
-package caddymodule
+// Package cli is the command line of deplo-auth: "caddy deplo-auth", which
+// creates, revokes and lists API tokens in a key store (or through the token
+// API of a running gateway), revokes dashboard sessions, hashes a token,
+// applies the PostgreSQL schema and mints development JWTs. It registers
+// with Caddy's command table; package caddymodule imports it, so every Caddy
+// built with the module has the command.
+package cli
 
 import (
 	"bufio"
