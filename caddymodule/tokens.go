@@ -83,6 +83,13 @@ func (h *TokensHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
+	if r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != "" {
+		// A CORS preflight carries no credential: under preflight public
+		// deplo_auth lets it through undecided, and it is answered here,
+		// never as a misconfiguration.
+		a := tokenapi.Preflight(target)
+		return writeAnswer(w, a.Status, a.Header, a.Body)
+	}
 	d, ok := DecisionFromContext(r.Context())
 	switch {
 	case !ok || d.tokens == nil:

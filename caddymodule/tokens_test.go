@@ -12,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/deplo-sh/deplo-auth/tokenapi"
 )
@@ -94,5 +96,58 @@ func TestTokensHandlerNeedsDecision(t *testing.T) {
 	_ = h.ServeHTTP(w, r, next)
 	if w.Code != 500 {
 		t.Errorf("a forged decision variable: status %d", w.Code)
+	}
+}
+
+// A CORS preflight reaches the token API undecided under preflight public:
+// it is answered 204 with the API's methods, logs nothing at ERROR and never
+// reaches a store; an OPTIONS that is no preflight is still refused.
+func TestTokensHandlerPreflight(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	h := &TokensHandler{Base: "/v1/workspaces/{workspace}/tokens", logger: zap.New(core), missingLog: &logLimiter{interval: time.Minute}}
+	var err error
+	if h.base, err = tokenapi.ParseBase(h.Base); err != nil {
+		t.Fatal(err)
+	}
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		t.Error("next handler called")
+		return nil
+	})
+	for _, tt := range []struct {
+		path, origin, method string
+		status               int
+		allow                string
+	}{
+		{"/v1/workspaces/ws_acme/tokens", "https://app.example", "POST", 204, "GET, HEAD, POST"},
+		{"/v1/workspaces/ws_acme/tokens/tok_read", "https://app.example", "DELETE", 204, "GET, HEAD, DELETE"},
+		{"/v1/workspaces/ws_acme/tokens/../../x", "https://app.example", "DELETE", 204, "GET, HEAD, DELETE"},
+		// Not a preflight: needs a decision like any request.
+		{"/v1/workspaces/ws_acme/tokens", "", "POST", 500, ""},
+		{"/v1/workspaces/ws_acme/tokens", "https://app.example", "", 500, ""},
+	} {
+		r := httptest.NewRequest("OPTIONS", tt.path, nil)
+		if tt.origin != "" {
+			r.Header.Set("Origin", tt.origin)
+		}
+		if tt.method != "" {
+			r.Header.Set("Access-Control-Request-Method", tt.method)
+		}
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{}))
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, r, next); err != nil {
+			t.Fatal(err)
+		}
+		if w.Code != tt.status || w.Header().Get("Access-Control-Allow-Methods") != tt.allow {
+			t.Errorf("OPTIONS %s (Origin %q, method %q): %d %v, want %d allowing %q",
+				tt.path, tt.origin, tt.method, w.Code, w.Header(), tt.status, tt.allow)
+		}
+		if tt.status == 204 {
+			if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != 0 {
+				t.Errorf("a preflight logged %d ERROR lines", n)
+			}
+			if w.Header().Get("Access-Control-Allow-Origin") != "" {
+				t.Errorf("a preflight granted an origin: %v", w.Header())
+			}
+		}
 	}
 }

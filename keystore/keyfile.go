@@ -572,8 +572,10 @@ func fileError(path string, err error) error {
 // otherwise), calls fn to modify the document, validates the result with the
 // rules ReadKeyFile applies, and replaces the file atomically: a temporary
 // file in the same directory, written, fsynced and renamed over the
-// original, then the directory fsynced. A new file gets mode 0600; an
-// existing one keeps its mode and, where permitted, its owner and group. If
+// original, then the directory fsynced. The file is written with mode 0600
+// whatever its old mode (it lists every token's hash, and a group- or
+// world-readable copy left by an editor or a checkout is not kept); an
+// existing file keeps, where permitted, its owner and group. If
 // path is a symbolic link, the file it points to is replaced. If fn or
 // validation fails, nothing is written. The lock file is left in place.
 func UpdateKeyFile(path string, create bool, fn func(*KeyFile) error) error {
@@ -596,17 +598,13 @@ func updateKeyFile(path string, create bool, fn func(*KeyFile) error, store *Fil
 	if resolved, err := filepath.EvalSymlinks(path); err == nil {
 		target = resolved
 	}
-	var (
-		mode = fs.FileMode(0o600)
-		kf   *KeyFile
-	)
+	var kf *KeyFile
 	data, old, _, err := readFile(target)
 	switch {
 	case err == nil:
 		if kf, err = store.editable(target, data); err != nil {
 			return err
 		}
-		mode = old.Mode().Perm()
 	case errors.Is(err, fs.ErrNotExist) && create:
 		kf = &KeyFile{}
 	default:
@@ -634,7 +632,7 @@ func updateKeyFile(path string, create bool, fn func(*KeyFile) error, store *Fil
 		}
 	}
 	writtenAt := time.Now()
-	info, err := writeAtomic(target, data, mode, old)
+	info, err := writeAtomic(target, data, 0o600, old)
 	if err != nil {
 		return fmt.Errorf("keys file %s: writing: %w", path, err)
 	}

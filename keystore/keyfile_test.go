@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -360,23 +361,34 @@ func TestUpdateKeyFileCreates(t *testing.T) {
 	assertNoTemp(t, dir)
 }
 
-func TestUpdateKeyFileKeepsMode(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "keys.json")
-	if err := os.WriteFile(path, []byte(`{"tokens": []}`), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, 0o640); err != nil {
-		t.Fatal(err)
-	}
-	err := UpdateKeyFile(path, false, func(kf *KeyFile) error {
-		kf.Tokens = append(kf.Tokens, newEntry("tok_a", ""))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
-		t.Errorf("mode = %v, want 0640", fi.Mode().Perm())
+// The key file is written 0600 whatever its old mode, through the API's
+// FileAdmin as through UpdateKeyFile (the CLI).
+func TestUpdateKeyFileWrites0600(t *testing.T) {
+	for _, old := range []os.FileMode{0o644, 0o640, 0o666, 0o604, 0o600} {
+		for _, via := range []string{"UpdateKeyFile", "FileAdmin"} {
+			path := filepath.Join(t.TempDir(), "keys.json")
+			if err := os.WriteFile(path, []byte(`{"tokens": []}`), old); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, old); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if via == "UpdateKeyFile" {
+				err = UpdateKeyFile(path, false, func(kf *KeyFile) error {
+					kf.Tokens = append(kf.Tokens, newEntry("tok_a", ""))
+					return nil
+				})
+			} else {
+				err = (&FileAdmin{Path: path}).CreateToken(context.Background(), newEntry("tok_a", ""))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s over a %v file: mode %v, want 0600", via, old, fi.Mode().Perm())
+			}
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package tokenapi
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 )
 
@@ -109,4 +110,28 @@ func ValidID(id string) bool {
 		}
 	}
 	return true
+}
+
+// Methods returns the methods the API answers on t, as an Allow value.
+func (t Target) Methods() string {
+	if t.Item {
+		return "GET, HEAD, DELETE"
+	}
+	return "GET, HEAD, POST"
+}
+
+// Preflight answers a CORS preflight (OPTIONS with Origin and
+// Access-Control-Request-Method) to t: 204 naming the methods and request
+// headers the API takes, never a decision or a store lookup. It grants no
+// origin: without an Access-Control-Allow-Origin set by the configuration
+// (a header directive before the handler), a browser sends nothing
+// cross-site.
+func Preflight(t Target) Answer {
+	return Answer{Status: http.StatusNoContent, Header: http.Header{
+		"Allow":                        {t.Methods()},
+		"Access-Control-Allow-Methods": {t.Methods()},
+		"Access-Control-Allow-Headers": {"Authorization, Content-Type"},
+		"Cache-Control":                {"no-store"},
+		"Vary":                         {"Origin, Access-Control-Request-Method, Access-Control-Request-Headers"},
+	}}
 }

@@ -148,7 +148,7 @@ func benchOps(b *testing.B, store keystore.Admin, seeded int, method string) {
 			Target: Target{Workspace: "ws_acme", Collection: "/v1/workspaces/ws_acme/tokens"}}
 		want := 201
 		if method == "POST" {
-			req.Body = strings.NewReader(`{"name":"bench","scopes":["deploy"]}`)
+			req.Body, req.ContentType = strings.NewReader(`{"name":"bench","scopes":["deploy"]}`), "application/json"
 		} else {
 			req.Target.Item, req.Target.ID, want = true, ids[i], 204
 		}

@@ -28,7 +28,7 @@ func FuzzServe(f *testing.F) {
 			return
 		}
 		before := fx.tokens(t)
-		a := fx.svc.Serve(t.Context(), &Request{Method: method, Target: target, Caller: who, Body: strings.NewReader(body)})
+		a := fx.svc.Serve(t.Context(), &Request{Method: method, Target: target, Caller: who, ContentType: "application/json", Body: strings.NewReader(body)})
 		if strings.Contains(string(a.Body), "sha256:") {
 			t.Fatalf("answer shows a hash: %s", a.Body)
 		}

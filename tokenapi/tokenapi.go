@@ -139,7 +139,7 @@ func (s *Service) serve(ctx context.Context, req *Request, who *policy.Principal
 		case http.MethodPost:
 			return s.create(ctx, req, who, op)
 		}
-		return methodNotAllowed("GET, HEAD, POST")
+		return methodNotAllowed(t.Methods())
 	case !ValidID(t.ID):
 		// Checked before the method, so that a path trick never learns
 		// more than "no such token".
@@ -155,7 +155,7 @@ func (s *Service) serve(ctx context.Context, req *Request, who *policy.Principal
 	case http.MethodDelete:
 		return s.revoke(ctx, who, t, op)
 	}
-	return methodNotAllowed("GET, HEAD, DELETE")
+	return methodNotAllowed(t.Methods())
 }
 
 // visible returns the token t names when the caller may see it: of the
@@ -191,12 +191,13 @@ func (s *Service) list(ctx context.Context, who *policy.Principal, t Target) Ans
 }
 
 func (s *Service) create(ctx context.Context, req *Request, who *policy.Principal, op *Operation) Answer {
-	if ct := req.ContentType; ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			a := errorAnswer(http.StatusUnsupportedMediaType, codeMediaType, "send the body as application/json")
-			op.Result, op.Reason = ResultInvalid, "Content-Type is not application/json"
-			return a
-		}
+	// A body without Content-Type: application/json is refused before it
+	// is read: an HTML form (or a fetch with no-cors) can send text/plain
+	// or no type cross-site without a preflight, never application/json.
+	if mt, _, err := mime.ParseMediaType(req.ContentType); err != nil || mt != "application/json" {
+		a := errorAnswer(http.StatusUnsupportedMediaType, codeMediaType, "send the body with Content-Type: application/json")
+		op.Result, op.Reason = ResultInvalid, "Content-Type is not application/json"
+		return a
 	}
 	if req.Body == nil {
 		req.Body = http.NoBody

@@ -361,20 +361,26 @@ func TestContentTypeAndStoreFailure(t *testing.T) {
 	target, _ := base.Match("/v1/workspaces/ws_acme/tokens")
 	for ct, want := range map[string]int{
 		"application/json; charset=utf-8":   201,
-		"":                                  201,
+		"":                                  415,
+		"application/json-seq":              415,
+		"application/jsonx; charset=utf-8":  415,
 		"application/x-www-form-urlencoded": 415,
 		"text/plain":                        415,
 	} {
+		before := len(f.tokens(t))
 		a := f.svc.Serve(context.Background(), &Request{Method: "POST", Target: target, Caller: admin, ContentType: ct,
 			Body: strings.NewReader(`{"name":"x","scopes":["read"]}`)})
 		if a.Status != want {
 			t.Errorf("Content-Type %q: %d, want %d", ct, a.Status, want)
 		}
+		if created := len(f.tokens(t)) - before; (want == 201) != (created == 1) {
+			t.Errorf("Content-Type %q: %d tokens created", ct, created)
+		}
 	}
 	// A store that fails: 503 with Retry-After, the error for the log only.
 	broken := &Service{Store: &keystore.FileAdmin{Path: t.TempDir()}}
 	for _, m := range []string{"GET", "POST"} {
-		a := broken.Serve(context.Background(), &Request{Method: m, Target: target, Caller: admin,
+		a := broken.Serve(context.Background(), &Request{Method: m, Target: target, Caller: admin, ContentType: "application/json",
 			Body: strings.NewReader(`{"name":"x","scopes":["read"]}`)})
 		if a.Status != 503 || a.Header.Get("Retry-After") == "" || strings.Contains(string(a.Body), t.TempDir()) {
 			t.Errorf("%s on a broken store: %d %v %s", m, a.Status, a.Header, a.Body)
