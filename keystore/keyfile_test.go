@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -513,6 +515,31 @@ func assertNoTemp(t *testing.T, dir string) {
 	for _, e := range ents {
 		if strings.Contains(e.Name(), ".tmp-") {
 			t.Errorf("temporary file left: %s", e.Name())
+		}
+	}
+}
+
+// TestEntrySchemaNamesTheFields: entrySchema, the names the strict checks
+// allow, is the field list of TokenEntry (written) and of rawEntry (read),
+// in order, so a field added to one and not the others fails here.
+func TestEntrySchemaNamesTheFields(t *testing.T) {
+	tags := func(v any) []string {
+		var names []string
+		rt := reflect.TypeOf(v)
+		for i := range rt.NumField() {
+			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+			names = append(names, name)
+		}
+		return names
+	}
+	for _, typ := range []any{TokenEntry{}, rawEntry{}} {
+		if got := tags(typ); !slices.Equal(got, entryFields) {
+			t.Errorf("%T fields %q, entrySchema %q", typ, got, entryFields)
+		}
+	}
+	for _, f := range entrySchema {
+		if fieldWant(f.name) != f.want || f.want == "" {
+			t.Errorf("field %q: want %q", f.name, fieldWant(f.name))
 		}
 	}
 }
