@@ -251,9 +251,12 @@ func tokenListCommand() *cobra.Command {
 		}
 		out := cmd.OutOrStdout()
 		if *asJSON {
-			enc := json.NewEncoder(out)
-			enc.SetIndent("", "  ")
-			return enc.Encode(tokens)
+			b, err := json.MarshalIndent(tokens, "", "  ")
+			if err != nil {
+				return err
+			}
+			_, err = out.Write(append(jsonPrintable(b), '\n'))
+			return err
 		}
 		now := time.Now()
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -263,8 +266,10 @@ func tokenListCommand() *cobra.Command {
 			if t.Project != nil && *t.Project != "" {
 				project = *t.Project
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Workspace, project,
-				strings.Join(t.Scopes, ","), t.CreatedAt.Format(time.RFC3339), tokenStatus(t, now))
+			// A tab in a name would shift the columns: printable makes
+			// it a space, as every control character.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(t.ID), printable(t.Name), printable(t.Workspace),
+				printable(project), printable(strings.Join(t.Scopes, ",")), t.CreatedAt.Format(time.RFC3339), tokenStatus(t, now))
 		}
 		return tw.Flush()
 	}

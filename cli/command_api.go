@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -64,6 +65,10 @@ func (a apiFlags) client(cmd *cobra.Command) (*apiClient, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
 		return nil, errors.New("--api / $DEPLO_API_URL: want an http(s) URL such as https://api.deplo.sh, without credentials or query")
 	}
+	if u.Scheme == "http" && !loopback(u.Hostname()) {
+		return nil, errors.New("--api / $DEPLO_API_URL: plain http would send $DEPLO_KEY in the clear; use https " +
+			"(http is accepted for localhost and loopback addresses only)")
+	}
 	key := os.Getenv("DEPLO_KEY")
 	if key == "" {
 		return nil, errors.New("$DEPLO_KEY is not set: export the API token (sk_live_…) or dashboard session the API should authenticate")
@@ -73,7 +78,22 @@ func (a apiFlags) client(cmd *cobra.Command) (*apiClient, error) {
 		return nil, errors.New("--workspace is required with --api")
 	}
 	return &apiClient{base: strings.TrimSuffix(u.String(), "/"), key: key, workspace: workspace,
-		http: &http.Client{Timeout: 30 * time.Second}}, nil
+		http: &http.Client{Timeout: 30 * time.Second, CheckRedirect: noRedirect}}, nil
+}
+
+// noRedirect stops the client at a redirect: following one would send
+// $DEPLO_KEY to wherever the server points (another host, port or scheme).
+// call reports the redirect instead.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// loopback reports whether host (a URL's Hostname) is this machine:
+// localhost or a loopback address, where plain http never leaves it.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // tokenLister is what token list and revoke need: a key store, or the API.
@@ -136,8 +156,8 @@ func (c *apiClient) create(cmd *cobra.Command, name, project string, scopes []st
 	if err := c.call(cmd.Context(), http.MethodPost, c.tokensURL(""), body, &made); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "created token %s in workspace %s through %s; it is shown once:\n", made.ID, c.workspace, c.base)
-	fmt.Fprintln(cmd.OutOrStdout(), made.Token)
+	fmt.Fprintf(cmd.ErrOrStderr(), "created token %s in workspace %s through %s; it is shown once:\n", printable(made.ID), c.workspace, c.base)
+	fmt.Fprintln(cmd.OutOrStdout(), printable(made.Token))
 	return nil
 }
 
@@ -207,6 +227,10 @@ func (c *apiClient) call(ctx context.Context, method, target string, in, out any
 	if err != nil {
 		return fmt.Errorf("reading the deplo API's answer: %v", err)
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		return fmt.Errorf("the deplo API answered %s %s with %d and Location %q; $DEPLO_KEY is never sent to a redirect: "+
+			"give --api the final URL", method, req.URL.Path, resp.StatusCode, oneLine(resp.Header.Get("Location")))
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		var refusal struct {
 			Error       string `json:"error"`
@@ -216,7 +240,7 @@ func (c *apiClient) call(ctx context.Context, method, target string, in, out any
 			return fmt.Errorf("the deplo API refused %s %s: %d %s: %s", method, req.URL.Path, resp.StatusCode,
 				oneLine(refusal.Error), oneLine(refusal.Description))
 		}
-		return fmt.Errorf("the deplo API answered %s %s with %s", method, req.URL.Path, resp.Status)
+		return fmt.Errorf("the deplo API answered %s %s with %s", method, req.URL.Path, oneLine(resp.Status))
 	}
 	if out == nil {
 		return nil
@@ -227,16 +251,3 @@ func (c *apiClient) call(ctx context.Context, method, target string, in, out any
 	return nil
 }
 
-// oneLine keeps a server-sent text to one short line of printable ASCII.
-func oneLine(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
-}

@@ -2,10 +2,16 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/deplo-sh/deplo-auth/keystore"
 )
@@ -51,5 +57,132 @@ func TestTokenCommandsWorkspaceInStoreMode(t *testing.T) {
 	t.Setenv("DEPLO_API_URL", "http://127.0.0.1:1")
 	if _, err := runDeploAuth(t, "token", "list", "--keys-file", path); err != nil {
 		t.Errorf("$DEPLO_API_URL overrode --keys-file: %v", err)
+	}
+}
+
+// --api refuses plain http except to this machine, before any request.
+func TestAPIRefusesPlainHTTP(t *testing.T) {
+	t.Setenv(keysFileEnv, "")
+	t.Setenv(postgresEnv, "")
+	t.Setenv("DEPLO_API_URL", "")
+	t.Setenv("DEPLO_KEY", "sk_live_notsentanywhere0000000000000")
+	for url, refused := range map[string]bool{
+		"http://api.deplo.sh":           true,
+		"http://10.0.0.5:8080":          true,
+		"http://localhost.evil.example": true,
+		"http://127.0.0.1.nip.io":       true,
+		"http://0x7f000001":             true,
+		"http://[::ffff:10.0.0.1]":      true,
+		"http://localhost:1":            false,
+		"http://LOCALHOST:1":            false,
+		"http://127.0.0.1:1":            false,
+		"http://127.3.2.1:1":            false,
+		"http://[::1]:1":                false,
+		"http://[::ffff:127.0.0.1]:1":   false,
+		"https://api.deplo.sh.invalid":  false,
+	} {
+		_, err := runDeploAuth(t, "token", "list", "--api", url, "--workspace", "ws_acme")
+		if err == nil {
+			t.Fatalf("%s: no error from an unreachable API", url)
+		}
+		if got := strings.Contains(err.Error(), "plain http"); got != refused {
+			t.Errorf("%s: refused for plain http: %v, want %v (%v)", url, got, refused, err)
+		}
+	}
+}
+
+// A redirect is never followed with $DEPLO_KEY: the server it points to
+// (another port) receives nothing, whatever the redirect's status and the
+// command.
+func TestAPINeverFollowsRedirect(t *testing.T) {
+	t.Setenv(keysFileEnv, "")
+	t.Setenv(postgresEnv, "")
+	t.Setenv("DEPLO_API_URL", "")
+	const key = "sk_live_redirectedkey000000000000000"
+	t.Setenv("DEPLO_KEY", key)
+	var mu sync.Mutex
+	var elsewhere []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		elsewhere = append(elsewhere, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"tokens":[],"id":"tok_x","token":"sk_live_x"}`)
+	}))
+	defer other.Close()
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other.URL+r.URL.Path, status)
+		}))
+		for _, args := range [][]string{
+			{"token", "list"},
+			{"token", "create", "--name", "x", "--scopes", "read"},
+			{"token", "revoke", "tok_abc"},
+		} {
+			args = append(args, "--api", api.URL, "--workspace", "ws_acme")
+			out, err := runDeploAuth(t, args...)
+			if err == nil || !strings.Contains(err.Error(), "never sent to a redirect") {
+				t.Errorf("%d, %v: %v\n%s", status, args[:2], err, out)
+			}
+		}
+		api.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(elsewhere) != 0 {
+		t.Fatalf("the redirect target received %d requests, e.g. %q", len(elsewhere), elsewhere[0])
+	}
+}
+
+// Nothing a server writes reaches the terminal with a control character:
+// error descriptions, token names and ids, in the table and in --json.
+func TestAPIOutputHasNoControlCharacters(t *testing.T) {
+	t.Setenv(keysFileEnv, "")
+	t.Setenv(postgresEnv, "")
+	t.Setenv("DEPLO_API_URL", "")
+	t.Setenv("DEPLO_KEY", "sk_live_controlchars0000000000000000")
+	const nasty = "\x1b]0;pwned\a\x1b[2J\u009b31m\x7f\u202e\x9b\x85"
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.Method {
+		case "GET":
+			b, _ := json.Marshal(map[string]any{"tokens": []map[string]any{{"id": "tok_" + nasty, "name": "n" + nasty,
+				"workspace": "ws_acme" + nasty, "project": "p" + nasty, "scopes": []string{"read" + nasty},
+				"created_at": "2026-11-30T00:00:00Z"}}})
+			w.Write(b)
+		case "POST":
+			b, _ := json.Marshal(map[string]string{"id": "tok_" + nasty, "token": "sk_live_" + nasty})
+			w.WriteHeader(201)
+			w.Write(b)
+		default:
+			w.WriteHeader(403)
+			b, _ := json.Marshal(map[string]string{"error": "e" + nasty, "error_description": "d" + nasty})
+			w.Write(b)
+		}
+	}))
+	defer api.Close()
+	clean := func(what, s string) {
+		t.Helper()
+		for _, r := range s {
+			if r != '\n' && hidden(r) || r == utf8.RuneError && strings.Contains(s, "\x9b") {
+				t.Errorf("%s prints %U: %q", what, r, s)
+				return
+			}
+		}
+	}
+	for _, args := range [][]string{
+		{"token", "list"},
+		{"token", "list", "--json"},
+		{"token", "create", "--name", "x", "--scopes", "read"},
+		{"token", "revoke", "tok_abc"},
+	} {
+		out, err := runDeploAuth(t, append(args, "--api", api.URL, "--workspace", "ws_acme")...)
+		clean(strings.Join(args, " ")+" output", out)
+		if err != nil {
+			clean(strings.Join(args, " ")+" error", err.Error())
+		}
+		if !strings.Contains(out, "pwned") && (err == nil || !strings.Contains(err.Error(), "pwned")) {
+			t.Errorf("%v: the server's text is not shown at all: %q %v", args, out, err)
+		}
 	}
 }
