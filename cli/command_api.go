@@ -250,4 +250,3 @@ func (c *apiClient) call(ctx context.Context, method, target string, in, out any
 	}
 	return nil
 }
-
