@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/policy"
 )
 
@@ -434,7 +435,7 @@ func parseRoute(d *caddyfile.Dispenser) (RouteConfig, error) {
 		case "authenticated":
 			rc.Authenticated = true
 		default:
-			if _, ok := policy.ParseScope(a); !ok {
+			if _, ok := grant.ParseScope(a); !ok {
 				return rc, d.Errf("route %s %s: unknown scope %q (want read, deploy, delete, admin, public or authenticated)", args[0], args[1], a)
 			}
 			rc.Scopes = append(rc.Scopes, a)
@@ -451,7 +452,7 @@ func parseRoute(d *caddyfile.Dispenser) (RouteConfig, error) {
 				return rc, d.ArgErr()
 			}
 			for _, k := range kinds {
-				if _, ok := policy.ParseKind(k); !ok {
+				if _, ok := grant.ParseKind(k); !ok {
 					return rc, d.Errf("route %s %s: via: unknown credential kind %q (want api_key or jwt)", args[0], args[1], k)
 				}
 			}

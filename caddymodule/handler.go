@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/deplo-sh/deplo-auth/decide"
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/identity"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
@@ -22,7 +23,7 @@ import (
 // instead of parsing the {http.auth.user.*} placeholders.
 type Decision struct {
 	// Principal is the verified caller.
-	Principal *policy.Principal
+	Principal *grant.Principal
 	// Match is the route matched, with the path's {workspace} and
 	// {project} bindings.
 	Match policy.Match
@@ -117,7 +118,7 @@ func clientIP(r *http.Request) string {
 }
 
 // identityOf is the identity forwarded for p.
-func identityOf(p *policy.Principal) identity.Identity {
+func identityOf(p *grant.Principal) identity.Identity {
 	return identity.Identity{Method: p.Kind.String(), Subject: p.Subject, Workspace: p.Workspace,
 		Project: p.Project, Scopes: p.Scopes}
 }

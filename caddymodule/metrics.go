@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
 	"github.com/deplo-sh/deplo-auth/tokencache"
@@ -109,16 +110,16 @@ const (
 // request does no label lookup.
 var hot = struct {
 	public   prometheus.Counter
-	allowed  [3]prometheus.Counter  // by policy.Kind
-	decision [3]prometheus.Observer // by policy.Kind
+	allowed  [3]prometheus.Counter  // by grant.Kind
+	decision [3]prometheus.Observer // by grant.Kind
 	cache    [4]prometheus.Counter  // by tokencache.Result
 }{}
 
 func init() {
 	hot.public = metricRequests.WithLabelValues("none", outcomeAllowed, policy.ReasonPublic.String())
-	for k := policy.KindNone; k <= policy.KindJWT; k++ {
+	for k := grant.KindNone; k <= grant.KindJWT; k++ {
 		hot.decision[k] = metricDecision.WithLabelValues(k.String())
-		if k != policy.KindNone { // a request without a credential is allowed only as public
+		if k != grant.KindNone { // a request without a credential is allowed only as public
 			hot.allowed[k] = metricRequests.WithLabelValues(k.String(), outcomeAllowed, "allowed")
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	_ "github.com/deplo-sh/deplo-auth/cli" // registers "caddy deplo-auth"
 	"github.com/deplo-sh/deplo-auth/decide"
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/identity"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
@@ -459,14 +460,14 @@ func (h *Handler) policySpec() ([]policy.RouteSpec, policy.Default, error) {
 			spec.Access = policy.AccessScopes
 		}
 		for _, s := range rc.Scopes {
-			bit, ok := policy.ParseScope(s)
+			bit, ok := grant.ParseScope(s)
 			if !ok {
 				return nil, 0, fmt.Errorf("%s: unknown scope %q (want read, deploy, delete or admin)", where, s)
 			}
 			spec.Scopes |= bit
 		}
 		for _, v := range rc.Via {
-			k, ok := policy.ParseKind(v)
+			k, ok := grant.ParseKind(v)
 			if !ok {
 				return nil, 0, fmt.Errorf("%s: via: unknown credential kind %q (want api_key or jwt)", where, v)
 			}

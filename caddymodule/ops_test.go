@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/deplo-sh/deplo-auth/decide"
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/policy"
 	"github.com/deplo-sh/deplo-auth/tokencache"
 )
@@ -94,7 +95,7 @@ func opsKnownCatalog(t *testing.T) *opsCatalog {
 	}
 
 	var methods []string
-	for k := policy.KindNone; k <= policy.KindJWT; k++ {
+	for k := grant.KindNone; k <= grant.KindJWT; k++ {
 		methods = append(methods, k.String())
 	}
 	reasons := append(slices.Clone(decide.Reasons()), policy.ReasonAllowed.String(), policy.ReasonPublic.String())

@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/deplo-sh/deplo-auth/decide"
-	"github.com/deplo-sh/deplo-auth/policy"
+	"github.com/deplo-sh/deplo-auth/grant"
 )
 
 // retryAfterStoreError is the Retry-After of a 503, in seconds.
@@ -79,7 +79,7 @@ func (a *refusalAnswer) placeholder(key string) (any, bool) {
 
 // counter returns the deplo_auth_requests_total child of this refusal for
 // kind. Two first uses at once resolve the same child, so the race is benign.
-func (a *refusalAnswer) counter(kind policy.Kind) prometheus.Counter {
+func (a *refusalAnswer) counter(kind grant.Kind) prometheus.Counter {
 	if p := a.requests[kind].Load(); p != nil {
 		return *p
 	}
@@ -101,7 +101,7 @@ func (e refusalError) Error() string { return e.f.Code + ": " + e.f.Description 
 // copies instead of writing into the shared array.
 type challenges struct {
 	missing, invalidRequest, invalidToken, forbidden []string
-	forbiddenScope                                   [16][]string // by policy.ScopeSet
+	forbiddenScope                                   [16][]string // by grant.ScopeSet
 }
 
 func newChallenges(realm string) challenges {
@@ -114,7 +114,7 @@ func newChallenges(realm string) challenges {
 		forbidden:      one(base + `, error="insufficient_scope"`),
 	}
 	for s := range c.forbiddenScope {
-		c.forbiddenScope[s] = one(c.forbidden[0] + `, scope="` + policy.ScopeSet(s).String() + `"`)
+		c.forbiddenScope[s] = one(c.forbidden[0] + `, scope="` + grant.ScopeSet(s).String() + `"`)
 	}
 	return c
 }

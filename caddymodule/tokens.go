@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/keystore"
-	"github.com/deplo-sh/deplo-auth/policy"
 	"github.com/deplo-sh/deplo-auth/tokenapi"
 )
 
@@ -115,7 +115,7 @@ func (h *TokensHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 // record writes the one log line and the count of a create or revoke:
 // caller, workspace, token id, scopes and result — never the token or its
 // hash.
-func (h *TokensHandler) record(who *policy.Principal, workspace string, op *tokenapi.Operation) {
+func (h *TokensHandler) record(who *grant.Principal, workspace string, op *tokenapi.Operation) {
 	metricTokenOperations.WithLabelValues(op.Name, op.Result).Inc()
 	level, msg := zapcore.InfoLevel, "token "+op.Name+" refused"
 	switch op.Result {

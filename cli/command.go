@@ -23,10 +23,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/keystore/pgstore"
-	"github.com/deplo-sh/deplo-auth/policy"
 )
 
 func init() {
@@ -143,7 +143,7 @@ func tokenCreateCommand() *cobra.Command {
 			return errors.New("--scopes is required (read, deploy, delete, admin)")
 		}
 		for _, s := range *scopes {
-			if _, ok := policy.ParseScope(s); !ok {
+			if _, ok := grant.ParseScope(s); !ok {
 				return fmt.Errorf("--scopes: unknown scope %q (want read, deploy, delete or admin)", s)
 			}
 		}
@@ -363,7 +363,7 @@ random sid.`,
 			return errors.New("a key is required: --secret-env <VAR> or --key <file>")
 		}
 		for _, s := range *scopes {
-			if _, ok := policy.ParseScope(s); !ok {
+			if _, ok := grant.ParseScope(s); !ok {
 				return fmt.Errorf("--scopes: unknown scope %q", s)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/deplo-sh/deplo-auth/apikey"
 	"github.com/deplo-sh/deplo-auth/bearer"
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
@@ -89,16 +90,16 @@ type Outcome struct {
 	// Public: the route (or a CORS preflight) needs no credential.
 	Public bool
 	// Principal is the verified credential of an allowed request.
-	Principal *policy.Principal
+	Principal *grant.Principal
 	// Match is the route matched (Match.Route nil: none).
 	Match policy.Match
 	// Kind and Subject describe the credential as far as it was read (for
 	// logs and metrics); Subject is the token id or the sub claim.
-	Kind    policy.Kind
+	Kind    grant.Kind
 	Subject string
 	// Scope is the route's scopes when the refusal is insufficient_scope:
 	// the challenge's scope= attribute.
-	Scope policy.ScopeSet
+	Scope grant.ScopeSet
 	// RetryAfter is set with RefuseThrottled.
 	RetryAfter time.Duration
 	// CacheResult is where an API token's record came from; CacheUsed says
@@ -183,7 +184,7 @@ func (e *Engine) authenticate(ctx context.Context, token string, now time.Time, 
 		out.Refusal = RefuseNotAToken
 		return false
 	}
-	out.Kind = policy.KindAPIKey
+	out.Kind = grant.KindAPIKey
 	if apikey.Check(token, !e.SkipChecksum) != nil {
 		out.Refusal = RefuseMalformedToken
 		return false
@@ -217,7 +218,7 @@ func (e *Engine) authenticate(ctx context.Context, token string, now time.Time, 
 
 // authenticateSession verifies a dashboard session token.
 func (e *Engine) authenticateSession(token string, now time.Time, out *Outcome) bool {
-	out.Kind = policy.KindJWT
+	out.Kind = grant.KindJWT
 	s, err := e.Sessions.Verify(token, now)
 	if err != nil {
 		out.Refusal = refusalForJWT(err)

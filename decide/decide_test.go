@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
@@ -57,11 +58,11 @@ func newFixture(t testing.TB, edit func(*Engine)) *fixture {
 	t.Helper()
 	pol, err := policy.New([]policy.RouteSpec{
 		{Method: "GET", Path: "/healthz", Access: policy.AccessPublic},
-		{Method: "GET", Path: "/v1/workspaces/{workspace}/projects", Access: policy.AccessScopes, Scopes: policy.ScopeRead},
-		{Method: "POST", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: policy.AccessScopes, Scopes: policy.ScopeDeploy},
-		{Method: "DELETE", Path: "/v1/workspaces/{workspace}/projects/{project}", Access: policy.AccessScopes, Scopes: policy.ScopeDelete | policy.ScopeAdmin},
+		{Method: "GET", Path: "/v1/workspaces/{workspace}/projects", Access: policy.AccessScopes, Scopes: grant.ScopeRead},
+		{Method: "POST", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: policy.AccessScopes, Scopes: grant.ScopeDeploy},
+		{Method: "DELETE", Path: "/v1/workspaces/{workspace}/projects/{project}", Access: policy.AccessScopes, Scopes: grant.ScopeDelete | grant.ScopeAdmin},
 		{Method: "GET", Path: "/v1/me", Access: policy.AccessAuthenticated},
-		{Method: "POST", Path: "/v1/workspaces/{workspace}/tokens", Access: policy.AccessScopes, Scopes: policy.ScopeAdmin, Via: policy.KindSet(0).With(policy.KindJWT)},
+		{Method: "POST", Path: "/v1/workspaces/{workspace}/tokens", Access: policy.AccessScopes, Scopes: grant.ScopeAdmin, Via: grant.KindSet(0).With(grant.KindJWT)},
 	}, policy.DefaultDeny)
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +135,7 @@ func TestDecide(t *testing.T) {
 		method, path string
 		auth         []string
 		want         *Refusal // nil: allowed
-		wantScope    policy.ScopeSet
+		wantScope    grant.ScopeSet
 		wantSubject  string
 	}{
 		{"public route, no credential", "GET", "/healthz", nil, nil, 0, ""},
@@ -153,15 +154,15 @@ func TestDecide(t *testing.T) {
 		{"revocation scheduled later", "GET", "/v1/workspaces/ws_acme/projects", f.bearer("revoked_later"), nil, 0, "tok_later"},
 		{"read token reads", "GET", "/v1/workspaces/ws_acme/projects", f.bearer("read"), nil, 0, "tok_read"},
 		{"HEAD as GET", "HEAD", "/v1/workspaces/ws_acme/projects", f.bearer("read"), nil, 0, "tok_read"},
-		{"read token deploys", "POST", "/v1/workspaces/ws_acme/projects/web/deployments", f.bearer("read"), refuseByPolicy[policy.ReasonInsufficientScope], policy.ScopeDeploy, "tok_read"},
-		{"all of several scopes", "DELETE", "/v1/workspaces/ws_acme/projects/web", f.bearer("deploy"), refuseByPolicy[policy.ReasonInsufficientScope], policy.ScopeDelete | policy.ScopeAdmin, "tok_deploy"},
+		{"read token deploys", "POST", "/v1/workspaces/ws_acme/projects/web/deployments", f.bearer("read"), refuseByPolicy[policy.ReasonInsufficientScope], grant.ScopeDeploy, "tok_read"},
+		{"all of several scopes", "DELETE", "/v1/workspaces/ws_acme/projects/web", f.bearer("deploy"), refuseByPolicy[policy.ReasonInsufficientScope], grant.ScopeDelete | grant.ScopeAdmin, "tok_deploy"},
 		{"admin satisfies any", "DELETE", "/v1/workspaces/ws_acme/projects/web", f.bearer("admin"), nil, 0, "tok_admin"},
 		{"another workspace", "GET", "/v1/workspaces/ws_other/projects", f.bearer("read"), refuseByPolicy[policy.ReasonWorkspaceMismatch], 0, "tok_read"},
 		{"another project", "POST", "/v1/workspaces/ws_acme/projects/api/deployments", f.bearer("deploy"), refuseByPolicy[policy.ReasonProjectMismatch], 0, "tok_deploy"},
 		{"own project", "POST", "/v1/workspaces/ws_acme/projects/web/deployments", f.bearer("deploy"), nil, 0, "tok_deploy"},
 		{"project token, unbound route", "GET", "/v1/workspaces/ws_acme/projects", f.bearer("deploy"), refuseByPolicy[policy.ReasonProjectTokenNotAllowed], 0, "tok_deploy"},
 		{"no route", "GET", "/v1/unlisted", f.bearer("admin"), refuseByPolicy[policy.ReasonNoRoute], 0, "tok_admin"},
-		{"api key on a jwt route", "POST", "/v1/workspaces/ws_acme/tokens", f.bearer("admin"), refuseKindNotAllowed[policy.KindAPIKey], 0, "tok_admin"},
+		{"api key on a jwt route", "POST", "/v1/workspaces/ws_acme/tokens", f.bearer("admin"), refuseKindNotAllowed[grant.KindAPIKey], 0, "tok_admin"},
 		{"session on a jwt route", "POST", "/v1/workspaces/ws_acme/tokens", session(t, map[string]any{"scope": "admin"}), nil, 0, "user_1"},
 		{"session reads", "GET", "/v1/workspaces/ws_acme/projects", session(t, nil), nil, 0, "user_1"},
 		{"session without workspace on a bound route", "GET", "/v1/workspaces/ws_acme/projects", session(t, map[string]any{"workspace": nil}), refuseByPolicy[policy.ReasonNoWorkspace], 0, "user_1"},

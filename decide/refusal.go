@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/deplo-sh/deplo-auth/bearer"
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/policy"
 )
@@ -156,13 +157,13 @@ func forbiddenDescription(r policy.Reason) string {
 // refuseKindNotAllowed is the 401 of a route that does not accept the
 // credential's kind (`via`), by kind.
 var refuseKindNotAllowed = [...]*Refusal{
-	policy.KindNone:   newRefusal(http.StatusUnauthorized, policy.ReasonKindNotAllowed.String(), "this route does not accept this kind of credential"),
-	policy.KindAPIKey: newRefusal(http.StatusUnauthorized, policy.ReasonKindNotAllowed.String(), "this route does not accept API tokens"),
-	policy.KindJWT:    newRefusal(http.StatusUnauthorized, policy.ReasonKindNotAllowed.String(), "this route does not accept dashboard session tokens"),
+	grant.KindNone:   newRefusal(http.StatusUnauthorized, policy.ReasonKindNotAllowed.String(), "this route does not accept this kind of credential"),
+	grant.KindAPIKey: newRefusal(http.StatusUnauthorized, policy.ReasonKindNotAllowed.String(), "this route does not accept API tokens"),
+	grant.KindJWT:    newRefusal(http.StatusUnauthorized, policy.ReasonKindNotAllowed.String(), "this route does not accept dashboard session tokens"),
 }
 
 // refusalForPolicy returns the refusal of a policy denial.
-func refusalForPolicy(d policy.Decision, kind policy.Kind) *Refusal {
+func refusalForPolicy(d policy.Decision, kind grant.Kind) *Refusal {
 	if d.Reason == policy.ReasonKindNotAllowed {
 		return refuseKindNotAllowed[kind]
 	}

@@ -1,6 +1,7 @@
 // Package identity makes the identity that the deplo-auth gateway forwards
 // to its upstream verifiable, so that an upstream need not trust whatever
-// can reach it. It uses only the standard library.
+// can reach it. It uses only the standard library and package grant (the
+// scope vocabulary, itself standard library only).
 //
 // # Headers
 //

@@ -1,6 +1,10 @@
 package identity
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/deplo-sh/deplo-auth/grant"
+)
 
 // Sentinel errors. Every error returned by this package wraps exactly one of
 // them; check with errors.Is. The wrapping error adds which header or field
@@ -23,8 +27,8 @@ var (
 	// ErrMalformed: a header has several values, a value that could not have
 	// crossed the wire, or is not in the form the gateway sends (an unknown
 	// credential kind or scope, unsorted scopes, a malformed signature
-	// header).
-	ErrMalformed = errors.New("identity: malformed")
+	// header). It is grant.ErrMalformed, which the scope parsers wrap.
+	ErrMalformed = grant.ErrMalformed
 	// ErrConfig: the Signer or Verifier is misconfigured (no key, a bad key
 	// id, a short secret, a duplicate key id, a bad prefix or duration).
 	ErrConfig = errors.New("identity: invalid configuration")

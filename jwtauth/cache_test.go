@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deplo-sh/deplo-auth/policy"
+	"github.com/deplo-sh/deplo-auth/grant"
 )
 
 type denylist struct {
@@ -51,14 +51,14 @@ func TestCacheHit(t *testing.T) {
 	if !hit {
 		t.Fatal("second Verify was not a cache hit")
 	}
-	if s.Principal.Subject != "user_42" || s.Principal.Scopes != policy.ScopeRead|policy.ScopeDeploy {
+	if s.Principal.Subject != "user_42" || s.Principal.Scopes != grant.ScopeRead|grant.ScopeDeploy {
 		t.Errorf("cached session %+v", s)
 	}
 	// The caller's copy is its own.
-	s.Principal.Scopes = policy.ScopeAdmin
+	s.Principal.Scopes = grant.ScopeAdmin
 	s2, err := v.Verify(tok, now)
 	wantErr(t, err, nil)
-	if s2.Principal.Scopes == policy.ScopeAdmin {
+	if s2.Principal.Scopes == grant.ScopeAdmin {
 		t.Error("a caller's change reached the cache")
 	}
 	// The entry is keyed by the SHA-256 of the token, and holds no token.

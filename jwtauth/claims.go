@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/deplo-sh/deplo-auth/policy"
+	"github.com/deplo-sh/deplo-auth/grant"
 )
 
 // maxNumericDate is 9999-12-31T23:59:59Z: later time claims are refused.
@@ -111,7 +111,7 @@ func (v *Verifier) judgeClaims(payload []byte, now time.Time) (*cacheEntry, *ver
 
 	// Identity.
 	p := &e.session.Principal
-	p.Kind = policy.KindJWT
+	p.Kind = grant.KindJWT
 	if raw := m[claimSub]; raw == nil || string(raw) == string(null) {
 		return nil, errSubMissing
 	}
@@ -136,7 +136,7 @@ func (v *Verifier) judgeClaims(payload []byte, now time.Time) (*cacheEntry, *ver
 	if verr != nil {
 		return nil, verr
 	}
-	p.Scopes, e.session.UnknownScopes = policy.ParseScopes(names)
+	p.Scopes, e.session.UnknownScopes = grant.ParseScopeNames(names)
 	if e.jti, verr = optionalString(m[claimJti], errSessionIDType); verr != nil {
 		return nil, verr
 	}

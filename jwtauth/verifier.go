@@ -2,7 +2,7 @@
 // deplo-auth: algorithms and keys pinned by configuration (a secret, public
 // key files, a JWKS URL), strict parsing before any cryptography, the
 // registered time claims with leeway, iss/aud/typ, and the mapping of claims
-// to a policy.Principal. Verified results are cached by the SHA-256 of the
+// to a grant.Principal. Verified results are cached by the SHA-256 of the
 // token. The package does no Caddy work; the adapter wires it in.
 package jwtauth
 
@@ -18,10 +18,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/dgraph-io/ristretto/v2"
 	"go.uber.org/zap"
-
-	"github.com/deplo-sh/deplo-auth/policy"
 )
 
 // Defaults for Config's zero values.
@@ -123,9 +122,9 @@ type Config struct {
 // Session is a verified token's identity. It is the caller's copy, but
 // UnknownScopes is shared between callers and must not be modified.
 type Session struct {
-	// Principal has Kind policy.KindJWT, Subject = sub, Workspace, Project
+	// Principal has Kind grant.KindJWT, Subject = sub, Workspace, Project
 	// and the known scopes.
-	Principal policy.Principal
+	Principal grant.Principal
 	// UnknownScopes are scope names the token carries that are none of the
 	// four scopes: never granted, for the caller to log.
 	UnknownScopes []string

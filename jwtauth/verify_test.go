@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deplo-sh/deplo-auth/policy"
+	"github.com/deplo-sh/deplo-auth/grant"
 )
 
 // algCase is one algorithm with its signing key, another key of the same
@@ -68,8 +68,8 @@ func TestEveryAlgorithm(t *testing.T) {
 
 			s, err := v.Verify(mint(t, tc.alg, tc.key, "", claimsAt(now)), now)
 			wantErr(t, err, nil)
-			want := policy.Principal{Kind: policy.KindJWT, Subject: "user_42", Workspace: "ws_acme",
-				Project: "weekly-report", Scopes: policy.ScopeRead | policy.ScopeDeploy}
+			want := grant.Principal{Kind: grant.KindJWT, Subject: "user_42", Workspace: "ws_acme",
+				Project: "weekly-report", Scopes: grant.ScopeRead | grant.ScopeDeploy}
 			if s.Principal != want {
 				t.Errorf("principal = %+v, want %+v", s.Principal, want)
 			}
@@ -167,14 +167,14 @@ func TestClaims(t *testing.T) {
 		{name: "scope as number", claims: with(base, "scope", 3), want: ErrClaims},
 		{name: "scope array with number", claims: with(base, "scope", []any{"read", 1}), want: ErrClaims},
 		{name: "scope as object", claims: with(base, "scope", map[string]any{"read": true}), want: ErrClaims},
-		{name: "scope array", claims: with(base, "scope", []string{"admin", "delete"}), check: scopesAre(policy.ScopeAdmin | policy.ScopeDelete)},
-		{name: "scope string with extra spaces", claims: with(base, "scope", "  read   delete "), check: scopesAre(policy.ScopeRead | policy.ScopeDelete)},
-		{name: "scp array when scope absent", claims: with(base, "scope", deleteClaim, "scp", []string{"deploy"}), check: scopesAre(policy.ScopeDeploy)},
-		{name: "scopes array when scope absent", claims: with(base, "scope", deleteClaim, "scopes", []string{"read"}), check: scopesAre(policy.ScopeRead)},
-		{name: "scope wins over scp", claims: with(base, "scope", "read", "scp", []string{"admin"}), check: scopesAre(policy.ScopeRead)},
+		{name: "scope array", claims: with(base, "scope", []string{"admin", "delete"}), check: scopesAre(grant.ScopeAdmin | grant.ScopeDelete)},
+		{name: "scope string with extra spaces", claims: with(base, "scope", "  read   delete "), check: scopesAre(grant.ScopeRead | grant.ScopeDelete)},
+		{name: "scp array when scope absent", claims: with(base, "scope", deleteClaim, "scp", []string{"deploy"}), check: scopesAre(grant.ScopeDeploy)},
+		{name: "scopes array when scope absent", claims: with(base, "scope", deleteClaim, "scopes", []string{"read"}), check: scopesAre(grant.ScopeRead)},
+		{name: "scope wins over scp", claims: with(base, "scope", "read", "scp", []string{"admin"}), check: scopesAre(grant.ScopeRead)},
 		{name: "no scopes", claims: with(base, "scope", deleteClaim), check: scopesAre(0)},
 		{name: "unknown scopes ignored and reported", claims: with(base, "scope", "read superuser Admin"), check: func(t *testing.T, s *Session) {
-			scopesAre(policy.ScopeRead)(t, s)
+			scopesAre(grant.ScopeRead)(t, s)
 			if !reflect.DeepEqual(s.UnknownScopes, []string{"superuser", "Admin"}) {
 				t.Errorf("unknown = %q", s.UnknownScopes)
 			}
@@ -185,7 +185,7 @@ func TestClaims(t *testing.T) {
 			},
 			check: func(t *testing.T, s *Session) {
 				p := s.Principal
-				if p.Subject != "u9" || p.Workspace != "ws_x" || p.Project != "p1" || p.Scopes != policy.ScopeAdmin {
+				if p.Subject != "u9" || p.Workspace != "ws_x" || p.Project != "p1" || p.Scopes != grant.ScopeAdmin {
 					t.Errorf("principal = %+v", p)
 				}
 			}},
@@ -212,7 +212,7 @@ func TestClaims(t *testing.T) {
 	}
 }
 
-func scopesAre(want policy.ScopeSet) func(*testing.T, *Session) {
+func scopesAre(want grant.ScopeSet) func(*testing.T, *Session) {
 	return func(t *testing.T, s *Session) {
 		t.Helper()
 		if s.Principal.Scopes != want {

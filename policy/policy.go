@@ -1,3 +1,7 @@
+// Package policy is the pure decision logic of deplo-auth: scopes, the route
+// table and its matching, workspace and project binding, and the allow/deny
+// decision with a reason. It does no I/O and imports nothing from Caddy, so it
+// can be tested and fuzzed on its own.
 package policy
 
 import (
@@ -5,48 +9,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/deplo-sh/deplo-auth/grant"
 )
-
-// Kind is the kind of credential a request presented.
-type Kind uint8
-
-// The kinds of credential. KindNone is a request without one.
-const (
-	KindNone Kind = iota
-	KindAPIKey
-	KindJWT
-)
-
-// String returns the kind as used in X-Deplo-Auth and metric labels.
-func (k Kind) String() string {
-	switch k {
-	case KindAPIKey:
-		return "api_key"
-	case KindJWT:
-		return "jwt"
-	}
-	return "none"
-}
-
-// ParseKind parses "api_key" or "jwt".
-func ParseKind(s string) (Kind, bool) {
-	switch s {
-	case "api_key":
-		return KindAPIKey, true
-	case "jwt":
-		return KindJWT, true
-	}
-	return KindNone, false
-}
-
-// KindSet is a set of credential kinds; the zero value allows every kind.
-type KindSet uint8
-
-// With returns s with k added.
-func (s KindSet) With(k Kind) KindSet { return s | 1<<k }
-
-// Allows reports whether s admits kind k. An empty set admits every kind.
-func (s KindSet) Allows(k Kind) bool { return s == 0 || s&(1<<k) != 0 }
 
 // Access says what a route demands of a request.
 type Access uint8
@@ -89,9 +54,9 @@ type RouteSpec struct {
 	Access Access
 	// Scopes the credential must all hold (AccessScopes only); admin
 	// satisfies any.
-	Scopes ScopeSet
+	Scopes grant.ScopeSet
 	// Via restricts the credential kinds the route accepts (empty: any).
-	Via KindSet
+	Via grant.KindSet
 	// ProjectTokens lets project-scoped credentials use a route that does
 	// not bind {project}; the upstream must then confine its answer to
 	// X-Deplo-Project.
@@ -277,18 +242,6 @@ func (p *Policy) Match(method, path string) Match {
 // Public reports whether the request needs no credential.
 func (m *Match) Public() bool { return m.Route != nil && m.Route.Access == AccessPublic }
 
-// Principal is a verified credential.
-type Principal struct {
-	Kind Kind
-	// Subject is the token id (API key) or the sub claim (JWT).
-	Subject string
-	// Workspace is empty for a credential bound to no workspace.
-	Workspace string
-	// Project is empty for a workspace-scoped credential.
-	Project string
-	Scopes  ScopeSet
-}
-
 // Reason explains a decision, for logs and metrics. The set is fixed.
 type Reason uint8
 
@@ -337,13 +290,13 @@ type Decision struct {
 	// Scope is the route's required scopes when Reason is
 	// ReasonInsufficientScope (the scope= attribute of the challenge);
 	// zero for a refusal about binding or a route with no policy.
-	Scope ScopeSet
+	Scope grant.ScopeSet
 }
 
 // Authorize decides whether who may make the matched request. Binding is
 // checked before scopes, so a caller from another workspace learns nothing
 // about what the route would need.
-func (m *Match) Authorize(who *Principal) Decision {
+func (m *Match) Authorize(who *grant.Principal) Decision {
 	r := m.Route
 	if r == nil {
 		if m.VariantOf != nil {

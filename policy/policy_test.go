@@ -6,39 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-)
 
-func TestScopeSet(t *testing.T) {
-	all := ScopeRead | ScopeDeploy | ScopeDelete | ScopeAdmin
-	if got := all.String(); got != "admin delete deploy read" {
-		t.Errorf("String() = %q", got)
-	}
-	if got := (ScopeRead | ScopeDeploy).String(); got != "deploy read" {
-		t.Errorf("String() = %q", got)
-	}
-	set, unknown := ParseScopes([]string{"read", "Deploy", "write", "admin"})
-	if set != ScopeRead|ScopeAdmin || len(unknown) != 2 {
-		t.Errorf("ParseScopes = %v, %v", set, unknown)
-	}
-	tests := []struct {
-		have, need ScopeSet
-		ok         bool
-	}{
-		{ScopeRead, ScopeRead, true},
-		{ScopeRead, ScopeDeploy, false},
-		{ScopeDeploy, ScopeRead, false}, // no scope implies another
-		{ScopeDelete, ScopeDeploy, false},
-		{ScopeRead | ScopeDeploy, ScopeRead | ScopeDeploy, true},
-		{ScopeRead, ScopeRead | ScopeDeploy, false}, // a list needs all
-		{ScopeAdmin, ScopeRead | ScopeDeploy | ScopeDelete, true},
-		{0, ScopeRead, false},
-	}
-	for _, tt := range tests {
-		if got := tt.have.Satisfies(tt.need); got != tt.ok {
-			t.Errorf("%q.Satisfies(%q) = %v, want %v", tt.have, tt.need, got, tt.ok)
-		}
-	}
-}
+	"github.com/deplo-sh/deplo-auth/grant"
+)
 
 // deploPolicy is the route table of the deplo API used across these tests.
 func deploPolicy(t testing.TB, def Default) *Policy {
@@ -46,14 +16,14 @@ func deploPolicy(t testing.TB, def Default) *Policy {
 	p, err := New([]RouteSpec{
 		{Method: "GET", Path: "/healthz", Access: AccessPublic},
 		{Method: "GET", Path: "/v1/me", Access: AccessAuthenticated},
-		{Method: "GET", Path: "/v1/workspaces/{workspace}/projects", Access: AccessScopes, Scopes: ScopeRead, ProjectTokens: true},
-		{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: AccessScopes, Scopes: ScopeRead},
-		{Method: "POST", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: AccessScopes, Scopes: ScopeDeploy},
-		{Method: "DELETE", Path: "/v1/workspaces/{workspace}/projects/{project}", Access: AccessScopes, Scopes: ScopeDelete},
-		{Method: "POST", Path: "/v1/workspaces/{workspace}/projects/{project}/promote", Access: AccessScopes, Scopes: ScopeDeploy | ScopeDelete},
-		{Method: "*", Path: "/v1/workspaces/{workspace}/tokens/", Access: AccessScopes, Scopes: ScopeAdmin},
-		{Method: "GET", Path: "/v1/workspaces/{workspace}/members", Access: AccessScopes, Scopes: ScopeAdmin, Via: KindSet(0).With(KindJWT)},
-		{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}/files/{path...}", Access: AccessScopes, Scopes: ScopeRead},
+		{Method: "GET", Path: "/v1/workspaces/{workspace}/projects", Access: AccessScopes, Scopes: grant.ScopeRead, ProjectTokens: true},
+		{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: AccessScopes, Scopes: grant.ScopeRead},
+		{Method: "POST", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: AccessScopes, Scopes: grant.ScopeDeploy},
+		{Method: "DELETE", Path: "/v1/workspaces/{workspace}/projects/{project}", Access: AccessScopes, Scopes: grant.ScopeDelete},
+		{Method: "POST", Path: "/v1/workspaces/{workspace}/projects/{project}/promote", Access: AccessScopes, Scopes: grant.ScopeDeploy | grant.ScopeDelete},
+		{Method: "*", Path: "/v1/workspaces/{workspace}/tokens/", Access: AccessScopes, Scopes: grant.ScopeAdmin},
+		{Method: "GET", Path: "/v1/workspaces/{workspace}/members", Access: AccessScopes, Scopes: grant.ScopeAdmin, Via: grant.KindSet(0).With(grant.KindJWT)},
+		{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}/files/{path...}", Access: AccessScopes, Scopes: grant.ScopeRead},
 	}, def)
 	if err != nil {
 		t.Fatal(err)
@@ -63,21 +33,21 @@ func deploPolicy(t testing.TB, def Default) *Policy {
 
 func TestAuthorize(t *testing.T) {
 	p := deploPolicy(t, DefaultDeny)
-	wsRead := &Principal{Kind: KindAPIKey, Subject: "tok_1", Workspace: "ws_acme", Scopes: ScopeRead}
-	wsDeploy := &Principal{Kind: KindAPIKey, Subject: "tok_2", Workspace: "ws_acme", Scopes: ScopeDeploy}
-	wsAdmin := &Principal{Kind: KindAPIKey, Subject: "tok_3", Workspace: "ws_acme", Scopes: ScopeAdmin}
-	projDeploy := &Principal{Kind: KindAPIKey, Subject: "tok_4", Workspace: "ws_acme", Project: "weekly-report", Scopes: ScopeDeploy | ScopeRead}
-	noWorkspace := &Principal{Kind: KindJWT, Subject: "user_1", Scopes: ScopeAdmin}
-	jwtAdmin := &Principal{Kind: KindJWT, Subject: "user_2", Workspace: "ws_acme", Scopes: ScopeAdmin}
-	deployDelete := &Principal{Kind: KindAPIKey, Subject: "tok_5", Workspace: "ws_acme", Scopes: ScopeDeploy | ScopeDelete}
+	wsRead := &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_1", Workspace: "ws_acme", Scopes: grant.ScopeRead}
+	wsDeploy := &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_2", Workspace: "ws_acme", Scopes: grant.ScopeDeploy}
+	wsAdmin := &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_3", Workspace: "ws_acme", Scopes: grant.ScopeAdmin}
+	projDeploy := &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_4", Workspace: "ws_acme", Project: "weekly-report", Scopes: grant.ScopeDeploy | grant.ScopeRead}
+	noWorkspace := &grant.Principal{Kind: grant.KindJWT, Subject: "user_1", Scopes: grant.ScopeAdmin}
+	jwtAdmin := &grant.Principal{Kind: grant.KindJWT, Subject: "user_2", Workspace: "ws_acme", Scopes: grant.ScopeAdmin}
+	deployDelete := &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_5", Workspace: "ws_acme", Scopes: grant.ScopeDeploy | grant.ScopeDelete}
 
 	tests := []struct {
 		name         string
-		who          *Principal
+		who          *grant.Principal
 		method, path string
 		allow        bool
 		reason       Reason
-		scope        ScopeSet
+		scope        grant.ScopeSet
 	}{
 		{"public", nil, "GET", "/healthz", true, ReasonPublic, 0},
 		{"authenticated any scope", wsRead, "GET", "/v1/me", true, ReasonAllowed, 0},
@@ -87,18 +57,18 @@ func TestAuthorize(t *testing.T) {
 		{"other workspace", wsRead, "GET", "/v1/workspaces/ws_evil/projects", false, ReasonWorkspaceMismatch, 0},
 		{"workspace case differs", wsRead, "GET", "/v1/workspaces/WS_ACME/projects", false, ReasonWorkspaceMismatch, 0},
 		{"workspace prefix", wsRead, "GET", "/v1/workspaces/ws_acme2/projects", false, ReasonWorkspaceMismatch, 0},
-		{"read cannot deploy", wsRead, "POST", "/v1/workspaces/ws_acme/projects/p1/deployments", false, ReasonInsufficientScope, ScopeDeploy},
-		{"deploy cannot read", wsDeploy, "GET", "/v1/workspaces/ws_acme/projects/p1/deployments", false, ReasonInsufficientScope, ScopeRead},
-		{"deploy cannot delete", wsDeploy, "DELETE", "/v1/workspaces/ws_acme/projects/p1", false, ReasonInsufficientScope, ScopeDelete},
+		{"read cannot deploy", wsRead, "POST", "/v1/workspaces/ws_acme/projects/p1/deployments", false, ReasonInsufficientScope, grant.ScopeDeploy},
+		{"deploy cannot read", wsDeploy, "GET", "/v1/workspaces/ws_acme/projects/p1/deployments", false, ReasonInsufficientScope, grant.ScopeRead},
+		{"deploy cannot delete", wsDeploy, "DELETE", "/v1/workspaces/ws_acme/projects/p1", false, ReasonInsufficientScope, grant.ScopeDelete},
 		{"deploy", wsDeploy, "POST", "/v1/workspaces/ws_acme/projects/p1/deployments", true, ReasonAllowed, 0},
-		{"two scopes need both", wsDeploy, "POST", "/v1/workspaces/ws_acme/projects/p1/promote", false, ReasonInsufficientScope, ScopeDeploy | ScopeDelete},
+		{"two scopes need both", wsDeploy, "POST", "/v1/workspaces/ws_acme/projects/p1/promote", false, ReasonInsufficientScope, grant.ScopeDeploy | grant.ScopeDelete},
 		{"two scopes held", deployDelete, "POST", "/v1/workspaces/ws_acme/projects/p1/promote", true, ReasonAllowed, 0},
 		{"admin satisfies all", wsAdmin, "POST", "/v1/workspaces/ws_acme/projects/p1/promote", true, ReasonAllowed, 0},
 		{"admin satisfies delete", wsAdmin, "DELETE", "/v1/workspaces/ws_acme/projects/p1", true, ReasonAllowed, 0},
 		{"admin still bound to workspace", wsAdmin, "DELETE", "/v1/workspaces/ws_other/projects/p1", false, ReasonWorkspaceMismatch, 0},
 		{"tokens subtree", wsAdmin, "POST", "/v1/workspaces/ws_acme/tokens/", true, ReasonAllowed, 0},
 		{"tokens subtree deep", wsAdmin, "DELETE", "/v1/workspaces/ws_acme/tokens/tok_1", true, ReasonAllowed, 0},
-		{"tokens need admin", wsDeploy, "GET", "/v1/workspaces/ws_acme/tokens/x", false, ReasonInsufficientScope, ScopeAdmin},
+		{"tokens need admin", wsDeploy, "GET", "/v1/workspaces/ws_acme/tokens/x", false, ReasonInsufficientScope, grant.ScopeAdmin},
 		{"project token own project", projDeploy, "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", true, ReasonAllowed, 0},
 		{"project token other project", projDeploy, "POST", "/v1/workspaces/ws_acme/projects/billing/deployments", false, ReasonProjectMismatch, 0},
 		{"project token longer name", projDeploy, "POST", "/v1/workspaces/ws_acme/projects/weekly-report-backup/deployments", false, ReasonProjectMismatch, 0},
@@ -137,8 +107,8 @@ func TestAuthorize(t *testing.T) {
 
 func TestDefaultAuthenticated(t *testing.T) {
 	p := deploPolicy(t, DefaultAuthenticated)
-	ws := &Principal{Kind: KindAPIKey, Workspace: "ws_acme", Scopes: ScopeRead}
-	proj := &Principal{Kind: KindAPIKey, Workspace: "ws_acme", Project: "p", Scopes: ScopeRead}
+	ws := &grant.Principal{Kind: grant.KindAPIKey, Workspace: "ws_acme", Scopes: grant.ScopeRead}
+	proj := &grant.Principal{Kind: grant.KindAPIKey, Workspace: "ws_acme", Project: "p", Scopes: grant.ScopeRead}
 	m := p.Match("GET", "/v1/unlisted")
 	if d := m.Authorize(ws); !d.Allow {
 		t.Errorf("default authenticated refused a workspace token: %s", d.Reason)
@@ -147,7 +117,7 @@ func TestDefaultAuthenticated(t *testing.T) {
 		t.Error("default authenticated let a project token through")
 	}
 	// Any valid credential: one bound to no workspace too (docs/design.md, "The decision").
-	if d := m.Authorize(&Principal{Kind: KindJWT, Scopes: ScopeRead}); !d.Allow {
+	if d := m.Authorize(&grant.Principal{Kind: grant.KindJWT, Scopes: grant.ScopeRead}); !d.Allow {
 		t.Errorf("default authenticated refused a credential without a workspace: %s", d.Reason)
 	}
 	// A listed route keeps its own rule.
@@ -165,22 +135,22 @@ func TestNewErrors(t *testing.T) {
 		want   string
 	}{
 		{"conflict", []RouteSpec{
-			{Method: "GET", Path: "/a/{x}/c", Access: AccessScopes, Scopes: ScopeRead},
-			{Method: "GET", Path: "/a/b/{y}", Access: AccessScopes, Scopes: ScopeRead},
+			{Method: "GET", Path: "/a/{x}/c", Access: AccessScopes, Scopes: grant.ScopeRead},
+			{Method: "GET", Path: "/a/b/{y}", Access: AccessScopes, Scopes: grant.ScopeRead},
 		}, 1, "conflicts"},
 		{"duplicate", []RouteSpec{
 			{Method: "GET", Path: "/a", Access: AccessPublic},
-			{Method: "GET", Path: "/a", Access: AccessScopes, Scopes: ScopeRead},
+			{Method: "GET", Path: "/a", Access: AccessScopes, Scopes: grant.ScopeRead},
 		}, 1, "/a"},
 		{"no scopes", []RouteSpec{{Method: "GET", Path: "/a"}}, 0, "needs at least one scope"},
-		{"public with scopes", []RouteSpec{{Method: "GET", Path: "/a", Access: AccessPublic, Scopes: ScopeRead}}, 0, "public"},
+		{"public with scopes", []RouteSpec{{Method: "GET", Path: "/a", Access: AccessPublic, Scopes: grant.ScopeRead}}, 0, "public"},
 		{"bad pattern", []RouteSpec{{Method: "GET", Path: "/a/{", Access: AccessPublic}}, 0, "route 1"},
 		{"relative", []RouteSpec{{Method: "GET", Path: "a", Access: AccessPublic}}, 0, "must start with /"},
 		// "post" beside "POST" would be two routes for what many upstreams
 		// run as one method.
 		{"lower-case method", []RouteSpec{
-			{Method: "POST", Path: "/a", Access: AccessScopes, Scopes: ScopeAdmin},
-			{Method: "post", Path: "/a", Access: AccessScopes, Scopes: ScopeRead},
+			{Method: "POST", Path: "/a", Access: AccessScopes, Scopes: grant.ScopeAdmin},
+			{Method: "post", Path: "/a", Access: AccessScopes, Scopes: grant.ScopeRead},
 		}, 1, "upper case"},
 		{"mixed-case method", []RouteSpec{{Method: "Get", Path: "/a", Access: AccessPublic}}, 0, "upper case"},
 	}
@@ -268,9 +238,9 @@ func FuzzPolicy(f *testing.F) {
 		f.Add("POST", s, s)
 	}
 	policies := []*Policy{deploPolicy(f, DefaultDeny), deploPolicy(f, DefaultAuthenticated)}
-	principals := []*Principal{
-		{Kind: KindAPIKey, Workspace: "ws_acme", Project: "weekly-report", Scopes: ScopeAdmin},
-		{Kind: KindAPIKey, Workspace: "ws_acme", Scopes: ScopeAdmin},
+	principals := []*grant.Principal{
+		{Kind: grant.KindAPIKey, Workspace: "ws_acme", Project: "weekly-report", Scopes: grant.ScopeAdmin},
+		{Kind: grant.KindAPIKey, Workspace: "ws_acme", Scopes: grant.ScopeAdmin},
 	}
 	f.Fuzz(func(t *testing.T, method, path, raw string) {
 		if ValidatePath(path, raw) != nil {
@@ -292,7 +262,7 @@ func FuzzPolicy(f *testing.F) {
 
 // checkAllowed fails unless an allowed request of who (of ws_acme) is in its
 // own workspace and, when the route binds one, its project.
-func checkAllowed(t *testing.T, m *Match, who *Principal, method, path string) {
+func checkAllowed(t *testing.T, m *Match, who *grant.Principal, method, path string) {
 	if m.Route.Access == AccessAuthenticated {
 		return // any valid credential, by definition
 	}

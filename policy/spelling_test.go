@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/deplo-sh/deplo-auth/grant"
 )
 
 // exampleRoutes are the routes of Caddyfile.example and of issue 15's
@@ -12,21 +14,21 @@ import (
 var exampleRoutes = []RouteSpec{
 	{Method: "GET", Path: "/healthz", Access: AccessPublic},
 	{Method: "GET", Path: "/v1/me", Access: AccessAuthenticated},
-	{Method: "GET", Path: "/v1/workspaces/{workspace}/projects", Access: AccessScopes, Scopes: ScopeRead, ProjectTokens: true},
-	{Method: "POST", Path: "/v1/workspaces/{workspace}/projects", Access: AccessScopes, Scopes: ScopeAdmin},
-	{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}", Access: AccessScopes, Scopes: ScopeRead},
-	{Method: "DELETE", Path: "/v1/workspaces/{workspace}/projects/{project}", Access: AccessScopes, Scopes: ScopeDelete},
-	{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: AccessScopes, Scopes: ScopeRead},
-	{Method: "POST", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: AccessScopes, Scopes: ScopeDeploy},
-	{Method: "DELETE", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments/{deployment}", Access: AccessScopes, Scopes: ScopeDelete},
-	{Method: "GET", Path: "/v1/workspaces/{workspace}/tokens", Access: AccessScopes, Scopes: ScopeRead},
-	{Method: "*", Path: "/v1/workspaces/{workspace}/tokens/", Access: AccessScopes, Scopes: ScopeAdmin},
-	{Method: "*", Path: "/v1/workspaces/{workspace}/members/", Access: AccessScopes, Scopes: ScopeAdmin, Via: KindSet(0).With(KindJWT)},
-	{Method: "POST", Path: "/v1/workspaces/{workspace}/tokens/", Access: AccessScopes, Scopes: ScopeAdmin, Via: KindSet(0).With(KindJWT)},
-	{Method: "*", Path: "/v1/workspaces/{workspace}/settings/", Access: AccessScopes, Scopes: ScopeRead},
-	{Method: "POST", Path: "/v1/workspaces/{workspace}/settings/", Access: AccessScopes, Scopes: ScopeAdmin},
-	{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}/files/{path...}", Access: AccessScopes, Scopes: ScopeRead},
-	{Method: "GET", Path: "/v1/workspaces/{workspace}/reports/{$}", Access: AccessScopes, Scopes: ScopeAdmin},
+	{Method: "GET", Path: "/v1/workspaces/{workspace}/projects", Access: AccessScopes, Scopes: grant.ScopeRead, ProjectTokens: true},
+	{Method: "POST", Path: "/v1/workspaces/{workspace}/projects", Access: AccessScopes, Scopes: grant.ScopeAdmin},
+	{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}", Access: AccessScopes, Scopes: grant.ScopeRead},
+	{Method: "DELETE", Path: "/v1/workspaces/{workspace}/projects/{project}", Access: AccessScopes, Scopes: grant.ScopeDelete},
+	{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: AccessScopes, Scopes: grant.ScopeRead},
+	{Method: "POST", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments", Access: AccessScopes, Scopes: grant.ScopeDeploy},
+	{Method: "DELETE", Path: "/v1/workspaces/{workspace}/projects/{project}/deployments/{deployment}", Access: AccessScopes, Scopes: grant.ScopeDelete},
+	{Method: "GET", Path: "/v1/workspaces/{workspace}/tokens", Access: AccessScopes, Scopes: grant.ScopeRead},
+	{Method: "*", Path: "/v1/workspaces/{workspace}/tokens/", Access: AccessScopes, Scopes: grant.ScopeAdmin},
+	{Method: "*", Path: "/v1/workspaces/{workspace}/members/", Access: AccessScopes, Scopes: grant.ScopeAdmin, Via: grant.KindSet(0).With(grant.KindJWT)},
+	{Method: "POST", Path: "/v1/workspaces/{workspace}/tokens/", Access: AccessScopes, Scopes: grant.ScopeAdmin, Via: grant.KindSet(0).With(grant.KindJWT)},
+	{Method: "*", Path: "/v1/workspaces/{workspace}/settings/", Access: AccessScopes, Scopes: grant.ScopeRead},
+	{Method: "POST", Path: "/v1/workspaces/{workspace}/settings/", Access: AccessScopes, Scopes: grant.ScopeAdmin},
+	{Method: "GET", Path: "/v1/workspaces/{workspace}/projects/{project}/files/{path...}", Access: AccessScopes, Scopes: grant.ScopeRead},
+	{Method: "GET", Path: "/v1/workspaces/{workspace}/reports/{$}", Access: AccessScopes, Scopes: grant.ScopeAdmin},
 }
 
 func examplePolicy(t testing.TB, def Default) *Policy {
@@ -40,16 +42,16 @@ func examplePolicy(t testing.TB, def Default) *Policy {
 
 // The credentials an attacker holds in these tests: all of ws_acme.
 var (
-	acmeRead      = &Principal{Kind: KindAPIKey, Subject: "tok_read", Workspace: "ws_acme", Scopes: ScopeRead}
-	acmeAdmin     = &Principal{Kind: KindAPIKey, Subject: "tok_admin", Workspace: "ws_acme", Scopes: ScopeAdmin}
-	acmeProject   = &Principal{Kind: KindAPIKey, Subject: "tok_proj", Workspace: "ws_acme", Project: "weekly-report", Scopes: ScopeAdmin}
-	acmeJWTAdmin  = &Principal{Kind: KindJWT, Subject: "user_1", Workspace: "ws_acme", Scopes: ScopeAdmin}
-	noWorkspaceJW = &Principal{Kind: KindJWT, Subject: "user_2", Scopes: ScopeAdmin}
-	attackers     = []*Principal{acmeRead, acmeAdmin, acmeProject, acmeJWTAdmin, noWorkspaceJW}
+	acmeRead      = &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_read", Workspace: "ws_acme", Scopes: grant.ScopeRead}
+	acmeAdmin     = &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_admin", Workspace: "ws_acme", Scopes: grant.ScopeAdmin}
+	acmeProject   = &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_proj", Workspace: "ws_acme", Project: "weekly-report", Scopes: grant.ScopeAdmin}
+	acmeJWTAdmin  = &grant.Principal{Kind: grant.KindJWT, Subject: "user_1", Workspace: "ws_acme", Scopes: grant.ScopeAdmin}
+	noWorkspaceJW = &grant.Principal{Kind: grant.KindJWT, Subject: "user_2", Scopes: grant.ScopeAdmin}
+	attackers     = []*grant.Principal{acmeRead, acmeAdmin, acmeProject, acmeJWTAdmin, noWorkspaceJW}
 )
 
 // decide is the decision the handler makes for who on m.
-func decide(m *Match, who *Principal) Decision {
+func decide(m *Match, who *grant.Principal) Decision {
 	if m.Public() {
 		return Decision{Allow: true, Reason: ReasonPublic}
 	}
@@ -62,7 +64,7 @@ func decide(m *Match, who *Principal) Decision {
 func TestMethodCaseVariants(t *testing.T) {
 	tests := []struct {
 		name, method, path string
-		who                *Principal
+		who                *grant.Principal
 		variantOf          string // "" when the request is not a variant
 		allow              bool
 	}{
@@ -162,7 +164,7 @@ func TestSpellingsOfListedRoutes(t *testing.T) {
 				// Unlisted paths are the default's: any valid credential but
 				// a project-scoped one, a credential without a workspace
 				// included (docs/design.md, "The decision"; issue 15 item 7).
-				for _, who := range []*Principal{acmeRead, noWorkspaceJW} {
+				for _, who := range []*grant.Principal{acmeRead, noWorkspaceJW} {
 					if d := decide(&m, who); !d.Allow {
 						t.Errorf("default authenticated refused %s: %s", who.Subject, d.Reason)
 					}
@@ -193,7 +195,7 @@ func TestRouteWarnings(t *testing.T) {
 		for _, def := range []Default{DefaultDeny, DefaultAuthenticated} {
 			p, err := New([]RouteSpec{
 				{Method: "GET", Path: "/healthz", Access: AccessPublic},
-				{Method: "GET", Path: tt.path, Access: AccessScopes, Scopes: ScopeRead},
+				{Method: "GET", Path: tt.path, Access: AccessScopes, Scopes: grant.ScopeRead},
 			}, def)
 			if err != nil {
 				t.Fatal(err)

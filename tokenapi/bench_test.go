@@ -15,9 +15,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/keystore/pgstore"
-	"github.com/deplo-sh/deplo-auth/policy"
 )
 
 // The create and revoke benchmarks time Serve end to end on a store that
@@ -135,7 +135,7 @@ func postgresStore(b *testing.B, n int) keystore.Admin {
 // among the seeded ones) through Serve, and reports p50 and p99.
 func benchOps(b *testing.B, store keystore.Admin, seeded int, method string) {
 	svc := &Service{Store: store}
-	admin := &policy.Principal{Kind: policy.KindJWT, Subject: "user_42", Workspace: "ws_acme", Scopes: policy.ScopeAdmin}
+	admin := &grant.Principal{Kind: grant.KindJWT, Subject: "user_42", Workspace: "ws_acme", Scopes: grant.ScopeAdmin}
 	ids := seededIDs(b.N)
 	if method == "DELETE" && b.N > seeded {
 		b.Skipf("revoke runs at most %d operations (the seeded tokens)", seeded)

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/deplo-sh/deplo-auth/policy"
+	"github.com/deplo-sh/deplo-auth/grant"
 )
 
 // FuzzServe drives Serve with any method, path tail, body and caller, and
@@ -13,15 +13,15 @@ import (
 // only on 201 and never beyond the caller's scopes or project, and no
 // answer shows a stored hash.
 func FuzzServe(f *testing.F) {
-	f.Add("POST", "", `{"name":"x","scopes":["read"]}`, uint8(policy.ScopeRead), "")
-	f.Add("POST", "", `{"name":"x","scopes":["admin"],"project":"weekly-report"}`, uint8(policy.ScopeDeploy), "weekly-report")
-	f.Add("DELETE", "/tok_other", ``, uint8(policy.ScopeAdmin), "")
-	f.Add("GET", "/tok_proj", ``, uint8(policy.ScopeRead), "weekly-report")
-	f.Add("GET", "/../tok_other", ``, uint8(policy.ScopeAdmin), "")
+	f.Add("POST", "", `{"name":"x","scopes":["read"]}`, uint8(grant.ScopeRead), "")
+	f.Add("POST", "", `{"name":"x","scopes":["admin"],"project":"weekly-report"}`, uint8(grant.ScopeDeploy), "weekly-report")
+	f.Add("DELETE", "/tok_other", ``, uint8(grant.ScopeAdmin), "")
+	f.Add("GET", "/tok_proj", ``, uint8(grant.ScopeRead), "weekly-report")
+	f.Add("GET", "/../tok_other", ``, uint8(grant.ScopeAdmin), "")
 	f.Fuzz(func(t *testing.T, method, tail, body string, scopes uint8, project string) {
 		fx := newFixture(t)
-		who := &policy.Principal{Kind: policy.KindAPIKey, Subject: "tok_f", Workspace: "ws_acme", Project: project,
-			Scopes: policy.ScopeSet(scopes) & (policy.ScopeRead | policy.ScopeDeploy | policy.ScopeDelete | policy.ScopeAdmin)}
+		who := &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_f", Workspace: "ws_acme", Project: project,
+			Scopes: grant.ScopeSet(scopes) & (grant.ScopeRead | grant.ScopeDeploy | grant.ScopeDelete | grant.ScopeAdmin)}
 		path := "/v1/workspaces/ws_acme/tokens" + tail
 		target, ok := base.Match(path)
 		if !ok {
@@ -49,8 +49,8 @@ func FuzzServe(f *testing.F) {
 		if err := json.Unmarshal(a.Body, &got); err != nil {
 			t.Fatal(err)
 		}
-		granted, _ := policy.ParseScopes(got.Scopes)
-		if who.Scopes&policy.ScopeAdmin == 0 && !who.Scopes.Has(granted) {
+		granted, _ := grant.ParseScopeNames(got.Scopes)
+		if who.Scopes&grant.ScopeAdmin == 0 && !who.Scopes.Has(granted) {
 			t.Fatalf("caller %s granted %s", who.Scopes, granted)
 		}
 		if project != "" && (got.Project == nil || *got.Project != project) {

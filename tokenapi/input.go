@@ -11,7 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/deplo-sh/deplo-auth/policy"
+	"github.com/deplo-sh/deplo-auth/grant"
 )
 
 // MaxBodyBytes bounds the body of a create request.
@@ -26,7 +26,7 @@ const maxProjectLength = 100
 // createInput is a create request's body, checked.
 type createInput struct {
 	Name      string
-	Scopes    policy.ScopeSet
+	Scopes    grant.ScopeSet
 	Project   string    // "" = a workspace-scoped token
 	ExpiresAt time.Time // zero = no expiry
 }
@@ -116,7 +116,7 @@ func (in *createInput) set(key string, raw json.RawMessage, now time.Time) *inpu
 			if n == nil {
 				return invalid("scopes: want a non-empty array of read, deploy, delete, admin")
 			}
-			bit, ok := policy.ParseScope(*n)
+			bit, ok := grant.ParseScope(*n)
 			if !ok {
 				return invalid("scopes: unknown scope (want read, deploy, delete, admin)")
 			}

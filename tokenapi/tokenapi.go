@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/keystore"
-	"github.com/deplo-sh/deplo-auth/policy"
 )
 
 // Service answers token API requests from one key store.
@@ -46,7 +46,7 @@ type Request struct {
 	// Target is what the path names (see Base.Match).
 	Target Target
 	// Caller is the verified principal deplo_auth decided.
-	Caller *policy.Principal
+	Caller *grant.Principal
 	// ContentType is the Content-Type header ("" when absent).
 	ContentType string
 	// Body is read up to MaxBodyBytes+1 bytes, for POST only.
@@ -74,7 +74,7 @@ type Operation struct {
 	// validly or created).
 	TokenID string
 	// Scopes are the token's scopes (requested, for a refused create).
-	Scopes policy.ScopeSet
+	Scopes grant.ScopeSet
 	// Reason is the refusal's description, or the store's error.
 	Reason string
 }
@@ -124,7 +124,7 @@ func (s *Service) Serve(ctx context.Context, req *Request) Answer {
 	return a
 }
 
-func (s *Service) serve(ctx context.Context, req *Request, who *policy.Principal, op *Operation) Answer {
+func (s *Service) serve(ctx context.Context, req *Request, who *grant.Principal, op *Operation) Answer {
 	t := req.Target
 	// deplo_auth bound the workspace to the caller when its route binds
 	// {workspace}; this holds even where it does not.
@@ -161,7 +161,7 @@ func (s *Service) serve(ctx context.Context, req *Request, who *policy.Principal
 // visible returns the token t names when the caller may see it: of the
 // path's workspace and, for a project-scoped caller, of its project. Any
 // other token is reported exactly as an unknown one.
-func (s *Service) visible(ctx context.Context, who *policy.Principal, t Target, op *Operation) (keystore.TokenRecord, Answer, bool) {
+func (s *Service) visible(ctx context.Context, who *grant.Principal, t Target, op *Operation) (keystore.TokenRecord, Answer, bool) {
 	rec, err := s.Store.Token(ctx, t.ID)
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
@@ -173,7 +173,7 @@ func (s *Service) visible(ctx context.Context, who *policy.Principal, t Target, 
 	return rec, refuse(op, http.StatusNotFound, ResultNotFound, codeNotFound, "no such token in this workspace"), false
 }
 
-func (s *Service) list(ctx context.Context, who *policy.Principal, t Target) Answer {
+func (s *Service) list(ctx context.Context, who *grant.Principal, t Target) Answer {
 	recs, err := s.Store.ListTokens(ctx, t.Workspace)
 	if err != nil {
 		return storeFailed(nil, err)
@@ -190,7 +190,7 @@ func (s *Service) list(ctx context.Context, who *policy.Principal, t Target) Ans
 	return jsonAnswer(http.StatusOK, out)
 }
 
-func (s *Service) create(ctx context.Context, req *Request, who *policy.Principal, op *Operation) Answer {
+func (s *Service) create(ctx context.Context, req *Request, who *grant.Principal, op *Operation) Answer {
 	// A body without Content-Type: application/json is refused before it
 	// is read: an HTML form (or a fetch with no-cors) can send text/plain
 	// or no type cross-site without a preflight, never application/json.
@@ -214,7 +214,7 @@ func (s *Service) create(ctx context.Context, req *Request, who *policy.Principa
 	op.Scopes = in.Scopes
 	// No escalation: only admin grants a scope the caller lacks; a
 	// project-scoped caller creates tokens of its own project only.
-	if who.Scopes&policy.ScopeAdmin == 0 && !who.Scopes.Has(in.Scopes) {
+	if who.Scopes&grant.ScopeAdmin == 0 && !who.Scopes.Has(in.Scopes) {
 		return refuse(op, http.StatusForbidden, ResultForbidden, codeForbidden,
 			"scopes: a credential grants only scopes it holds ("+who.Scopes.String()+"); admin grants any")
 	}
@@ -260,15 +260,15 @@ func (s *Service) create(ctx context.Context, req *Request, who *policy.Principa
 	return a
 }
 
-func (s *Service) revoke(ctx context.Context, who *policy.Principal, t Target, op *Operation) Answer {
+func (s *Service) revoke(ctx context.Context, who *grant.Principal, t Target, op *Operation) Answer {
 	rec, a, ok := s.visible(ctx, who, t, op)
 	if !ok {
 		return a
 	}
-	op.Scopes, _ = policy.ParseScopes(rec.Scopes)
+	op.Scopes, _ = grant.ParseScopeNames(rec.Scopes)
 	// The mirror of create's rule: a credential cannot cut off one
 	// stronger than itself (a deploy token revoking the admin's).
-	if who.Scopes&policy.ScopeAdmin == 0 && !who.Scopes.Has(op.Scopes) {
+	if who.Scopes&grant.ScopeAdmin == 0 && !who.Scopes.Has(op.Scopes) {
 		return refuse(op, http.StatusForbidden, ResultForbidden, codeForbidden,
 			"a credential revokes only tokens whose scopes it holds ("+who.Scopes.String()+"); admin revokes any")
 	}

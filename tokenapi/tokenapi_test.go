@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/deplo-sh/deplo-auth/apikey"
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/keystore"
-	"github.com/deplo-sh/deplo-auth/policy"
 )
 
 var base = func() *Base {
@@ -53,15 +53,15 @@ func newFixture(t testing.TB) *fixture {
 }
 
 var (
-	admin      = &policy.Principal{Kind: policy.KindJWT, Subject: "user_42", Workspace: "ws_acme", Scopes: policy.ScopeAdmin}
-	reader     = &policy.Principal{Kind: policy.KindAPIKey, Subject: "tok_r", Workspace: "ws_acme", Scopes: policy.ScopeRead}
-	deployer   = &policy.Principal{Kind: policy.KindAPIKey, Subject: "tok_d", Workspace: "ws_acme", Scopes: policy.ScopeDeploy | policy.ScopeRead}
-	projAgent  = &policy.Principal{Kind: policy.KindAPIKey, Subject: "tok_p", Workspace: "ws_acme", Project: "weekly-report", Scopes: policy.ScopeDeploy | policy.ScopeRead}
-	projAdmin  = &policy.Principal{Kind: policy.KindAPIKey, Subject: "tok_pa", Workspace: "ws_acme", Project: "weekly-report", Scopes: policy.ScopeAdmin}
-	otherAdmin = &policy.Principal{Kind: policy.KindAPIKey, Subject: "tok_o", Workspace: "ws_other", Scopes: policy.ScopeAdmin}
+	admin      = &grant.Principal{Kind: grant.KindJWT, Subject: "user_42", Workspace: "ws_acme", Scopes: grant.ScopeAdmin}
+	reader     = &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_r", Workspace: "ws_acme", Scopes: grant.ScopeRead}
+	deployer   = &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_d", Workspace: "ws_acme", Scopes: grant.ScopeDeploy | grant.ScopeRead}
+	projAgent  = &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_p", Workspace: "ws_acme", Project: "weekly-report", Scopes: grant.ScopeDeploy | grant.ScopeRead}
+	projAdmin  = &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_pa", Workspace: "ws_acme", Project: "weekly-report", Scopes: grant.ScopeAdmin}
+	otherAdmin = &grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_o", Workspace: "ws_other", Scopes: grant.ScopeAdmin}
 )
 
-func (f *fixture) do(t testing.TB, who *policy.Principal, method, path, body string) Answer {
+func (f *fixture) do(t testing.TB, who *grant.Principal, method, path, body string) Answer {
 	t.Helper()
 	target, ok := base.Match(path)
 	if !ok {
@@ -186,7 +186,7 @@ func TestCreate(t *testing.T) {
 		!got.CreatedAt.Equal(f.now) || got.ExpiresAt == nil || !got.ExpiresAt.Equal(time.Date(2027, 1, 30, 23, 0, 0, 0, time.UTC)) {
 		t.Errorf("answer %s", a.Body)
 	}
-	if a.Op.Result != ResultOK || a.Op.TokenID != got.ID || a.Op.Scopes != policy.ScopeDeploy|policy.ScopeRead {
+	if a.Op.Result != ResultOK || a.Op.TokenID != got.ID || a.Op.Scopes != grant.ScopeDeploy|grant.ScopeRead {
 		t.Errorf("operation %+v", a.Op)
 	}
 	// Stored as its hash only.
@@ -210,7 +210,7 @@ func TestNoEscalation(t *testing.T) {
 	const ws = "/v1/workspaces/ws_acme/tokens"
 	tests := []struct {
 		name   string
-		who    *policy.Principal
+		who    *grant.Principal
 		body   string
 		status int
 	}{
@@ -226,7 +226,7 @@ func TestNoEscalation(t *testing.T) {
 		{"project token creating its project's token", projAgent, `{"name":"x","scopes":["read"],"project":"weekly-report"}`, 201},
 		{"project admin creating a workspace token", projAdmin, `{"name":"x","scopes":["read"]}`, 403},
 		{"another workspace's admin", otherAdmin, `{"name":"x","scopes":["read"]}`, 403},
-		{"no workspace", &policy.Principal{Kind: policy.KindJWT, Subject: "u", Scopes: policy.ScopeAdmin}, `{"name":"x","scopes":["read"]}`, 403},
+		{"no workspace", &grant.Principal{Kind: grant.KindJWT, Subject: "u", Scopes: grant.ScopeAdmin}, `{"name":"x","scopes":["read"]}`, 403},
 		{"no principal", nil, `{"name":"x","scopes":["read"]}`, 403},
 	}
 	for _, tt := range tests {
@@ -253,7 +253,7 @@ func TestVisibility(t *testing.T) {
 	const ws = "/v1/workspaces/ws_acme/tokens"
 	tests := []struct {
 		name           string
-		who            *policy.Principal
+		who            *grant.Principal
 		method, path   string
 		status         int
 		revokedAfter   string // the token revoked afterwards, if any
@@ -308,7 +308,7 @@ func TestVisibility(t *testing.T) {
 
 func TestListConfined(t *testing.T) {
 	f := newFixture(t)
-	ids := func(who *policy.Principal, path string) string {
+	ids := func(who *grant.Principal, path string) string {
 		a := f.do(t, who, "GET", path, "")
 		if a.Status != 200 {
 			t.Fatalf("status %d: %s", a.Status, a.Body)
@@ -347,7 +347,7 @@ func TestRevokeIdempotent(t *testing.T) {
 	if after := f.tokens(t)[0].RevokedAt; at == nil || after == nil || !after.Equal(*at) {
 		t.Errorf("revoked_at %v, then %v: the first revocation must stand", at, after)
 	}
-	if again.Op.Result != ResultOK || again.Op.TokenID != "tok_ws" || again.Op.Scopes != policy.ScopeRead {
+	if again.Op.Result != ResultOK || again.Op.TokenID != "tok_ws" || again.Op.Scopes != grant.ScopeRead {
 		t.Errorf("operation %+v", again.Op)
 	}
 	a := f.do(t, admin, "GET", "/v1/workspaces/ws_acme/tokens/tok_ws", "")

@@ -15,8 +15,8 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/keystore"
-	"github.com/deplo-sh/deplo-auth/policy"
 )
 
 // Defaults for Config's zero values.
@@ -57,7 +57,7 @@ type Config struct {
 // for. Entries are shared between requests and must not be modified.
 type Entry struct {
 	Token     *keystore.Token
-	Principal policy.Principal
+	Principal grant.Principal
 
 	hash       keystore.Hash
 	generation uint64
@@ -342,14 +342,14 @@ func (c *Cache) cacheUnlessChanged(cache *ristretto.Cache[uint64, *Entry], e *En
 }
 
 func (c *Cache) newEntry(tok *keystore.Token, h keystore.Hash, gen uint64) *Entry {
-	scopes, unknown := policy.ParseScopes(tok.Scopes)
+	scopes, unknown := grant.ParseScopeNames(tok.Scopes)
 	if len(unknown) > 0 && c.cfg.OnUnknownScopes != nil {
 		c.cfg.OnUnknownScopes(tok.ID, unknown)
 	}
 	return &Entry{
 		Token: tok,
-		Principal: policy.Principal{
-			Kind:      policy.KindAPIKey,
+		Principal: grant.Principal{
+			Kind:      grant.KindAPIKey,
 			Subject:   tok.ID,
 			Workspace: tok.Workspace,
 			Project:   tok.Project,

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/keystore"
-	"github.com/deplo-sh/deplo-auth/policy"
 )
 
 // countingStore is an in-memory keystore.Store that counts lookups and can
@@ -105,7 +105,7 @@ func TestLookupPrincipal(t *testing.T) {
 	if err != nil || e == nil || res != Miss {
 		t.Fatalf("Lookup = %v, %s, %v", e, res, err)
 	}
-	want := policy.Principal{Kind: policy.KindAPIKey, Subject: "tok_1", Workspace: "ws", Project: "p", Scopes: policy.ScopeRead | policy.ScopeDeploy}
+	want := grant.Principal{Kind: grant.KindAPIKey, Subject: "tok_1", Workspace: "ws", Project: "p", Scopes: grant.ScopeRead | grant.ScopeDeploy}
 	if e.Principal != want {
 		t.Errorf("principal %+v, want %+v", e.Principal, want)
 	}
