@@ -83,6 +83,9 @@ type storeStatus struct {
 	LastReload time.Time `json:"last_reload,omitzero"`
 	LastError  string    `json:"last_error,omitempty"`
 	Healthy    bool      `json:"healthy"`
+	// Key file only: its directory is watched (false: the poll alone
+	// brings changes in, within 0.5 s).
+	Watched bool `json:"watched,omitempty"`
 	// PostgreSQL only.
 	PoolConns      int32  `json:"pool_conns,omitempty"`
 	PoolIdle       int32  `json:"pool_idle,omitempty"`
@@ -130,7 +133,8 @@ func handleStatus(w http.ResponseWriter, r *http.Request) error {
 		switch s := v.(type) {
 		case sharedFileStore:
 			at, err := s.LastReload()
-			st := storeStatus{Kind: "file", Path: s.Path(), Tokens: s.Len(), LastReload: at, Healthy: err == nil}
+			st := storeStatus{Kind: "file", Path: s.Path(), Tokens: s.Len(), LastReload: at, Healthy: err == nil,
+				Watched: s.Watched()}
 			if err != nil {
 				st.LastError = err.Error()
 			}

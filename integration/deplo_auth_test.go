@@ -313,6 +313,7 @@ func TestEndToEnd(t *testing.T) {
 				Kind, Path string
 				Tokens     int
 				Healthy    bool
+				Watched    bool
 			}
 			Handlers []struct {
 				CacheHits    uint64 `json:"cache_hits"`
@@ -325,7 +326,8 @@ func TestEndToEnd(t *testing.T) {
 		if resp.StatusCode != 200 || json.Unmarshal(b, &st) != nil {
 			t.Fatalf("status %d: %s", resp.StatusCode, b)
 		}
-		if len(st.Stores) != 1 || st.Stores[0].Path != e.keysFile || !st.Stores[0].Healthy || st.Stores[0].Tokens < 6 {
+		if len(st.Stores) != 1 || st.Stores[0].Path != e.keysFile || !st.Stores[0].Healthy || st.Stores[0].Tokens < 6 ||
+			!st.Stores[0].Watched {
 			t.Errorf("stores: %+v", st.Stores)
 		}
 		if len(st.Handlers) != 1 || st.Handlers[0].CacheHits == 0 || st.Handlers[0].CacheEntries == 0 {

@@ -13,7 +13,8 @@ import (
 )
 
 // DefaultPollInterval is how often a FileStore checks its file when
-// FileOptions.PollInterval is not set.
+// FileOptions.PollInterval is not set. Where the file's directory is
+// watched, the poll is the safety net for changes no event announces.
 const DefaultPollInterval = 500 * time.Millisecond
 
 // racyWindow is how long after a file's modification time its status alone
@@ -26,9 +27,14 @@ const racyWindow = 2 * time.Second
 // FileOptions configures OpenFile.
 type FileOptions struct {
 	// PollInterval is how often the file is checked for changes
-	// (DefaultPollInterval if zero or negative). A change takes effect
-	// within about one interval.
+	// (DefaultPollInterval if zero or negative), whether or not its
+	// directory is watched. Where the watch is unavailable, a change takes
+	// effect within about one interval.
 	PollInterval time.Duration
+	// PollOnly turns the directory watch off: the poll alone carries
+	// changes. Default false: the file's directory is watched (inotify,
+	// kqueue, …) and a change takes effect within milliseconds.
+	PollOnly bool
 	// Logger receives reload reports (nothing is logged if nil).
 	Logger *zap.Logger
 	// OnReload, if set, is called from the poller after each reload
@@ -57,6 +63,7 @@ type FileStore struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	watch     *fileWatch // nil: the poll alone (see watchFile)
 
 	// pollMu serializes poll between the poller and Reload; it guards the
 	// fields below.
@@ -87,16 +94,20 @@ type fileState struct {
 
 var _ Store = (*FileStore)(nil)
 
-// OpenFile reads and validates the key file at path and starts a poller that
-// re-reads it when it changes. It fails if the file is missing or invalid;
-// the error names the file and, for a bad entry, the entry's index, id and
-// field. Close stops the poller.
+// OpenFile reads and validates the key file at path and starts watching it
+// for changes. It fails if the file is missing or invalid; the error names
+// the file and, for a bad entry, the entry's index, id and field. Close
+// stops the watch.
 //
-// The poller stats the file every PollInterval and compares size, mtime and
-// identity (os.SameFile, so an atomic rename is seen). On a change it
-// parses the file: on failure it logs at error level and keeps the last
-// good set; on success it swaps the new set in, changes Generation, logs at
-// info level and calls OnReload.
+// The file's directory is watched (fsnotify), so a change by hand or by
+// rename is checked within milliseconds of its event; the file is also
+// checked every PollInterval, the only way where the system offers no
+// watch (logged at warn level at open) and the bound on anything no event
+// announces. A check stats the file and compares size, mtime and identity
+// (os.SameFile, so an atomic rename is seen). On a change it parses the
+// file: on failure it logs at error level and keeps the last good set; on
+// success it swaps the new set in, changes Generation, logs at info level
+// and calls OnReload.
 func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 	data, info, readAt, err := readFile(path)
 	if err != nil {
@@ -124,8 +135,12 @@ func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 	}
 	s.snap.Store(&snapshot{tokens: tokens, sessions: newSessionSet(kf.RevokedSessions), gen: 1,
 		doc: kf, sum: s.seen.sum})
-	s.log.Info("key file loaded", zap.String("path", path), zap.Int("tokens", len(tokens)))
-	go s.run()
+	if !opts.PollOnly {
+		s.watch = watchFile(path, s.log)
+	}
+	s.log.Info("key file loaded", zap.String("path", path), zap.Int("tokens", len(tokens)),
+		zap.Bool("watched", s.watch != nil))
+	go s.run(s.watch)
 	return s, nil
 }
 
@@ -144,6 +159,10 @@ func (s *FileStore) Generation() uint64 { return s.snap.Load().gen }
 // Len returns the number of tokens in force.
 func (s *FileStore) Len() int { return len(s.snap.Load().tokens) }
 
+// Watched reports whether the file's directory is watched; if not, changes
+// are seen by the poll alone.
+func (s *FileStore) Watched() bool { return s.watch != nil }
+
 // Path returns the key file's path as given to OpenFile.
 func (s *FileStore) Path() string { return s.path }
 
@@ -156,26 +175,12 @@ func (s *FileStore) LastReload() (at time.Time, err error) {
 	return s.lastOK, s.lastErr
 }
 
-// Close stops the poller and waits for it to exit. The store keeps answering
+// Close stops the watch and the poller and waits for them to exit. The store keeps answering
 // lookups from the contents in force. Close is idempotent.
 func (s *FileStore) Close() error {
 	s.closeOnce.Do(func() { close(s.stop) })
 	<-s.done
 	return nil
-}
-
-func (s *FileStore) run() {
-	defer close(s.done)
-	t := time.NewTicker(s.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			s.Reload()
-		}
-	}
 }
 
 // Reload checks the file now, as the poller does, and swaps in its new
@@ -184,14 +189,22 @@ func (s *FileStore) run() {
 func (s *FileStore) Reload() {
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
-	s.poll()
+	s.check(false)
 }
 
-// poll checks the file once and reloads it if it changed. s.pollMu is held.
-func (s *FileStore) poll() {
+// check checks the file once and reloads it if it changed. s.pollMu is held.
+//
+// tentative is set when an event started the check: the file may be caught
+// mid-change (truncated by a hand edit not yet written, or missing between
+// an editor's rename and create). A file that cannot be read or parsed is
+// then left unrecorded and unreported: the writer's next event checks it
+// again, and the next poll reports it if it stays bad.
+func (s *FileStore) check(tentative bool) {
 	info, err := os.Stat(s.path)
 	if err != nil {
-		s.readFailed(fileError(s.path, err))
+		if !tentative {
+			s.readFailed(fileError(s.path, err))
+		}
 		return
 	}
 	if sameFile(s.seen.info, info) && !s.racy() && !s.failing {
@@ -199,7 +212,9 @@ func (s *FileStore) poll() {
 	}
 	data, info, readAt, err := readFile(s.path)
 	if err != nil {
-		s.readFailed(err)
+		if !tentative {
+			s.readFailed(err)
+		}
 		return
 	}
 	if s.failing {
@@ -215,6 +230,9 @@ func (s *FileStore) poll() {
 		return
 	}
 	kf, tokens, err := parseKeyFile(s.path, data)
+	if err != nil && tentative {
+		return
+	}
 	s.seen = fileState{info: info, sum: sum, readAt: readAt, err: err}
 	if err != nil {
 		s.setErr(err)
