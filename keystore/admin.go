@@ -30,6 +30,19 @@ type Admin interface {
 	ListTokens(ctx context.Context, workspace string) ([]TokenRecord, error)
 }
 
+// HashAdmin revokes a token known by its value (its hash) rather than its
+// id: the answer to a leak, where what is in hand is the token itself.
+// FileAdmin and pgstore.Store implement it.
+type HashAdmin interface {
+	// RevokeHash revokes, from at on (now if zero), the token whose hash
+	// is h, as RevokeToken does, and records reason as its revoked_reason
+	// when this call is what revokes it (an earlier revocation and its
+	// reason stand). It returns the token as stored afterwards and whether
+	// it was active just before. An unknown hash is an error for which
+	// errors.Is(err, ErrNotFound) holds.
+	RevokeHash(ctx context.Context, h Hash, at time.Time, reason string) (rec TokenRecord, wasActive bool, err error)
+}
+
 // SessionAdmin revokes dashboard sessions (see SessionDenylist).
 type SessionAdmin interface {
 	// RevokeSession revokes the session id now. expiresAt, if not zero, is

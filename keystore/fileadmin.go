@@ -23,6 +23,7 @@ type FileAdmin struct {
 
 var (
 	_ Admin        = (*FileAdmin)(nil)
+	_ HashAdmin    = (*FileAdmin)(nil)
 	_ SessionAdmin = (*FileAdmin)(nil)
 )
 
@@ -54,6 +55,7 @@ func (a *FileAdmin) read() (*KeyFile, error) {
 func copyEntry(e *TokenEntry) TokenEntry {
 	c := *e
 	c.Scopes = slices.Clone(e.Scopes)
+	c.AllowedIPs = slices.Clone(e.AllowedIPs)
 	if e.Project != nil {
 		p := *e.Project
 		c.Project = &p
@@ -93,9 +95,7 @@ func (a *FileAdmin) RevokeToken(_ context.Context, id string, at time.Time) (Tok
 		if e == nil {
 			return NoTokenError("revoke token", id)
 		}
-		if e.RevokedAt == nil || at.Before(*e.RevokedAt) {
-			e.RevokedAt = &at
-		}
+		revokeEntry(kf, e, at, "")
 		out = TokenRecord{TokenEntry: copyEntry(e)}
 		return nil
 	})
@@ -103,6 +103,45 @@ func (a *FileAdmin) RevokeToken(_ context.Context, id string, at time.Time) (Tok
 		return TokenRecord{}, err
 	}
 	return out, nil
+}
+
+// RevokeHash revokes the token whose hash is h. See HashAdmin.
+func (a *FileAdmin) RevokeHash(_ context.Context, h Hash, at time.Time, reason string) (TokenRecord, bool, error) {
+	if at.IsZero() {
+		at = time.Now().UTC().Truncate(time.Second)
+	}
+	stored := FormatHash(h)
+	var (
+		out    TokenRecord
+		active bool
+	)
+	err := a.update(false, func(kf *KeyFile) error {
+		for i := range kf.Tokens {
+			if e := &kf.Tokens[i]; e.Hash == stored {
+				active = (e.RevokedAt == nil || at.Before(*e.RevokedAt)) && (e.ExpiresAt == nil || at.Before(*e.ExpiresAt))
+				revokeEntry(kf, e, at, reason)
+				out = TokenRecord{TokenEntry: copyEntry(e)}
+				return nil
+			}
+		}
+		return NoTokenError("revoke token", "")
+	})
+	if err != nil {
+		return TokenRecord{}, false, err
+	}
+	return out, active, nil
+}
+
+// revokeEntry revokes e, an entry of kf, from at on: an earlier revocation
+// stands with its reason; otherwise revoked_at becomes at and
+// revoked_reason reason. Every revocation of the key file goes through it.
+func revokeEntry(_ *KeyFile, e *TokenEntry, at time.Time, reason string) {
+	if e.RevokedAt == nil || at.Before(*e.RevokedAt) {
+		e.RevokedAt = &at
+		if e.RevokedReason == "" || reason != "" {
+			e.RevokedReason = reason
+		}
+	}
 }
 
 // Token returns the entry with the given id. See Admin.

@@ -78,6 +78,14 @@ func checkEntryFields(i int, e *TokenEntry) (Hash, error) {
 			return fail(e.ID, fmt.Sprintf("scopes[%d]", k), "want a non-empty string")
 		}
 	}
+	if e.AllowedIPs != nil {
+		if len(e.AllowedIPs) == 0 {
+			return fail(e.ID, "allowed_ips", "empty; omit it for a token usable from anywhere")
+		}
+		if _, err := ParseAllowedIPs(e.AllowedIPs); err != nil {
+			return fail(e.ID, "allowed_ips", err.Error())
+		}
+	}
 	return h, nil
 }
 
@@ -126,6 +134,8 @@ func tokenOf(e *TokenEntry, h Hash) *Token {
 	if e.RevokedAt != nil {
 		tok.RevokedAt = *e.RevokedAt
 	}
+	// Checked by checkEntryFields.
+	tok.AllowedIPs, _ = ParseAllowedIPs(e.AllowedIPs)
 	return tok
 }
 
@@ -142,6 +152,9 @@ func keyFileUTF8(kf *KeyFile) bool {
 			if !utf8.ValidString(s) {
 				return false
 			}
+		}
+		if !utf8.ValidString(e.RevokedReason) {
+			return false
 		}
 	}
 	for _, rs := range kf.RevokedSessions {

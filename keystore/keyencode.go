@@ -89,6 +89,21 @@ func appendEntry(b []byte, e *TokenEntry) ([]byte, error) {
 	if b, err = appendJSONTimeOrNull(b, e.RevokedAt); err != nil {
 		return nil, err
 	}
+	if e.RevokedReason != "" {
+		b = append(b, ",\n      \"revoked_reason\": "...)
+		b = appendJSONString(b, e.RevokedReason)
+	}
+	if len(e.AllowedIPs) > 0 {
+		b = append(b, ",\n      \"allowed_ips\": ["...)
+		for k, p := range e.AllowedIPs {
+			if k > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, "\n        "...)
+			b = appendJSONString(b, p)
+		}
+		b = append(b, "\n      ]"...)
+	}
 	return append(b, "\n    }"...), nil
 }
 

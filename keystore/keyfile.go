@@ -37,6 +37,13 @@ type TokenEntry struct {
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt *time.Time `json:"expires_at"`
 	RevokedAt *time.Time `json:"revoked_at"`
+	// RevokedReason says why the token was revoked, when it is known
+	// ("leaked": reported by secret scanning); omitted when empty.
+	RevokedReason string `json:"revoked_reason,omitempty"`
+	// AllowedIPs are the client addresses the token may be used from, as
+	// CIDR prefixes in normalised form (see ParseAllowedIPs); omitted when
+	// empty: anywhere.
+	AllowedIPs []string `json:"allowed_ips,omitempty"`
 }
 
 // Find returns the entry with the given id, or nil.
@@ -70,6 +77,8 @@ var entrySchema = []struct{ name, want string }{
 	{"created_at", "an RFC 3339 time string"},
 	{"expires_at", "an RFC 3339 time string or null"},
 	{"revoked_at", "an RFC 3339 time string or null"},
+	{"revoked_reason", "a string"},
+	{"allowed_ips", "an array of CIDR prefix strings"},
 }
 
 // entryFields are the names of entrySchema, as the name checks take them.

@@ -227,6 +227,9 @@ type rawEntry struct {
 	CreatedAt *string  `json:"created_at"`
 	ExpiresAt *string  `json:"expires_at"`
 	RevokedAt *string  `json:"revoked_at"`
+	// RevokedReason and AllowedIPs: see TokenEntry.
+	RevokedReason string   `json:"revoked_reason"`
+	AllowedIPs    []string `json:"allowed_ips"`
 }
 
 // entryFromRaw applies the key file's rules to decoded entry i.
@@ -241,6 +244,9 @@ func entryFromRaw(i int, r *rawEntry) (TokenEntry, *Token, error) {
 		Workspace: r.Workspace,
 		Project:   r.Project,
 		Scopes:    r.Scopes,
+
+		RevokedReason: r.RevokedReason,
+		AllowedIPs:    r.AllowedIPs,
 	}
 	h, err := checkEntryFields(i, &e)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net/netip"
 	"time"
 )
 
@@ -60,6 +61,9 @@ type Token struct {
 	Scopes               []string
 	CreatedAt            time.Time
 	ExpiresAt, RevokedAt time.Time // zero = none
+	// AllowedIPs, when not empty, are the only client addresses the token
+	// may be used from (see AllowedFrom); nil: anywhere.
+	AllowedIPs []netip.Prefix
 }
 
 // TokenStatus is whether a token may be used at an instant.

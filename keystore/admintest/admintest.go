@@ -161,6 +161,66 @@ func Run(t *testing.T, admin keystore.Admin) {
 		}
 	})
 
+	t.Run("allowed_ips stored normalised, shown, refused when bad", func(t *testing.T) {
+		e, _ := NewEntry(t, "tok_pinned", "ws_acme")
+		e.AllowedIPs = []string{"203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"}
+		if err := admin.CreateToken(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		got, err := admin.Token(ctx, "tok_pinned")
+		if err != nil || !slices.Equal(got.AllowedIPs, e.AllowedIPs) {
+			t.Errorf("Token(tok_pinned).AllowedIPs = %q, %v; want %q", got.AllowedIPs, err, e.AllowedIPs)
+		}
+		if got, _ := admin.Token(ctx, "tok_other"); got.AllowedIPs != nil {
+			t.Errorf("a token created without allowed_ips has %q", got.AllowedIPs)
+		}
+		for name, list := range map[string][]string{
+			"not a prefix": {"203.0.113.0/33"},
+			"a name":       {"example.com"},
+			"a zone":       {"fe80::1%eth0"},
+			"empty list":   {},
+			"33 prefixes":  slices.Repeat([]string{"10.0.0.0/8"}, 33),
+		} {
+			bad, _ := NewEntry(t, "tok_badips", "ws_acme")
+			bad.AllowedIPs = list
+			if err := admin.CreateToken(ctx, bad); err == nil {
+				t.Errorf("allowed_ips %s: accepted", name)
+			}
+		}
+		if _, err := admin.Token(ctx, "tok_badips"); !errors.Is(err, keystore.ErrNotFound) {
+			t.Errorf("a token with bad allowed_ips was stored: %v", err)
+		}
+	})
+
+	if hashes, ok := admin.(keystore.HashAdmin); ok {
+		t.Run("revoke by hash records the reason", func(t *testing.T) {
+			e, h := NewEntry(t, "tok_leaked", "ws_acme")
+			if err := admin.CreateToken(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			var unknown keystore.Hash
+			if _, _, err := hashes.RevokeHash(ctx, unknown, time.Time{}, keystore.RevokedLeaked); !errors.Is(err, keystore.ErrNotFound) {
+				t.Errorf("an unknown hash: %v, want ErrNotFound", err)
+			}
+			rec, active, err := hashes.RevokeHash(ctx, h, time.Time{}, keystore.RevokedLeaked)
+			if err != nil || !active || rec.ID != "tok_leaked" || rec.RevokedAt == nil || rec.RevokedReason != keystore.RevokedLeaked {
+				t.Fatalf("RevokeHash = %+v, %v, %v", rec, active, err)
+			}
+			if got, _ := admin.Token(ctx, "tok_leaked"); got.RevokedReason != keystore.RevokedLeaked || got.RevokedAt == nil {
+				t.Errorf("stored %+v", got)
+			}
+			// Again: not active any more, the first revocation stands.
+			again, active, err := hashes.RevokeHash(ctx, h, time.Time{}, "other")
+			if err != nil || active || !again.RevokedAt.Equal(*rec.RevokedAt) || again.RevokedReason != keystore.RevokedLeaked {
+				t.Errorf("second RevokeHash = %+v, %v, %v", again, active, err)
+			}
+			// A token revoked by id has no reason.
+			if got, _ := admin.Token(ctx, "tok_a"); got.RevokedReason != "" {
+				t.Errorf("tok_a, revoked by id, has reason %q", got.RevokedReason)
+			}
+		})
+	}
+
 	sessions, ok := admin.(keystore.SessionAdmin)
 	if !ok {
 		return

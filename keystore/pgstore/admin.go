@@ -14,6 +14,8 @@ import (
 	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
+var _ keystore.HashAdmin = (*Store)(nil)
+
 // CreateToken inserts a token (see keystore.Admin). e.Hash is the stored form
 // "sha256:<hex>"; a // zero CreatedAt means now. The entry is checked like a key-file entry;
 // a duplicate id or hash is an error that does not show the hash.
@@ -37,6 +39,18 @@ func (s *Store) CreateToken(ctx context.Context, e keystore.TokenEntry) error {
 			return errors.New("keystore: create token: empty scope name")
 		}
 	}
+	var allowed []string // NULL: anywhere
+	if e.AllowedIPs != nil {
+		prefixes, err := keystore.ParseAllowedIPs(e.AllowedIPs)
+		if err != nil || len(prefixes) == 0 {
+			return errors.New("keystore: create token: allowed_ips: want 1 to 32 CIDR prefixes")
+		}
+		allowed = keystore.FormatAllowedIPs(prefixes)
+	}
+	var reason *string
+	if e.RevokedReason != "" {
+		reason = &e.RevokedReason
+	}
 	scopes := e.Scopes
 	if scopes == nil {
 		scopes = []string{}
@@ -46,9 +60,9 @@ func (s *Store) CreateToken(ctx context.Context, e keystore.TokenEntry) error {
 		created = &e.CreatedAt
 	}
 	_, err = s.pool.Exec(ctx, `INSERT INTO deplo_tokens
-	(hash, id, name, workspace, project, scopes, created_at, expires_at, revoked_at)
-VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8, $9)`,
-		h[:], e.ID, e.Name, e.Workspace, e.Project, scopes, created, e.ExpiresAt, e.RevokedAt)
+	(hash, id, name, workspace, project, scopes, created_at, expires_at, revoked_at, allowed_ips, revoked_reason)
+VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8, $9, $10::text[]::cidr[], $11)`,
+		h[:], e.ID, e.Name, e.Workspace, e.Project, scopes, created, e.ExpiresAt, e.RevokedAt, allowed, reason)
 	if err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
@@ -66,7 +80,8 @@ VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8, $9)`,
 }
 
 // tokenColumns are the columns queryRecords reads, in order.
-const tokenColumns = `hash, id, name, workspace, project, scopes, created_at, expires_at, revoked_at, last_used_at`
+const tokenColumns = `hash, id, name, workspace, project, scopes, created_at, expires_at, revoked_at, last_used_at,
+	allowed_ips::text[], revoked_reason`
 
 // RevokeToken sets the revoked_at of the token with the given id to the
 // earlier of its current value and at (now if zero; a future time schedules
@@ -87,6 +102,45 @@ WHERE id = $1 RETURNING `+tokenColumns, id, when)
 		s.broadcast(h, false) // this instance at once, as in CreateToken
 	}
 	return rec, nil
+}
+
+// RevokeHash revokes the token whose hash is h, recording reason when this
+// call revokes it. See keystore.HashAdmin.
+func (s *Store) RevokeHash(ctx context.Context, h keystore.Hash, at time.Time, reason string) (keystore.TokenRecord, bool, error) {
+	if at.IsZero() {
+		at = time.Now().UTC().Truncate(time.Second)
+	}
+	var why *string
+	if reason != "" {
+		why = &reason
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return keystore.TokenRecord{}, false, fmt.Errorf("keystore: revoke token: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// The row is locked and read as it was, then revoked as RevokeToken
+	// does: an earlier revocation stands with its reason.
+	var active bool
+	err = tx.QueryRow(ctx, `SELECT (revoked_at IS NULL OR $2 < revoked_at) AND (expires_at IS NULL OR $2 < expires_at)
+FROM deplo_tokens WHERE hash = $1 FOR UPDATE`, h[:], at).Scan(&active)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return keystore.TokenRecord{}, false, keystore.NoTokenError("revoke token", "")
+	case err != nil:
+		return keystore.TokenRecord{}, false, fmt.Errorf("keystore: revoke token: %w", err)
+	}
+	recs, err := queryRecords(ctx, tx, "revoke token", `UPDATE deplo_tokens SET revoked_at = LEAST(revoked_at, $2),
+	revoked_reason = CASE WHEN revoked_at IS NULL OR $2 < revoked_at THEN coalesce($3, revoked_reason) ELSE revoked_reason END
+WHERE hash = $1 RETURNING `+tokenColumns, h[:], at, why)
+	if err != nil {
+		return keystore.TokenRecord{}, false, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return keystore.TokenRecord{}, false, fmt.Errorf("keystore: revoke token: %w", err)
+	}
+	s.broadcast(h, false) // this instance at once, as in RevokeToken
+	return recs[0], active, nil
 }
 
 // Token returns the token with the given id. See keystore.Admin.
@@ -119,7 +173,17 @@ func (s *Store) queryOne(ctx context.Context, what, id, sql string, args ...any)
 // queryRecords runs a statement returning rows of tokenColumns and reads
 // them. what names the operation in errors.
 func (s *Store) queryRecords(ctx context.Context, what, sql string, args ...any) ([]keystore.TokenRecord, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
+	return queryRecords(ctx, s.pool, what, sql, args...)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// queryRecords is Store.queryRecords on q.
+func queryRecords(ctx context.Context, q querier, what, sql string, args ...any) ([]keystore.TokenRecord, error) {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %s: %w", what, err)
 	}
@@ -127,11 +191,13 @@ func (s *Store) queryRecords(ctx context.Context, what, sql string, args ...any)
 	var (
 		raw                        []byte
 		e                          keystore.TokenEntry
-		project                    pgtype.Text
+		project, reason            pgtype.Text
 		created                    time.Time
 		expires, revoked, lastUsed pgtype.Timestamptz
+		allowed                    []string
 	)
-	_, err = pgx.ForEachRow(rows, []any{&raw, &e.ID, &e.Name, &e.Workspace, &project, &e.Scopes, &created, &expires, &revoked, &lastUsed}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&raw, &e.ID, &e.Name, &e.Workspace, &project, &e.Scopes, &created, &expires, &revoked, &lastUsed,
+		&allowed, &reason}, func() error {
 		var h keystore.Hash
 		if len(raw) != len(h) {
 			return fmt.Errorf("token %s: hash of %d bytes", keystore.PrintableID(e.ID), len(raw))
@@ -149,6 +215,8 @@ func (s *Store) queryRecords(ctx context.Context, what, sql string, args ...any)
 		t.ExpiresAt = optionalTime(expires)
 		t.RevokedAt = optionalTime(revoked)
 		t.LastUsedAt = optionalTime(lastUsed)
+		t.AllowedIPs = slices.Clone(allowed)
+		t.RevokedReason = reason.String
 		out = append(out, t)
 		return nil
 	})

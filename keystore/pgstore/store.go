@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -48,12 +49,20 @@ const (
 	sessionRefresh = 5 * time.Minute
 )
 
-// defaultLookupQuery reads the shipped schema (see schema/001_tokens.sql).
-const defaultLookupQuery = `SELECT id, name, workspace, project, scopes, created_at, expires_at, revoked_at
+// defaultLookupQuery reads the shipped schema (see schema/001_tokens.sql
+// and 004_conditions.sql).
+const defaultLookupQuery = `SELECT id, name, workspace, project, scopes, created_at, expires_at, revoked_at,
+	allowed_ips::text[]
 FROM deplo_tokens WHERE hash = $1`
 
-// lookupColumns names the columns a lookup query returns, in order.
-const lookupColumns = "id, name, workspace, project, scopes, created_at, expires_at, revoked_at"
+// unmigratedLookupQuery is defaultLookupQuery on a schema without
+// 004_conditions.sql (no token there can have allowed_ips).
+const unmigratedLookupQuery = `SELECT id, name, workspace, project, scopes, created_at, expires_at, revoked_at
+FROM deplo_tokens WHERE hash = $1`
+
+// lookupColumns names the columns a lookup query returns, in order; the
+// last is optional.
+const lookupColumns = "id, name, workspace, project, scopes, created_at, expires_at, revoked_at[, allowed_ips]"
 
 // Options configures Open.
 type Options struct {
@@ -78,6 +87,10 @@ type Options struct {
 	//	created_at  timestamptz (null = unknown)
 	//	expires_at  timestamptz; null = never
 	//	revoked_at  timestamptz; null = not revoked
+	//
+	// and optionally a ninth:
+	//
+	//	allowed_ips text[] of CIDR prefixes; null = usable from anywhere
 	//
 	// Cast where the table differs (id::text, expires::timestamptz). No row
 	// means an unknown token. The query is checked when the store opens
@@ -326,6 +339,15 @@ func (s *Store) checkLookupQuery(ctx context.Context) error {
 	defer c.Release()
 	sd, err := c.Conn().PgConn().Prepare(ctx, "", s.lookupSQL, nil)
 	if err != nil {
+		if isUndefinedColumn(err) && s.lookupSQL == defaultLookupQuery {
+			// A schema from before 004_conditions.sql: its tokens keep
+			// working (none can have allowed_ips) until it is migrated.
+			if s.log != nil {
+				s.log.Warn("the deplo_tokens table predates allowed_ips; run caddy deplo-auth migrate (or the migrate option)")
+			}
+			s.lookupSQL = unmigratedLookupQuery
+			return s.checkLookupQuery(ctx)
+		}
 		if isUndefinedTable(err) && s.lookupSQL == defaultLookupQuery {
 			return fmt.Errorf("keystore: postgres: lookup query: %w (apply the schema: pgstore.Migrate, or the migrate option)", err)
 		}
@@ -334,8 +356,8 @@ func (s *Store) checkLookupQuery(ctx context.Context) error {
 	if n := len(sd.ParamOIDs); n != 1 {
 		return fmt.Errorf("keystore: postgres: lookup query: takes %d parameters; want exactly one, $1, the 32-byte token hash", n)
 	}
-	if n := len(sd.Fields); n != 8 {
-		return fmt.Errorf("keystore: postgres: lookup query: returns %d columns; want 8: %s", n, lookupColumns)
+	if n := len(sd.Fields); n != 8 && n != 9 {
+		return fmt.Errorf("keystore: postgres: lookup query: returns %d columns; want 8 or 9: %s", n, lookupColumns)
 	}
 	return nil
 }
@@ -369,12 +391,12 @@ func (s *Store) Lookup(ctx context.Context, h keystore.Hash) (*keystore.Token, e
 		return nil, fmt.Errorf("keystore: postgres lookup: %w", err)
 	}
 	defer rows.Close()
-	if n := len(rows.FieldDescriptions()); n != 8 {
+	if n := len(rows.FieldDescriptions()); n != 8 && n != 9 {
 		rows.Close()
 		if err := rows.Err(); err != nil { // the query failed (timeout…) before describing its columns
 			return nil, fmt.Errorf("keystore: postgres lookup: %w", err)
 		}
-		return nil, fmt.Errorf("keystore: postgres lookup: the lookup query returns %d columns; want 8: %s", n, lookupColumns)
+		return nil, fmt.Errorf("keystore: postgres lookup: the lookup query returns %d columns; want 8 or 9: %s", n, lookupColumns)
 	}
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
@@ -401,11 +423,12 @@ func (s *Store) Lookup(ctx context.Context, h keystore.Hash) (*keystore.Token, e
 func scanToken(rows pgx.Rows, h keystore.Hash) (*keystore.Token, error) {
 	var (
 		id, name, workspace, project pgtype.Text
-		scopes                       []string
+		scopes, allowed              []string
 		created, expires, revoked    pgtype.Timestamptz
 	)
-	if err := rows.Scan(&id, &name, &workspace, &project, &scopes, &created, &expires, &revoked); err != nil {
-		return nil, fmt.Errorf("keystore: postgres lookup: reading the row (want %s as text, text, text, text, text[], timestamptz, timestamptz, timestamptz): %w",
+	dest := []any{&id, &name, &workspace, &project, &scopes, &created, &expires, &revoked, &allowed}
+	if err := rows.Scan(dest[:len(rows.FieldDescriptions())]...); err != nil {
+		return nil, fmt.Errorf("keystore: postgres lookup: reading the row (want %s as text, text, text, text, text[], timestamptz, timestamptz, timestamptz, text[]): %w",
 			lookupColumns, err)
 	}
 	if !id.Valid || id.String == "" {
@@ -415,16 +438,26 @@ func scanToken(rows pgx.Rows, h keystore.Hash) (*keystore.Token, error) {
 		// Not read as workspace-scoped: that would widen the token.
 		return nil, fmt.Errorf("keystore: postgres lookup: token %s has an empty project; use NULL for a workspace-scoped token", keystore.PrintableID(id.String))
 	}
+	var prefixes []netip.Prefix
+	if allowed != nil {
+		// An empty array would read as "anywhere": refused, as a bad
+		// prefix is, never widened.
+		var err error
+		if prefixes, err = keystore.ParseAllowedIPs(allowed); err != nil || len(prefixes) == 0 {
+			return nil, fmt.Errorf("keystore: postgres lookup: token %s: allowed_ips: not a non-empty list of CIDR prefixes", keystore.PrintableID(id.String))
+		}
+	}
 	return &keystore.Token{
-		ID:        id.String,
-		Name:      name.String,
-		Workspace: workspace.String,
-		Project:   project.String,
-		Hash:      h,
-		Scopes:    scopes,
-		CreatedAt: pgTime(created),
-		ExpiresAt: pgTime(expires),
-		RevokedAt: pgTime(revoked),
+		AllowedIPs: prefixes,
+		ID:         id.String,
+		Name:       name.String,
+		Workspace:  workspace.String,
+		Project:    project.String,
+		Hash:       h,
+		Scopes:     scopes,
+		CreatedAt:  pgTime(created),
+		ExpiresAt:  pgTime(expires),
+		RevokedAt:  pgTime(revoked),
 	}, nil
 }
 
@@ -456,6 +489,11 @@ func (s *Store) Close() error {
 }
 
 // isUndefinedTable reports whether err is PostgreSQL's undefined_table.
+func isUndefinedColumn(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42703"
+}
+
 func isUndefinedTable(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "42P01"
