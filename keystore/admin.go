@@ -16,9 +16,11 @@ type Admin interface {
 	// lock; PostgreSQL inserts and notifies. A duplicate id or hash is an
 	// error that does not show the hash.
 	CreateToken(ctx context.Context, e TokenEntry) error
-	// RevokeToken revokes the token with the given id from at on (now if
-	// at is zero; a future instant schedules the revocation) and returns
-	// the token as stored afterwards. Revoking a token already revoked at
+	// RevokeToken revokes the token with the given id, and every token in
+	// its subtree (the tokens it created, theirs, …), from at on (now if
+	// at is zero; a future instant schedules the revocation), in one
+	// transaction or file write, and returns the token as stored
+	// afterwards. Revoking a token already revoked at
 	// or before at succeeds and keeps the earlier revoked_at. An unknown id
 	// is an error for which errors.Is(err, ErrNotFound) holds.
 	RevokeToken(ctx context.Context, id string, at time.Time) (TokenRecord, error)
@@ -28,6 +30,32 @@ type Admin interface {
 	// ListTokens returns the tokens of workspace ("" = every workspace),
 	// in the store's order (the key file's; PostgreSQL: oldest first).
 	ListTokens(ctx context.Context, workspace string) ([]TokenRecord, error)
+
+	// Create is CreateToken with the lineage checks made in the same
+	// transaction (under the same file lock) as the insert: e.CreatedBy,
+	// if an API token, must be a live token of e's workspace (else
+	// ErrCreatorInactive) and e's expiry is capped at that parent's end;
+	// a session creator must not be revoked; with opt.MaxLive the
+	// workspace must hold fewer live tokens (else ErrLimitReached). It
+	// returns the entry as stored.
+	Create(ctx context.Context, e TokenEntry, opt CreateOptions) (TokenEntry, error)
+	// Rotate replaces the token r names with a new one of the same name,
+	// workspace, project, scopes and creator, rotated_from the old one,
+	// whose expiry is the old one's lifetime counted from now (capped at
+	// the parent's end and r.MaxLifetime); the old token and its subtree
+	// are revoked now (r.Grace 0) or expire at now + r.Grace. All in one
+	// transaction (file write), with r.Caller re-checked as Create checks
+	// a creator. A token rotated before is reuse: it and every token
+	// rotated from it, with their subtrees, are revoked, and the error is
+	// a *ReuseError (errors.Is ErrTokenReused). An unknown token (or
+	// another workspace's) is ErrNotFound; a revoked or expired one
+	// ErrTokenInactive.
+	Rotate(ctx context.Context, r RotateRequest) (TokenEntry, error)
+	// RevokeCreatedBy revokes from at on (now if zero), in one
+	// transaction, every token of workspace (of project, when not "")
+	// that the credential f names created (see ParseCreatorFilter), with
+	// their subtrees, and returns the ids whose revoked_at changed.
+	RevokeCreatedBy(ctx context.Context, workspace, project string, f Creator, at time.Time) ([]string, error)
 }
 
 // HashAdmin revokes a token known by its value (its hash) rather than its

@@ -19,6 +19,10 @@ type FileAdmin struct {
 	// written, and its document stands for the file's bytes while they are
 	// the ones it loaded (so they are not parsed again).
 	store *FileStore
+	// beforeInsert, if set, is called by Create under the file lock, after
+	// the lineage checks and before the write (tests: to let a revocation
+	// arrive exactly then).
+	beforeInsert func()
 }
 
 var (
@@ -68,27 +72,26 @@ func copyEntry(e *TokenEntry) TokenEntry {
 		t := *e.RevokedAt
 		c.RevokedAt = &t
 	}
+	if e.CreatedBy != nil {
+		cb := *e.CreatedBy
+		c.CreatedBy = &cb
+	}
 	return c
 }
 
 // CreateToken appends e to the key file, creating the file (mode 0600) if
-// it does not exist. The entry is validated with the key file's rules.
-func (a *FileAdmin) CreateToken(_ context.Context, e TokenEntry) error {
-	if e.CreatedAt.IsZero() {
-		e.CreatedAt = time.Now().UTC().Truncate(time.Second)
-	}
-	return a.update(true, func(kf *KeyFile) error {
-		kf.Tokens = append(kf.Tokens, e)
-		return nil
-	})
+// it does not exist. The entry is validated with the key file's rules, and
+// its creator checked as Create does.
+func (a *FileAdmin) CreateToken(ctx context.Context, e TokenEntry) error {
+	_, err := a.Create(ctx, e, CreateOptions{})
+	return err
 }
 
-// RevokeToken sets the token's revoked_at to the earlier of its current one
-// and at (now if zero). See Admin.
+// RevokeToken sets the revoked_at of the token and of every token in its
+// subtree (its children, theirs, …) to the earlier of its current one and
+// at (now if zero), in one write. See Admin.
 func (a *FileAdmin) RevokeToken(_ context.Context, id string, at time.Time) (TokenRecord, error) {
-	if at.IsZero() {
-		at = time.Now().UTC().Truncate(time.Second)
-	}
+	at = nowOr(at)
 	var out TokenRecord
 	err := a.update(false, func(kf *KeyFile) error {
 		e := kf.Find(id)
@@ -132,16 +135,19 @@ func (a *FileAdmin) RevokeHash(_ context.Context, h Hash, at time.Time, reason s
 	return out, active, nil
 }
 
-// revokeEntry revokes e, an entry of kf, from at on: an earlier revocation
-// stands with its reason; otherwise revoked_at becomes at and
-// revoked_reason reason. Every revocation of the key file goes through it.
-func revokeEntry(_ *KeyFile, e *TokenEntry, at time.Time, reason string) {
-	if e.RevokedAt == nil || at.Before(*e.RevokedAt) {
-		e.RevokedAt = &at
-		if e.RevokedReason == "" || reason != "" {
-			e.RevokedReason = reason
-		}
+// revokeEntry revokes e, an entry of kf, and its subtree (the tokens it
+// created, theirs, …) from at on: an earlier revocation stands with its
+// reason; otherwise revoked_at becomes at, and e's revoked_reason reason.
+// Every revocation of the key file goes through it. It returns the ids
+// whose revoked_at changed.
+func revokeEntry(kf *KeyFile, e *TokenEntry, at time.Time, reason string) []string {
+	t := newKeyTree(kf)
+	i := t.byID[e.ID]
+	changed := t.revoke(t.subtree([]int{i}), at)
+	if len(changed) > 0 && changed[0] == e.ID && reason != "" {
+		kf.Tokens[i].RevokedReason = reason
 	}
+	return changed
 }
 
 // Token returns the entry with the given id. See Admin.

@@ -264,3 +264,9 @@ func TestFileStoreAdminsConcurrentCreates(t *testing.T) {
 		}
 	}
 }
+
+func TestFileAdminLineage(t *testing.T) {
+	admintest.RunLineage(t, func(t *testing.T) keystore.Admin {
+		return &keystore.FileAdmin{Path: filepath.Join(t.TempDir(), "keys.json")}
+	})
+}

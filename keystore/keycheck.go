@@ -86,6 +86,14 @@ func checkEntryFields(i int, e *TokenEntry) (Hash, error) {
 			return fail(e.ID, "allowed_ips", err.Error())
 		}
 	}
+	if e.CreatedBy != nil {
+		if err := e.CreatedBy.check(); err != nil {
+			return fail(e.ID, "created_by", err.Error())
+		}
+	}
+	if LooksSecret(e.RotatedFrom) {
+		return fail(e.ID, "rotated_from", "want a token id")
+	}
 	return h, nil
 }
 
@@ -153,7 +161,10 @@ func keyFileUTF8(kf *KeyFile) bool {
 				return false
 			}
 		}
-		if !utf8.ValidString(e.RevokedReason) {
+		if !utf8.ValidString(e.RevokedReason) || !utf8.ValidString(e.RotatedFrom) {
+			return false
+		}
+		if c := e.CreatedBy; c != nil && !(utf8.ValidString(c.ID) && utf8.ValidString(c.Subject) && utf8.ValidString(c.Session)) {
 			return false
 		}
 	}

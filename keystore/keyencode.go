@@ -104,6 +104,23 @@ func appendEntry(b []byte, e *TokenEntry) ([]byte, error) {
 		}
 		b = append(b, "\n      ]"...)
 	}
+	if c := e.CreatedBy; c != nil {
+		b = append(b, ",\n      \"created_by\": {\n        \"kind\": "...)
+		b = appendJSONString(b, c.Kind)
+		for _, f := range [...]struct{ name, v string }{{"id", c.ID}, {"subject", c.Subject}, {"session", c.Session}} {
+			if f.v != "" {
+				b = append(b, ",\n        \""...)
+				b = append(b, f.name...)
+				b = append(b, "\": "...)
+				b = appendJSONString(b, f.v)
+			}
+		}
+		b = append(b, "\n      }"...)
+	}
+	if e.RotatedFrom != "" {
+		b = append(b, ",\n      \"rotated_from\": "...)
+		b = appendJSONString(b, e.RotatedFrom)
+	}
 	return append(b, "\n    }"...), nil
 }
 

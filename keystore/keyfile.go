@@ -44,6 +44,11 @@ type TokenEntry struct {
 	// CIDR prefixes in normalised form (see ParseAllowedIPs); omitted when
 	// empty: anywhere.
 	AllowedIPs []string `json:"allowed_ips,omitempty"`
+	// CreatedBy is who created the token (omitted: unknown, a root).
+	CreatedBy *Creator `json:"created_by,omitempty"`
+	// RotatedFrom is the id of the token this one replaced (omitted:
+	// none).
+	RotatedFrom string `json:"rotated_from,omitempty"`
 }
 
 // Find returns the entry with the given id, or nil.
@@ -79,6 +84,8 @@ var entrySchema = []struct{ name, want string }{
 	{"revoked_at", "an RFC 3339 time string or null"},
 	{"revoked_reason", "a string"},
 	{"allowed_ips", "an array of CIDR prefix strings"},
+	{"created_by", `an object like {"kind": "api_key", "id": "tok_…"}, or null`},
+	{"rotated_from", "a token id"},
 }
 
 // entryFields are the names of entrySchema, as the name checks take them.

@@ -199,6 +199,14 @@ func parseEntry(i int, raw json.RawMessage) (TokenEntry, *Token, error) {
 	if err := checkKeys(raw, entryFields, false); err != nil {
 		return fail(probeID, "", err.Error())
 	}
+	var nested struct {
+		CreatedBy json.RawMessage `json:"created_by"`
+	}
+	if json.Unmarshal(raw, &nested) == nil && len(nested.CreatedBy) > 0 && nested.CreatedBy[0] == '{' {
+		if err := checkKeys(nested.CreatedBy, creatorFields, false); err != nil {
+			return fail(probeID, "created_by", err.Error())
+		}
+	}
 	var r rawEntry
 	if err := decodeStrict(raw, &r); err != nil {
 		var te *json.UnmarshalTypeError
@@ -230,6 +238,10 @@ type rawEntry struct {
 	// RevokedReason and AllowedIPs: see TokenEntry.
 	RevokedReason string   `json:"revoked_reason"`
 	AllowedIPs    []string `json:"allowed_ips"`
+	// CreatedBy's names are checked before decoding (exactFileKeys,
+	// parseEntry).
+	CreatedBy   *Creator `json:"created_by"`
+	RotatedFrom string   `json:"rotated_from"`
 }
 
 // entryFromRaw applies the key file's rules to decoded entry i.
@@ -247,6 +259,8 @@ func entryFromRaw(i int, r *rawEntry) (TokenEntry, *Token, error) {
 
 		RevokedReason: r.RevokedReason,
 		AllowedIPs:    r.AllowedIPs,
+		CreatedBy:     r.CreatedBy,
+		RotatedFrom:   r.RotatedFrom,
 	}
 	h, err := checkEntryFields(i, &e)
 	if err != nil {

@@ -38,6 +38,18 @@ func parseCorpus() []string {
 		entry(`, "project": {"a": [1, {"b": "}"}]}`),
 		entry(`, "scopes": null`),
 		entry(`, "expires_at": "0001-01-01T00:00:00Z"`),
+		entry(`, "created_by": {"kind": "api_key", "id": "tok_p"}, "rotated_from": "tok_o"`),
+		entry(`, "created_by": {"kind": "jwt", "subject": "user_1", "session": "sid_1"}`),
+		entry(`, "created_by": {"kind": "operator"}`),
+		entry(`, "created_by": null`),
+		entry(`, "created_by": {"Kind": "operator"}`),
+		entry(`, "created_by": {"kind": "operator", "kind": "api_key", "id": "tok_p"}`),
+		entry(`, "created_by": {"kind": "operator", "extra": 1}`),
+		entry(`, "created_by": {"k\u0069nd": "operator"}`),
+		entry(`, "created_by": {"kind": "api_key"}`),
+		entry(`, "created_by": {"kind": "root"}`),
+		entry(`, "created_by": "operator"`),
+		entry(`, "rotated_from": "sk_live_x"`),
 		`{"tokens": [null]}`,
 		`{"tokens": [[]]}`,
 		`{"tokens": [], "tokens": []}`,
@@ -107,10 +119,15 @@ func TestMarshalKeyFileAsEncodingJSON(t *testing.T) {
 	odd.ExpiresAt, odd.RevokedAt = &nano, &past
 	noScopes := newEntry("tok_none", "")
 	noScopes.Scopes = nil
+	odd.CreatedBy = &Creator{Kind: CreatorAPIKey, ID: "tok_\"p"}
+	odd.RotatedFrom = "tok_<old>"
+	noScopes.CreatedBy = &Creator{Kind: CreatorJWT, Subject: "user_1", Session: "sid\n1"}
+	jwtOnly := newEntry("tok_j", "j")
+	jwtOnly.CreatedBy = &Creator{Kind: CreatorJWT, Subject: "user_2"}
 	for _, kf := range []*KeyFile{
 		{},
 		{Tokens: []TokenEntry{newEntry("tok_a", "a")}},
-		{Tokens: []TokenEntry{odd, noScopes, {ID: "tok_e", Scopes: []string{}}}},
+		{Tokens: []TokenEntry{odd, noScopes, jwtOnly, {ID: "tok_e", Scopes: []string{}}}},
 		{Tokens: []TokenEntry{newEntry("tok_a", "a")}, RevokedSessions: []RevokedSession{
 			{ID: "sess_1", RevokedAt: past}, {ID: "sess_\"2", RevokedAt: nano, ExpiresAt: &nano}}},
 		{RevokedSessions: []RevokedSession{}},

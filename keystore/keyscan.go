@@ -103,7 +103,8 @@ func (s *keyScanner) object(allowed []string, value func(field int) bool) bool {
 }
 
 // arrayOfObjects reads an array whose elements are all objects named with
-// allowed (values not looked into).
+// allowed (values not looked into, but for a "created_by" object, named
+// with creatorFields).
 func (s *keyScanner) arrayOfObjects(allowed []string) bool {
 	if s.peek() != '[' {
 		return false
@@ -114,9 +115,14 @@ func (s *keyScanner) arrayOfObjects(allowed []string) bool {
 		s.i++
 		return true
 	}
-	skip := func(int) bool { return s.skipValue() }
+	value := func(field int) bool {
+		if allowed[field] == "created_by" && s.peek() == '{' {
+			return s.object(creatorFields, func(int) bool { return s.skipValue() })
+		}
+		return s.skipValue()
+	}
 	for {
-		if !s.object(allowed, skip) {
+		if !s.object(allowed, value) {
 			return false
 		}
 		s.space()

@@ -16,91 +16,134 @@ import (
 
 var _ keystore.HashAdmin = (*Store)(nil)
 
-// CreateToken inserts a token (see keystore.Admin). e.Hash is the stored form
-// "sha256:<hex>"; a // zero CreatedAt means now. The entry is checked like a key-file entry;
-// a duplicate id or hash is an error that does not show the hash.
+// CreateToken inserts a token (see keystore.Admin) as Create does, with no
+// limit. e.Hash is the stored form "sha256:<hex>"; a zero CreatedAt means
+// now. The entry is checked like a key-file entry; a duplicate id or hash
+// is an error that does not show the hash.
 func (s *Store) CreateToken(ctx context.Context, e keystore.TokenEntry) error {
+	_, err := s.Create(ctx, e, keystore.CreateOptions{})
+	return err
+}
+
+// checkNew checks a new entry as a key-file entry is checked (setting
+// defaults: scopes [], created_at now), and returns its hash.
+func checkNew(e *keystore.TokenEntry) (keystore.Hash, error) {
 	h, err := keystore.ParseHash(e.Hash)
 	if err != nil {
-		return fmt.Errorf("keystore: create token: hash: %w", err)
+		return h, fmt.Errorf("keystore: create token: hash: %w", err)
 	}
 	switch {
 	case e.ID == "":
-		return errors.New("keystore: create token: empty id")
+		return h, errors.New("keystore: create token: empty id")
 	case keystore.LooksSecret(e.ID):
-		return errors.New("keystore: create token: the id looks like an API token or its hash")
+		return h, errors.New("keystore: create token: the id looks like an API token or its hash")
 	case e.Workspace == "":
-		return errors.New("keystore: create token: empty workspace")
+		return h, errors.New("keystore: create token: empty workspace")
 	case e.Project != nil && *e.Project == "":
-		return errors.New("keystore: create token: empty project; use nil for a workspace-scoped token")
+		return h, errors.New("keystore: create token: empty project; use nil for a workspace-scoped token")
 	}
 	for _, sc := range e.Scopes {
 		if sc == "" {
-			return errors.New("keystore: create token: empty scope name")
+			return h, errors.New("keystore: create token: empty scope name")
 		}
 	}
-	var allowed []string // NULL: anywhere
 	if e.AllowedIPs != nil {
 		prefixes, err := keystore.ParseAllowedIPs(e.AllowedIPs)
 		if err != nil || len(prefixes) == 0 {
-			return errors.New("keystore: create token: allowed_ips: want 1 to 32 CIDR prefixes")
+			return h, errors.New("keystore: create token: allowed_ips: want 1 to 32 CIDR prefixes")
 		}
-		allowed = keystore.FormatAllowedIPs(prefixes)
+		e.AllowedIPs = keystore.FormatAllowedIPs(prefixes)
 	}
-	var reason *string
-	if e.RevokedReason != "" {
-		reason = &e.RevokedReason
+	if e.Scopes == nil {
+		e.Scopes = []string{}
 	}
-	scopes := e.Scopes
-	if scopes == nil {
-		scopes = []string{}
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = time.Now().UTC().Truncate(time.Second)
 	}
-	var created *time.Time
-	if !e.CreatedAt.IsZero() {
-		created = &e.CreatedAt
+	return h, nil
+}
+
+// insertToken inserts e (checked by checkNew; h its hash) in tx.
+func insertToken(ctx context.Context, tx pgx.Tx, e *keystore.TokenEntry, h keystore.Hash) error {
+	opt := func(v string) *string {
+		if v == "" {
+			return nil
+		}
+		return &v
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO deplo_tokens
-	(hash, id, name, workspace, project, scopes, created_at, expires_at, revoked_at, allowed_ips, revoked_reason)
-VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8, $9, $10::text[]::cidr[], $11)`,
-		h[:], e.ID, e.Name, e.Workspace, e.Project, scopes, created, e.ExpiresAt, e.RevokedAt, allowed, reason)
+	var kind, byID, bySubject, bySession *string
+	if c := e.CreatedBy; c != nil {
+		kind, byID, bySubject, bySession = opt(c.Kind), opt(c.ID), opt(c.Subject), opt(c.Session)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO deplo_tokens
+	(hash, id, name, workspace, project, scopes, created_at, expires_at, revoked_at, allowed_ips, revoked_reason,
+	 created_by_kind, created_by_id, created_by_subject, created_by_session, rotated_from)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text[]::cidr[], $11, $12, $13, $14, $15, $16)`,
+		h[:], e.ID, e.Name, e.Workspace, e.Project, e.Scopes, e.CreatedAt, e.ExpiresAt, e.RevokedAt,
+		e.AllowedIPs, opt(e.RevokedReason), kind, byID, bySubject, bySession, opt(e.RotatedFrom))
 	if err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
-			if pe.ConstraintName == "deplo_tokens_pkey" {
+			switch pe.ConstraintName {
+			case "deplo_tokens_pkey":
 				return errors.New("keystore: create token: a token with the same hash already exists")
+			case "deplo_tokens_rotated_from":
+				// A concurrent rotation of the same token won: reuse.
+				return keystore.ErrTokenReused
 			}
 			return fmt.Errorf("keystore: create token: a token with id %q already exists", keystore.PrintableID(e.ID))
 		}
 		return fmt.Errorf("keystore: create token: %w", err)
 	}
-	// The insert trigger notifies every instance; this one drops the hash
-	// from its caches now, without waiting for its own notification.
-	s.broadcast(h, false)
 	return nil
 }
 
 // tokenColumns are the columns queryRecords reads, in order.
 const tokenColumns = `hash, id, name, workspace, project, scopes, created_at, expires_at, revoked_at, last_used_at,
-	allowed_ips::text[], revoked_reason`
+	allowed_ips::text[], revoked_reason,
+	created_by_kind, created_by_id, created_by_subject, created_by_session, rotated_from`
 
-// RevokeToken sets the revoked_at of the token with the given id to the
-// earlier of its current value and at (now if zero; a future time schedules
-// the revocation), and returns the row. See keystore.Admin.
+// RevokeToken sets the revoked_at of the token with the given id, and of
+// every token in its subtree, to the earlier of its current value and at
+// (now if zero; a future time schedules the revocation), in one transaction
+// holding the workspace's lock, and returns the row. See keystore.Admin.
 func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) (keystore.TokenRecord, error) {
-	var when *time.Time
-	if !at.IsZero() {
-		when = &at
+	if at.IsZero() {
+		at = time.Now()
 	}
-	// LEAST ignores a NULL revoked_at. An unchanged row sets off no
-	// notification (the update trigger compares the rows).
-	rec, err := s.queryOne(ctx, "revoke token", id, `UPDATE deplo_tokens SET revoked_at = LEAST(revoked_at, coalesce($2, now()))
-WHERE id = $1 RETURNING `+tokenColumns, id, when)
+	var (
+		rec keystore.TokenRecord
+		cs  []changed
+	)
+	err := s.inTx(ctx, "revoke token", func(tx pgx.Tx) error {
+		var workspace string
+		err := tx.QueryRow(ctx, `SELECT workspace FROM deplo_tokens WHERE id = $1`, id).Scan(&workspace)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return keystore.NoTokenError("revoke token", id)
+		case err != nil:
+			return err
+		}
+		if err := lockWorkspace(ctx, tx, workspace); err != nil {
+			return err
+		}
+		if cs, err = revokeTree(ctx, tx, []string{id}, at); err != nil {
+			return err
+		}
+		recs, err := queryRecords(ctx, tx, "revoke token", `SELECT `+tokenColumns+` FROM deplo_tokens WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			return keystore.NoTokenError("revoke token", id)
+		}
+		rec = recs[0]
+		return nil
+	})
 	if err != nil {
-		return keystore.TokenRecord{}, err
+		return keystore.TokenRecord{}, wrapLineage("revoke token", err)
 	}
-	if h, err := keystore.ParseHash(rec.Hash); err == nil {
-		s.broadcast(h, false) // this instance at once, as in CreateToken
-	}
+	s.forget(cs) // this instance at once, as in Create
 	return rec, nil
 }
 
@@ -121,9 +164,18 @@ func (s *Store) RevokeHash(ctx context.Context, h keystore.Hash, at time.Time, r
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	// The row is locked and read as it was, then revoked as RevokeToken
 	// does: an earlier revocation stands with its reason.
+	// The workspace's lineage lock first (see lockWorkspace), so the
+	// subtree revoked below is the one committed.
+	var workspace string
+	err = tx.QueryRow(ctx, `SELECT workspace FROM deplo_tokens WHERE hash = $1`, h[:]).Scan(&workspace)
+	if err == nil {
+		err = lockWorkspace(ctx, tx, workspace)
+	}
 	var active bool
-	err = tx.QueryRow(ctx, `SELECT (revoked_at IS NULL OR $2 < revoked_at) AND (expires_at IS NULL OR $2 < expires_at)
+	if err == nil {
+		err = tx.QueryRow(ctx, `SELECT (revoked_at IS NULL OR $2 < revoked_at) AND (expires_at IS NULL OR $2 < expires_at)
 FROM deplo_tokens WHERE hash = $1 FOR UPDATE`, h[:], at).Scan(&active)
+	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return keystore.TokenRecord{}, false, keystore.NoTokenError("revoke token", "")
@@ -136,10 +188,16 @@ WHERE hash = $1 RETURNING `+tokenColumns, h[:], at, why)
 	if err != nil {
 		return keystore.TokenRecord{}, false, err
 	}
+	// Its subtree goes with it (the token itself is already revoked).
+	cs, err := revokeTree(ctx, tx, []string{recs[0].ID}, at)
+	if err != nil {
+		return keystore.TokenRecord{}, false, fmt.Errorf("keystore: revoke token: %w", err)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return keystore.TokenRecord{}, false, fmt.Errorf("keystore: revoke token: %w", err)
 	}
 	s.broadcast(h, false) // this instance at once, as in RevokeToken
+	s.forget(cs)
 	return recs[0], active, nil
 }
 
@@ -195,9 +253,11 @@ func queryRecords(ctx context.Context, q querier, what, sql string, args ...any)
 		created                    time.Time
 		expires, revoked, lastUsed pgtype.Timestamptz
 		allowed                    []string
+		kind, byID, bySub, bySess  pgtype.Text
+		rotatedFrom                pgtype.Text
 	)
 	_, err = pgx.ForEachRow(rows, []any{&raw, &e.ID, &e.Name, &e.Workspace, &project, &e.Scopes, &created, &expires, &revoked, &lastUsed,
-		&allowed, &reason}, func() error {
+		&allowed, &reason, &kind, &byID, &bySub, &bySess, &rotatedFrom}, func() error {
 		var h keystore.Hash
 		if len(raw) != len(h) {
 			return fmt.Errorf("token %s: hash of %d bytes", keystore.PrintableID(e.ID), len(raw))
@@ -217,6 +277,11 @@ func queryRecords(ctx context.Context, q querier, what, sql string, args ...any)
 		t.LastUsedAt = optionalTime(lastUsed)
 		t.AllowedIPs = slices.Clone(allowed)
 		t.RevokedReason = reason.String
+		t.CreatedBy = nil
+		if kind.Valid {
+			t.CreatedBy = &keystore.Creator{Kind: kind.String, ID: byID.String, Subject: bySub.String, Session: bySess.String}
+		}
+		t.RotatedFrom = rotatedFrom.String
 		out = append(out, t)
 		return nil
 	})

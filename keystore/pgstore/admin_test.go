@@ -82,3 +82,9 @@ func TestPostgresAdminLastUsed(t *testing.T) {
 		return err == nil && len(list) == 1 && list[0].LastUsedAt != nil && list[0].LastUsedAt.After(before)
 	})
 }
+
+func TestPostgresAdminLineage(t *testing.T) {
+	admintest.RunLineage(t, func(t *testing.T) keystore.Admin {
+		return newPGEnv(t, true).open(t, Options{})
+	})
+}

@@ -35,12 +35,24 @@ func (s *Store) RevokeSession(ctx context.Context, id string, expiresAt time.Tim
 	if !expiresAt.IsZero() {
 		exp = &expiresAt
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO deplo_revoked_sessions (session_id, expires_at) VALUES ($1, $2)
+	// The session's lock (see sessionLockKey) orders this against a token
+	// being created by the session: that create sees the revocation, or
+	// commits before it.
+	err := s.inTx(ctx, "revoke session", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, sessionLockKey, id); err != nil {
+			return fmt.Errorf("keystore: revoke session: %w", err)
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO deplo_revoked_sessions (session_id, expires_at) VALUES ($1, $2)
 ON CONFLICT (session_id) DO UPDATE SET
 	revoked_at = LEAST(deplo_revoked_sessions.revoked_at, EXCLUDED.revoked_at),
 	expires_at = EXCLUDED.expires_at`, id, exp)
+		if err != nil {
+			return fmt.Errorf("keystore: revoke session: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("keystore: revoke session: %w", err)
+		return err
 	}
 	s.triggerSessionReload()
 	return nil

@@ -161,6 +161,10 @@ type Store struct {
 	secrets     []string // removed from every reported error
 
 	beforeReconnect func() error
+	// beforeInsert, if set, is called by Create and Rotate inside their
+	// transaction, after the lineage checks and before the insert (tests:
+	// to let a revocation arrive exactly then).
+	beforeInsert func()
 
 	gen atomic.Uint64
 
