@@ -23,6 +23,7 @@ import (
 	"github.com/deplo-sh/deplo-auth/decide"
 	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/identity"
+	"github.com/deplo-sh/deplo-auth/internal/httptoken"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/policy"
@@ -473,22 +474,12 @@ func (h *Handler) policySpec() ([]policy.RouteSpec, policy.Default, error) {
 			}
 			spec.Via = spec.Via.With(k)
 		}
-		if rc.Method != "" && rc.Method != "*" && !validMethod(rc.Method) {
+		if rc.Method != "" && rc.Method != "*" && !httptoken.Valid(rc.Method) {
 			return nil, 0, fmt.Errorf("%s: method %q is not an HTTP method token", where, rc.Method)
 		}
 		specs = append(specs, spec)
 	}
 	return specs, def, nil
-}
-
-func validMethod(m string) bool {
-	for i := 0; i < len(m); i++ {
-		c := m[i]
-		if !(c >= 'A' && c <= 'Z') {
-			return false
-		}
-	}
-	return len(m) > 0
 }
 
 // Validate checks the provisioned handler.

@@ -82,3 +82,24 @@ func TestSecretsFromPlaceholders(t *testing.T) {
 		}
 	})
 }
+
+// TestRouteMethodIsAnRFC9110Token: a route's method is any RFC 9110 token
+// (M-SEARCH, a WebDAV or a custom method), and nothing else.
+func TestRouteMethodIsAnRFC9110Token(t *testing.T) {
+	for _, tt := range []struct {
+		method string
+		ok     bool
+	}{
+		{"GET", true}, {"M-SEARCH", true}, {"PROPFIND", true}, {"X_CUSTOM.1", true}, {"*", true}, {"", true},
+		{"G ET", false}, {"GET/", false}, {"(GET)", false}, {"GÉT", false},
+	} {
+		h := Handler{Routes: []RouteConfig{{Method: tt.method, Path: "/v1/x", Authenticated: true}}}
+		_, _, err := h.policySpec()
+		if (err == nil) != tt.ok {
+			t.Errorf("method %q: err %v, want ok=%v", tt.method, err, tt.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "routes[0]") {
+			t.Errorf("method %q: %v does not name the field", tt.method, err)
+		}
+	}
+}

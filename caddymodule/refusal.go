@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/deplo-sh/deplo-auth/decide"
 	"github.com/deplo-sh/deplo-auth/grant"
+	"github.com/deplo-sh/deplo-auth/internal/jsonwire"
 )
 
 // retryAfterStoreError is the Retry-After of a 503, in seconds.
@@ -45,25 +45,12 @@ var answers = func() []*refusalAnswer {
 		a := &refusalAnswer{refusal: f}
 		a.err = caddyhttp.HandlerError{StatusCode: f.Status, Err: refusalError{f}}
 		a.repl = a.placeholder
-		a.body = refusalBody(f)
+		a.body = jsonwire.ErrorBody(f.Code, f.Description) // as the shipped handle_errors writes it
 		a.bodyLen = []string{strconv.Itoa(len(a.body))}
 		out[f.ID] = a
 	}
 	return out
 }()
-
-// refusalBody is {"error":"<code>","error_description":"<description>"},
-// the body of Caddyfile.example's handle_errors.
-func refusalBody(f *decide.Refusal) []byte {
-	b, err := json.Marshal(struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}{f.Code, f.Description})
-	if err != nil {
-		panic(err) // two strings always marshal
-	}
-	return b
-}
 
 // placeholder serves {http.auth.error} and {http.auth.error_description}
 // for handle_errors.

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/deplo-sh/deplo-auth/grant"
+	"github.com/deplo-sh/deplo-auth/internal/jsonwire"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/tokenapi"
 )
@@ -144,7 +145,7 @@ func (h *TokensHandler) misconfigured(w http.ResponseWriter, why string) error {
 	if ok, suppressed := h.missingLog.allow(time.Now()); ok {
 		h.logger.Error("token API refused a request: "+why, zap.Uint64("suppressed_since_last", suppressed))
 	}
-	body := []byte(`{"error":"server_error","error_description":"the token API is not configured behind deplo_auth"}` + "\n")
+	body := append(jsonwire.ErrorBody("server_error", "the token API is not configured behind deplo_auth"), '\n')
 	return writeAnswer(w, http.StatusInternalServerError, http.Header{"Content-Type": {"application/json"}}, body)
 }
 

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/deplo-sh/deplo-auth/internal/httptoken"
 )
 
 // Source says where a verify request (another proxy asking "may this request
@@ -231,16 +233,5 @@ func parseOriginal(method, uri string, absolute bool) (Original, string, error) 
 // validMethod reports whether m is an RFC 9110 token (case is kept: Decide
 // deals with methods that differ from a route's only in case).
 func validMethod(m string) bool {
-	if m == "" || len(m) > 32 {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		switch c := m[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
+	return len(m) <= 32 && httptoken.Valid(m)
 }

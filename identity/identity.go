@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+
+	"github.com/deplo-sh/deplo-auth/internal/httptoken"
 )
 
 // DefaultPrefix is the header prefix of the gateway's default configuration.
@@ -82,7 +84,7 @@ func namesFor(prefix string) (headerNames, error) {
 
 func makeNames(prefix string) (headerNames, error) {
 	for i := 0; i < len(prefix); i++ {
-		if !isTokenChar(prefix[i]) {
+		if !httptoken.Char(prefix[i]) {
 			return headerNames{}, fmt.Errorf("%w: prefix %q: not a header name", ErrConfig, prefix)
 		}
 	}
@@ -237,20 +239,6 @@ func checkValue(v string) error {
 		return valueError("leading or trailing space in value")
 	}
 	return nil
-}
-
-// isTokenChar reports whether c may appear in a header name or method
-// (RFC 9110 tchar).
-func isTokenChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
 }
 
 type ctxKey struct{}

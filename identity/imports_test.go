@@ -13,10 +13,11 @@ import (
 
 // TestStandardLibraryOnly keeps the package free of dependencies outside the
 // standard library: a standard import path has no dot in its first element.
-// Of the rest of this module it imports package grant alone, which is held
-// to the same rule.
+// Of the rest of this module it imports package grant and the RFC 9110
+// token rule alone, which are held to the same rule.
 func TestStandardLibraryOnly(t *testing.T) {
-	standardOnly(t, ".", "github.com/deplo-sh/deplo-auth/grant")
+	standardOnly(t, ".", "github.com/deplo-sh/deplo-auth/grant", "github.com/deplo-sh/deplo-auth/internal/httptoken")
+	standardOnly(t, "../internal/httptoken")
 	standardOnly(t, "../grant")
 }
 

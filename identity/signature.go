@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/deplo-sh/deplo-auth/internal/httptoken"
 )
 
 // The signature format.
@@ -296,7 +298,7 @@ func checkRequestLine(method, path string) error {
 		return fmt.Errorf("%w: method: empty or too long", ErrMalformed)
 	}
 	for i := 0; i < len(method); i++ {
-		if !isTokenChar(method[i]) {
+		if !httptoken.Char(method[i]) {
 			return fmt.Errorf("%w: method: not a token", ErrMalformed)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deplo-sh/deplo-auth/grant"
+	"github.com/deplo-sh/deplo-auth/internal/jsonwire"
 )
 
 // maxNumericDate is 9999-12-31T23:59:59Z: later time claims are refused.
@@ -46,7 +47,7 @@ func (v *Verifier) judgeClaims(payload []byte, now time.Time) (*cacheEntry, *ver
 		dup  bool
 		null = []byte("null")
 	)
-	ok := jsonMembers(payload, func(name string, val []byte) bool {
+	ok := jsonwire.Members(payload, func(name string, val []byte) bool {
 		for i := range v.claimSlots {
 			if v.claimSlots[i] != name {
 				continue
@@ -92,7 +93,7 @@ func (v *Verifier) judgeClaims(payload []byte, now time.Time) (*cacheEntry, *ver
 		if m[claimIss] == nil {
 			return nil, errIssuerMissing
 		}
-		iss, ok := jsonString(m[claimIss])
+		iss, ok := jsonwire.String(m[claimIss])
 		if !ok {
 			return nil, errIssType
 		}
@@ -115,7 +116,7 @@ func (v *Verifier) judgeClaims(payload []byte, now time.Time) (*cacheEntry, *ver
 	if raw := m[claimSub]; raw == nil || string(raw) == string(null) {
 		return nil, errSubMissing
 	}
-	if p.Subject, ok = jsonString(m[claimSub]); !ok {
+	if p.Subject, ok = jsonwire.String(m[claimSub]); !ok {
 		return nil, errSubType
 	}
 	if p.Subject == "" {
@@ -195,7 +196,7 @@ func numericDate(raw []byte, typeErr *verifyError) (time.Time, *verifyError) {
 // checkAudience accepts a string equal to want or an array of strings
 // containing it.
 func checkAudience(raw []byte, want string) *verifyError {
-	if s, ok := jsonString(raw); ok {
+	if s, ok := jsonwire.String(raw); ok {
 		if s == want {
 			return nil
 		}
@@ -210,7 +211,7 @@ func checkAudience(raw []byte, want string) *verifyError {
 	}
 	found := false
 	for _, r := range list {
-		s, ok := jsonString(r)
+		s, ok := jsonwire.String(r)
 		if !ok {
 			return errAudType
 		}
@@ -228,7 +229,7 @@ func optionalString(raw []byte, typeErr *verifyError) (string, *verifyError) {
 	if raw == nil || isJSONNull(raw) {
 		return "", nil
 	}
-	s, ok := jsonString(raw)
+	s, ok := jsonwire.String(raw)
 	if !ok {
 		return "", typeErr
 	}
@@ -249,7 +250,7 @@ func scopeNames(candidates ...[]byte) ([]string, *verifyError) {
 	if raw == nil {
 		return nil, nil
 	}
-	if s, ok := jsonString(raw); ok {
+	if s, ok := jsonwire.String(raw); ok {
 		var names []string
 		for _, f := range strings.Split(s, " ") {
 			if f != "" {
@@ -267,7 +268,7 @@ func scopeNames(candidates ...[]byte) ([]string, *verifyError) {
 	}
 	names := make([]string, 0, len(list))
 	for _, r := range list {
-		s, ok := jsonString(r)
+		s, ok := jsonwire.String(r)
 		if !ok {
 			return nil, errScopesType
 		}

@@ -5,7 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/deplo-sh/deplo-auth/internal/jsonwire"
 )
 
 // MaxTokenLength is the longest token Verify will look at (8 KiB), the same
@@ -174,7 +175,7 @@ func parseHeader(raw []byte, h *header) *verifyError {
 		verr *verifyError
 		seen uint8
 	)
-	ok := jsonMembers(raw, func(name string, val []byte) bool {
+	ok := jsonwire.Members(raw, func(name string, val []byte) bool {
 		var bit uint8
 		switch name {
 		case "alg":
@@ -198,12 +199,12 @@ func parseHeader(raw []byte, h *header) *verifyError {
 		var ok bool
 		switch bit {
 		case 1:
-			h.alg, ok = jsonString(val)
+			h.alg, ok = jsonwire.String(val)
 			h.hasAlg = true
 		case 2:
-			h.kid, ok = jsonString(val)
+			h.kid, ok = jsonwire.String(val)
 		case 4:
-			h.typ, ok = jsonString(val)
+			h.typ, ok = jsonwire.String(val)
 			h.hasTyp = true
 		case 8:
 			verr = errCrit
@@ -227,22 +228,6 @@ func parseHeader(raw []byte, h *header) *verifyError {
 		return errHeaderJSON
 	}
 	return nil
-}
-
-// jsonString decodes raw if it is a JSON string.
-func jsonString(raw []byte) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' {
-		return "", false
-	}
-	inner := raw[1 : len(raw)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return string(inner), true
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return "", false
-	}
-	return s, true
 }
 
 // isJSONNull reports whether raw is the JSON null literal.

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/deplo-sh/deplo-auth/internal/jsonwire"
 )
 
 // Bounds on a JWKS document.
@@ -91,7 +93,7 @@ func parseJWK(raw json.RawMessage, allow algSet) (*verifyKey, string) {
 		if !present {
 			return "", false, ""
 		}
-		s, ok := jsonString(v)
+		s, ok := jsonwire.String(v)
 		if !ok {
 			return "", true, name + " is not a string"
 		}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deplo-sh/deplo-auth/internal/jsonwire"
 )
 
 // wycheproofDir holds the vectors, committed with their licence and
@@ -195,7 +197,7 @@ func supported(jws string) bool {
 func wycheproofJWK(t *testing.T, jwk map[string]json.RawMessage, allow algSet) (*verifyKey, string) {
 	t.Helper()
 	str := func(name string) string {
-		s, _ := jsonString(jwk[name])
+		s, _ := jsonwire.String(jwk[name])
 		return s
 	}
 	if str("kty") == "oct" {

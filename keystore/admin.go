@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/deplo-sh/deplo-auth/internal/redact"
 )
 
 // Admin creates, revokes and lists the API tokens of one key store. The CLI
@@ -93,12 +95,12 @@ type TokenRecord struct {
 type notFoundError struct{ what, id string }
 
 func (e *notFoundError) Error() string {
-	return fmt.Sprintf("keystore: %s: no token with id %q", e.what, PrintableID(e.id))
+	return fmt.Sprintf("keystore: %s: no token with id %q", e.what, redact.ID(e.id))
 }
 
 func (e *notFoundError) Is(target error) bool { return target == ErrNotFound }
 
 // NoTokenError returns the error of an admin operation (what, e.g. "revoke
 // token") on an unknown token id: errors.Is(err, ErrNotFound) holds, and the
-// message names the id only when PrintableID allows.
+// message names the id only when redact.ID allows.
 func NoTokenError(what, id string) error { return &notFoundError{what: what, id: id} }

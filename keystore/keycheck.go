@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 	"unicode/utf8"
+
+	"github.com/deplo-sh/deplo-auth/internal/redact"
 )
 
 // checkKeyFile applies the key file's rules to a document built in memory
@@ -42,7 +44,7 @@ func checkEntry(i int, e *TokenEntry) (*Token, error) {
 		at    *time.Time
 	}{{"created_at", &e.CreatedAt}, {"expires_at", e.ExpiresAt}, {"revoked_at", e.RevokedAt}} {
 		if t.at != nil && t.at.IsZero() {
-			return nil, &entryError{"token", i, PrintableID(e.ID), t.field, errZeroTime.Error()}
+			return nil, &entryError{"token", i, redact.ID(e.ID), t.field, errZeroTime.Error()}
 		}
 	}
 	return tokenOf(e, h), nil
@@ -52,12 +54,12 @@ func checkEntry(i int, e *TokenEntry) (*Token, error) {
 // times, and returns its parsed hash.
 func checkEntryFields(i int, e *TokenEntry) (Hash, error) {
 	fail := func(id, field, msg string) (Hash, error) {
-		return Hash{}, &entryError{"token", i, PrintableID(id), field, msg}
+		return Hash{}, &entryError{"token", i, redact.ID(id), field, msg}
 	}
 	switch {
 	case e.ID == "":
 		return fail("", "id", "missing or empty")
-	case LooksSecret(e.ID):
+	case redact.LooksSecret(e.ID):
 		return fail("", "id", `looks like an API token or its hash; use an identifier such as "tok_…"`)
 	}
 	h, err := ParseHash(e.Hash)
@@ -91,7 +93,7 @@ func checkEntryFields(i int, e *TokenEntry) (Hash, error) {
 			return fail(e.ID, "created_by", err.Error())
 		}
 	}
-	if LooksSecret(e.RotatedFrom) {
+	if redact.LooksSecret(e.RotatedFrom) {
 		return fail(e.ID, "rotated_from", "want a token id")
 	}
 	return h, nil
@@ -112,11 +114,11 @@ func newTokenIndex(n int) *tokenIndex {
 // add adds tok, token i of the file.
 func (x *tokenIndex) add(i int, tok *Token) error {
 	if j, dup := x.ids[tok.ID]; dup {
-		return &entryError{"token", i, PrintableID(tok.ID), "id", fmt.Sprintf("duplicate of token %d", j)}
+		return &entryError{"token", i, redact.ID(tok.ID), "id", fmt.Sprintf("duplicate of token %d", j)}
 	}
 	x.ids[tok.ID] = i
 	if j, dup := x.hashes[tok.Hash]; dup {
-		return &entryError{"token", i, PrintableID(tok.ID), "hash", fmt.Sprintf("same hash as token %d", j)}
+		return &entryError{"token", i, redact.ID(tok.ID), "hash", fmt.Sprintf("same hash as token %d", j)}
 	}
 	x.hashes[tok.Hash] = i
 	x.tokens[tok.Hash] = tok

@@ -2,7 +2,8 @@ package keystore
 
 import (
 	"time"
-	"unicode/utf8"
+
+	"github.com/deplo-sh/deplo-auth/internal/jsonwire"
 )
 
 // marshalKeyFile returns the file form of kf: indented JSON, nil scopes as
@@ -35,7 +36,7 @@ func marshalKeyFile(kf *KeyFile) ([]byte, error) {
 				b = append(b, ',')
 			}
 			b = append(b, "\n    {\n      \"id\": "...)
-			b = appendJSONString(b, rs.ID)
+			b = jsonwire.AppendString(b, rs.ID)
 			b = append(b, ",\n      \"revoked_at\": "...)
 			if b, err = appendJSONTime(b, rs.RevokedAt); err != nil {
 				return nil, err
@@ -54,16 +55,16 @@ func marshalKeyFile(kf *KeyFile) ([]byte, error) {
 
 func appendEntry(b []byte, e *TokenEntry) ([]byte, error) {
 	b = append(b, "\n    {\n      \"id\": "...)
-	b = appendJSONString(b, e.ID)
+	b = jsonwire.AppendString(b, e.ID)
 	b = append(b, ",\n      \"name\": "...)
-	b = appendJSONString(b, e.Name)
+	b = jsonwire.AppendString(b, e.Name)
 	b = append(b, ",\n      \"hash\": "...)
-	b = appendJSONString(b, e.Hash)
+	b = jsonwire.AppendString(b, e.Hash)
 	b = append(b, ",\n      \"workspace\": "...)
-	b = appendJSONString(b, e.Workspace)
+	b = jsonwire.AppendString(b, e.Workspace)
 	if e.Project != nil {
 		b = append(b, ",\n      \"project\": "...)
-		b = appendJSONString(b, *e.Project)
+		b = jsonwire.AppendString(b, *e.Project)
 	}
 	b = append(b, ",\n      \"scopes\": ["...)
 	for k, sc := range e.Scopes {
@@ -71,7 +72,7 @@ func appendEntry(b []byte, e *TokenEntry) ([]byte, error) {
 			b = append(b, ',')
 		}
 		b = append(b, "\n        "...)
-		b = appendJSONString(b, sc)
+		b = jsonwire.AppendString(b, sc)
 	}
 	if len(e.Scopes) > 0 {
 		b = append(b, "\n      "...)
@@ -91,7 +92,7 @@ func appendEntry(b []byte, e *TokenEntry) ([]byte, error) {
 	}
 	if e.RevokedReason != "" {
 		b = append(b, ",\n      \"revoked_reason\": "...)
-		b = appendJSONString(b, e.RevokedReason)
+		b = jsonwire.AppendString(b, e.RevokedReason)
 	}
 	if len(e.AllowedIPs) > 0 {
 		b = append(b, ",\n      \"allowed_ips\": ["...)
@@ -100,26 +101,26 @@ func appendEntry(b []byte, e *TokenEntry) ([]byte, error) {
 				b = append(b, ',')
 			}
 			b = append(b, "\n        "...)
-			b = appendJSONString(b, p)
+			b = jsonwire.AppendString(b, p)
 		}
 		b = append(b, "\n      ]"...)
 	}
 	if c := e.CreatedBy; c != nil {
 		b = append(b, ",\n      \"created_by\": {\n        \"kind\": "...)
-		b = appendJSONString(b, c.Kind)
+		b = jsonwire.AppendString(b, c.Kind)
 		for _, f := range [...]struct{ name, v string }{{"id", c.ID}, {"subject", c.Subject}, {"session", c.Session}} {
 			if f.v != "" {
 				b = append(b, ",\n        \""...)
 				b = append(b, f.name...)
 				b = append(b, "\": "...)
-				b = appendJSONString(b, f.v)
+				b = jsonwire.AppendString(b, f.v)
 			}
 		}
 		b = append(b, "\n      }"...)
 	}
 	if e.RotatedFrom != "" {
 		b = append(b, ",\n      \"rotated_from\": "...)
-		b = appendJSONString(b, e.RotatedFrom)
+		b = jsonwire.AppendString(b, e.RotatedFrom)
 	}
 	return append(b, "\n    }"...), nil
 }
@@ -140,57 +141,4 @@ func appendJSONTimeOrNull(b []byte, t *time.Time) ([]byte, error) {
 		return append(b, "null"...), nil
 	}
 	return appendJSONTime(b, *t)
-}
-
-// appendJSONString appends s quoted as encoding/json does without HTML
-// escaping: \" \\ \b \f \n \r \t, other control characters as \u00XX,
-// invalid UTF-8 as \ufffd, U+2028 and U+2029 as \u2028 and \u2029.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -134,21 +134,6 @@ func (e *entryError) Error() string {
 	return b.String()
 }
 
-// LooksSecret reports whether s looks like a raw API token or a stored hash,
-// which must never appear as an id (ids are echoed in messages and logs).
-func LooksSecret(s string) bool {
-	return strings.HasPrefix(s, "sk_") || strings.HasPrefix(s, hashPrefix)
-}
-
-// PrintableID returns id for use in messages, or "" when it must not be
-// echoed.
-func PrintableID(id string) string {
-	if LooksSecret(id) || len(id) > 200 {
-		return ""
-	}
-	return id
-}
-
 // NewTokenID returns a new token id: "tok_" and 10 random lowercase base-36
 // characters from crypto/rand.
 func NewTokenID() (string, error) {

@@ -12,9 +12,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/deplo-sh/deplo-auth/internal/jsonwire"
+	"github.com/deplo-sh/deplo-auth/internal/redact"
 )
 
 // ReadKeyFile reads, parses and validates the key file at path with the
@@ -187,7 +189,7 @@ func parseSlow(data []byte) (*KeyFile, map[Hash]*Token, error) {
 
 func parseEntry(i int, raw json.RawMessage) (TokenEntry, *Token, error) {
 	fail := func(id, field, msg string) (TokenEntry, *Token, error) {
-		return TokenEntry{}, nil, &entryError{"token", i, PrintableID(id), field, msg}
+		return TokenEntry{}, nil, &entryError{"token", i, redact.ID(id), field, msg}
 	}
 	// Best effort id for messages about an entry that does not decode.
 	var probe struct {
@@ -247,7 +249,7 @@ type rawEntry struct {
 // entryFromRaw applies the key file's rules to decoded entry i.
 func entryFromRaw(i int, r *rawEntry) (TokenEntry, *Token, error) {
 	fail := func(id, field, msg string) (TokenEntry, *Token, error) {
-		return TokenEntry{}, nil, &entryError{"token", i, PrintableID(id), field, msg}
+		return TokenEntry{}, nil, &entryError{"token", i, redact.ID(id), field, msg}
 	}
 	e := TokenEntry{
 		ID:        r.ID,
@@ -311,15 +313,6 @@ func parseTime(s *string, required bool) (time.Time, error) {
 
 var errZeroTime = errors.New("the zero time (0001-01-01T00:00:00Z) is not allowed")
 
-// quoteName quotes a field name from the file for a message, unless it is
-// too long or looks like a secret to echo.
-func quoteName(k string) string {
-	if len(k) > 40 || LooksSecret(k) {
-		return "(not shown)"
-	}
-	return fmt.Sprintf("%q", k)
-}
-
 // decodeStrict decodes one JSON value, refusing unknown fields.
 func decodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -328,56 +321,42 @@ func decodeStrict(data []byte, v any) error {
 }
 
 // checkKeys checks that data is one JSON object whose keys are all in
-// allowed, spelled exactly, each at most once. With whole it also reports
-// malformed JSON and anything after the object.
+// allowed, spelled exactly, each at most once (package jsonwire reads it).
+// whole says data is the whole file, not one entry: the message for a
+// value that is not an object then shows the file's form.
 func checkKeys(data []byte, allowed []string, whole bool) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	syntax := func(err error) error {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return fmt.Errorf("not valid JSON: %v (at byte %d)", se, se.Offset)
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return errors.New("not valid JSON: unexpected end of input")
-		}
-		return fmt.Errorf("not valid JSON: %w", err)
+	err := jsonwire.ReadObject(data, allowed, nil)
+	var je *jsonwire.Error
+	if !errors.As(err, &je) {
+		return err
 	}
-	t, err := dec.Token()
-	if err != nil {
-		return syntax(err)
-	}
-	if d, ok := t.(json.Delim); !ok || d != '{' {
+	switch je.Problem {
+	case jsonwire.NotObject:
+		if je.Err != nil {
+			return syntaxError(je.Err)
+		}
 		if whole {
 			return errors.New(`want a JSON object like {"tokens": [...]}`)
 		}
 		return errors.New("want a JSON object")
+	case jsonwire.UnknownName:
+		return fmt.Errorf("unknown field %s", redact.Name(je.Name))
+	case jsonwire.RepeatedName:
+		return fmt.Errorf("field %s appears more than once", redact.Name(je.Name))
+	case jsonwire.Trailing:
+		return errors.New("not valid JSON: unexpected data after the document")
 	}
-	seen := make(map[string]bool, len(allowed))
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return syntax(err)
-		}
-		k, _ := t.(string)
-		if !slices.Contains(allowed, k) {
-			return fmt.Errorf("unknown field %s", quoteName(k))
-		}
-		if seen[k] {
-			return fmt.Errorf("field %s appears more than once", quoteName(k))
-		}
-		seen[k] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return syntax(err)
-		}
+	return syntaxError(je.Err)
+}
+
+// syntaxError says where data is not valid JSON.
+func syntaxError(err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("not valid JSON: %v (at byte %d)", se, se.Offset)
 	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
-		return syntax(err)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("not valid JSON: unexpected end of input")
 	}
-	if whole {
-		if _, err := dec.Token(); err != io.EOF {
-			return errors.New("not valid JSON: unexpected data after the document")
-		}
-	}
-	return nil
+	return fmt.Errorf("not valid JSON: %w", err)
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/deplo-sh/deplo-auth/internal/redact"
 )
 
 // Creator kinds: who created a token.
@@ -49,7 +51,7 @@ func (c *Creator) check() error {
 	switch c.Kind {
 	case CreatorAPIKey:
 		switch {
-		case c.ID == "" || LooksSecret(c.ID):
+		case c.ID == "" || redact.LooksSecret(c.ID):
 			return errors.New("id: want the creating token's id")
 		case c.Subject != "" || c.Session != "":
 			return errors.New("an api_key creator has an id only")
@@ -81,7 +83,7 @@ func ParseCreatorFilter(s string) (Creator, error) {
 		return Creator{Kind: CreatorJWT, Session: s[len("session:"):]}, nil
 	case strings.HasPrefix(s, "user:") && len(s) > len("user:"):
 		return Creator{Kind: CreatorJWT, Subject: s[len("user:"):]}, nil
-	case s != "" && !strings.Contains(s, ":") && !LooksSecret(s) && len(s) <= 200:
+	case s != "" && !strings.Contains(s, ":") && !redact.LooksSecret(s) && len(s) <= 200:
 		return Creator{Kind: CreatorAPIKey, ID: s}, nil
 	}
 	return Creator{}, errors.New(`created_by: want a token id, "session:<sid>" or "user:<sub>"`)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/deplo-sh/deplo-auth/internal/redact"
 )
 
 // SessionDenylist reports whether a dashboard session has been revoked, so
@@ -100,7 +102,7 @@ func parseRevokedSessions(raws []json.RawMessage) ([]RevokedSession, error) {
 	ids := make(map[string]int, len(raws))
 	for i, raw := range raws {
 		fail := func(id, field, msg string) ([]RevokedSession, error) {
-			return nil, &entryError{"revoked session", i, PrintableID(id), field, msg}
+			return nil, &entryError{"revoked session", i, redact.ID(id), field, msg}
 		}
 		var probe struct {
 			ID any `json:"id"`
@@ -147,7 +149,7 @@ type rawSession struct {
 // the index of each id seen before it.
 func sessionFromRaw(i int, r *rawSession, ids map[string]int) (RevokedSession, error) {
 	fail := func(id, field, msg string) (RevokedSession, error) {
-		return RevokedSession{}, &entryError{"revoked session", i, PrintableID(id), field, msg}
+		return RevokedSession{}, &entryError{"revoked session", i, redact.ID(id), field, msg}
 	}
 	if r.ID == "" {
 		return fail("", "id", "missing or empty")
@@ -177,7 +179,7 @@ func checkSessions(list []RevokedSession) error {
 	ids := make(map[string]int, len(list))
 	for i, rs := range list {
 		fail := func(field, msg string) error {
-			return &entryError{"revoked session", i, PrintableID(rs.ID), field, msg}
+			return &entryError{"revoked session", i, redact.ID(rs.ID), field, msg}
 		}
 		if rs.ID == "" {
 			return fail("id", "missing or empty")

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"unicode"
+
+	"github.com/deplo-sh/deplo-auth/internal/httptoken"
 )
 
 // mux matches a method and a cleaned, unescaped path against patterns.
@@ -295,7 +297,7 @@ func parseMuxPattern(s string) (_ *muxPattern, err error) {
 		if method == "" {
 			return nil, errors.New("empty method (pattern starts with a space)")
 		}
-		if !validMuxMethod(method) {
+		if !httptoken.Valid(method) {
 			return nil, fmt.Errorf("invalid method %q", method)
 		}
 		off = len(s) - len(rest)
@@ -374,21 +376,6 @@ func parseMuxPattern(s string) (_ *muxPattern, err error) {
 		p.segments = append(p.segments, muxSegment{s: name, wild: true, multi: multi})
 	}
 	return p, nil
-}
-
-// validMuxMethod reports whether method is an HTTP token (RFC 9110).
-func validMuxMethod(method string) bool {
-	if method == "" {
-		return false
-	}
-	for i := 0; i < len(method); i++ {
-		c := method[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 func isValidMuxWildcardName(s string) bool {

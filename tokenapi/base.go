@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/deplo-sh/deplo-auth/internal/redact"
 )
 
 // Base is the collection path of the token API, such as
@@ -100,7 +102,7 @@ const maxIDLength = 100
 // like a token or its hash. Anything else (a "/", "..", "%", a space) names
 // no token and answers 404.
 func ValidID(id string) bool {
-	if id == "" || len(id) > maxIDLength || strings.HasPrefix(id, "sk_") {
+	if id == "" || len(id) > maxIDLength || redact.LooksSecret(id) {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

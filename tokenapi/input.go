@@ -1,17 +1,17 @@
 package tokenapi
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/deplo-sh/deplo-auth/grant"
+	"github.com/deplo-sh/deplo-auth/internal/jsonwire"
+	"github.com/deplo-sh/deplo-auth/internal/redact"
 )
 
 // MaxBodyBytes bounds the body of a create request.
@@ -42,13 +42,12 @@ func invalid(format string, args ...any) *inputError {
 }
 
 // createFields are the body's fields, spelled exactly.
-var createFields = map[string]bool{"name": true, "scopes": true, "project": true, "expires_at": true}
+var createFields = []string{"name", "scopes", "project", "expires_at"}
 
 // parseCreate reads a create request's body strictly: one JSON object of
-// the known fields, each at most once and spelled exactly (encoding/json
-// alone would match names case-insensitively and let a repeated name
-// override an earlier one), nothing after it, valid UTF-8, at most
-// MaxBodyBytes. now is the instant expires_at must follow.
+// the known fields, each at most once and spelled exactly (package
+// jsonwire), nothing after it, valid UTF-8, at most MaxBodyBytes. now is
+// the instant expires_at must follow.
 func parseCreate(body []byte, now time.Time) (createInput, *inputError) {
 	var in createInput
 	if len(body) > MaxBodyBytes {
@@ -57,52 +56,44 @@ func parseCreate(body []byte, now time.Time) (createInput, *inputError) {
 	if !utf8.Valid(body) {
 		return in, invalid("body: not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return in, invalid("body: want a JSON object with name and scopes")
-	}
-	seen := make(map[string]bool, len(createFields))
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return in, invalid("body: malformed JSON")
-		}
-		key, _ := tok.(string)
-		if !createFields[key] {
-			return in, invalid("body: unknown field %s (want name, scopes, project, expires_at)", quoteField(key))
-		}
-		if seen[key] {
-			return in, invalid("%s: appears more than once", key)
-		}
-		seen[key] = true
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return in, invalid("body: malformed JSON")
-		}
+	var hasName, hasScopes bool
+	err := jsonwire.ReadObject(body, createFields, func(key string, raw []byte) error {
+		hasName, hasScopes = hasName || key == "name", hasScopes || key == "scopes"
 		if e := in.set(key, raw, now); e != nil {
-			return in, e
+			return e
 		}
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return in, invalid("body: malformed JSON")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return in, invalid("body: data after the JSON object")
-	}
+		return nil
+	})
+	var ie *inputError
+	var je *jsonwire.Error
 	switch {
-	case !seen["name"]:
+	case errors.As(err, &ie):
+		return in, ie
+	case errors.As(err, &je):
+		switch je.Problem {
+		case jsonwire.NotObject:
+			return in, invalid("body: want a JSON object with name and scopes")
+		case jsonwire.UnknownName:
+			return in, invalid("body: unknown field %s (want name, scopes, project, expires_at)", redact.Name(je.Name))
+		case jsonwire.RepeatedName:
+			return in, invalid("%s: appears more than once", je.Name)
+		case jsonwire.Trailing:
+			return in, invalid("body: data after the JSON object")
+		}
+		return in, invalid("body: malformed JSON")
+	case !hasName:
 		return in, invalid("name: required")
-	case !seen["scopes"]:
+	case !hasScopes:
 		return in, invalid("scopes: required")
 	}
 	return in, nil
 }
 
 // set checks and stores one field's value.
-func (in *createInput) set(key string, raw json.RawMessage, now time.Time) *inputError {
+func (in *createInput) set(key string, raw []byte, now time.Time) *inputError {
 	switch key {
 	case "name":
-		s, ok := jsonString(raw)
+		s, ok := jsonwire.String(raw)
 		if !ok || !validName(s) {
 			return invalid("name: want a string of 1 to %d printable characters", maxNameLength)
 		}
@@ -129,7 +120,7 @@ func (in *createInput) set(key string, raw json.RawMessage, now time.Time) *inpu
 		if string(raw) == "null" {
 			return nil
 		}
-		s, ok := jsonString(raw)
+		s, ok := jsonwire.String(raw)
 		if !ok || !validSlug(s) {
 			return invalid("project: want a slug (lowercase letters, digits and inner hyphens, at most %d) or null", maxProjectLength)
 		}
@@ -138,7 +129,7 @@ func (in *createInput) set(key string, raw json.RawMessage, now time.Time) *inpu
 		if string(raw) == "null" {
 			return nil
 		}
-		s, ok := jsonString(raw)
+		s, ok := jsonwire.String(raw)
 		if !ok {
 			return invalid("expires_at: want an RFC 3339 time string or null")
 		}
@@ -152,15 +143,6 @@ func (in *createInput) set(key string, raw json.RawMessage, now time.Time) *inpu
 		in.ExpiresAt = t.UTC()
 	}
 	return nil
-}
-
-// jsonString decodes raw when it is a JSON string (not null, not a number).
-func jsonString(raw json.RawMessage) (string, bool) {
-	var s string
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
-		return "", false
-	}
-	return s, true
 }
 
 // validName: 1 to 100 characters, each printable (letters, marks, numbers,
@@ -189,13 +171,4 @@ func validSlug(s string) bool {
 		}
 	}
 	return true
-}
-
-// quoteField quotes an unknown field name for a message, unless it is long
-// or looks like a token (a client pasting one where a name goes).
-func quoteField(k string) string {
-	if len(k) > 40 || strings.HasPrefix(k, "sk_") || strings.HasPrefix(k, "sha256:") {
-		return "(not shown)"
-	}
-	return strconv.Quote(k)
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/deplo-sh/deplo-auth/apikey"
 	"github.com/deplo-sh/deplo-auth/grant"
+	"github.com/deplo-sh/deplo-auth/internal/jsonwire"
 	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
@@ -345,8 +346,7 @@ func (s *Service) newID() (string, error) {
 	return keystore.NewTokenID()
 }
 
-// jsonAnswer encodes v. Every answer is Cache-Control: no-store: the
-// create answer holds the token, the others a workspace's token list.
+// jsonAnswer encodes v.
 func jsonAnswer(status int, v any) Answer {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -354,17 +354,21 @@ func jsonAnswer(status int, v any) Answer {
 	if err := enc.Encode(v); err != nil { // cannot happen with these types
 		return errorAnswer(http.StatusInternalServerError, "server_error", "could not encode the answer")
 	}
-	return Answer{Status: status, Body: b.Bytes(), Header: http.Header{
+	return bodyAnswer(status, b.Bytes())
+}
+
+// errorAnswer is the JSON error body, as every error deplo-auth answers.
+func errorAnswer(status int, code, description string) Answer {
+	return bodyAnswer(status, append(jsonwire.ErrorBody(code, description), '\n'))
+}
+
+// bodyAnswer answers a JSON body. Every answer is Cache-Control: no-store:
+// the create answer holds the token, the others a workspace's token list.
+func bodyAnswer(status int, body []byte) Answer {
+	return Answer{Status: status, Body: body, Header: http.Header{
 		"Content-Type":  {"application/json"},
 		"Cache-Control": {"no-store"},
 	}}
-}
-
-func errorAnswer(status int, code, description string) Answer {
-	return jsonAnswer(status, struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}{code, description})
 }
 
 // refuse answers an error and records it on op (nil for a read).

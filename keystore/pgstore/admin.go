@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/deplo-sh/deplo-auth/internal/redact"
 	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
@@ -35,7 +36,7 @@ func checkNew(e *keystore.TokenEntry) (keystore.Hash, error) {
 	switch {
 	case e.ID == "":
 		return h, errors.New("keystore: create token: empty id")
-	case keystore.LooksSecret(e.ID):
+	case redact.LooksSecret(e.ID):
 		return h, errors.New("keystore: create token: the id looks like an API token or its hash")
 	case e.Workspace == "":
 		return h, errors.New("keystore: create token: empty workspace")
@@ -91,7 +92,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text[]::cidr[], $11, $12, $13, 
 				// A concurrent rotation of the same token won: reuse.
 				return keystore.ErrTokenReused
 			}
-			return fmt.Errorf("keystore: create token: a token with id %q already exists", keystore.PrintableID(e.ID))
+			return fmt.Errorf("keystore: create token: a token with id %q already exists", redact.ID(e.ID))
 		}
 		return fmt.Errorf("keystore: create token: %w", err)
 	}
@@ -260,7 +261,7 @@ func queryRecords(ctx context.Context, q querier, what, sql string, args ...any)
 		&allowed, &reason, &kind, &byID, &bySub, &bySess, &rotatedFrom}, func() error {
 		var h keystore.Hash
 		if len(raw) != len(h) {
-			return fmt.Errorf("token %s: hash of %d bytes", keystore.PrintableID(e.ID), len(raw))
+			return fmt.Errorf("token %s: hash of %d bytes", redact.ID(e.ID), len(raw))
 		}
 		copy(h[:], raw)
 		t := keystore.TokenRecord{TokenEntry: e}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
+	"github.com/deplo-sh/deplo-auth/internal/redact"
 	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
@@ -440,7 +441,7 @@ func scanToken(rows pgx.Rows, h keystore.Hash) (*keystore.Token, error) {
 	}
 	if project.Valid && project.String == "" {
 		// Not read as workspace-scoped: that would widen the token.
-		return nil, fmt.Errorf("keystore: postgres lookup: token %s has an empty project; use NULL for a workspace-scoped token", keystore.PrintableID(id.String))
+		return nil, fmt.Errorf("keystore: postgres lookup: token %s has an empty project; use NULL for a workspace-scoped token", redact.ID(id.String))
 	}
 	var prefixes []netip.Prefix
 	if allowed != nil {
@@ -448,7 +449,7 @@ func scanToken(rows pgx.Rows, h keystore.Hash) (*keystore.Token, error) {
 		// prefix is, never widened.
 		var err error
 		if prefixes, err = keystore.ParseAllowedIPs(allowed); err != nil || len(prefixes) == 0 {
-			return nil, fmt.Errorf("keystore: postgres lookup: token %s: allowed_ips: not a non-empty list of CIDR prefixes", keystore.PrintableID(id.String))
+			return nil, fmt.Errorf("keystore: postgres lookup: token %s: allowed_ips: not a non-empty list of CIDR prefixes", redact.ID(id.String))
 		}
 	}
 	return &keystore.Token{

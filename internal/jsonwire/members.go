@@ -1,16 +1,22 @@
-package jwtauth
+// Package jsonwire is the JSON deplo-auth reads from and writes to the
+// wire, strictly: an object's member names are matched exactly (after
+// unescaping) and each at most once, where encoding/json alone matches names
+// case-insensitively and lets a repeated name override an earlier one. The
+// JWT header and claims, the key file and the token API's input are read
+// with it; the key file and every JSON error body are written with it.
+package jsonwire
 
 import (
 	"encoding/json"
 	"unsafe"
 )
 
-// jsonMembers calls fn with the name and raw value of each member of the
+// Members calls fn with the name and raw value of each member of the
 // JSON object b, in order, without building a map. b must already be known
 // to be valid JSON (json.Valid): the scan relies on it. Names are matched
 // exactly after unescaping. fn must not keep name: it may alias b. It
 // returns false when b is not an object or fn returns false.
-func jsonMembers(b []byte, fn func(name string, value []byte) bool) bool {
+func Members(b []byte, fn func(name string, value []byte) bool) bool {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -138,4 +144,36 @@ func valueEnd(b []byte, i int) int {
 		return -1
 	}
 	return j
+}
+
+// Elements calls fn with the raw value of each element of the JSON array b,
+// in order. Like Members, b must already be known to be valid JSON. It
+// returns false when b is not an array or fn returns false.
+func Elements(b []byte, fn func(value []byte) bool) bool {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return false
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return true
+	}
+	for {
+		end := valueEnd(b, i)
+		if end < 0 || !fn(b[i:end]) {
+			return false
+		}
+		i = skipWS(b, end)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ']':
+			return true
+		case ',':
+			i = skipWS(b, i+1)
+		default:
+			return false
+		}
+	}
 }
