@@ -276,6 +276,40 @@ func (l *Limiter) Fail(client string, now time.Time) {
 	s.mu.Unlock()
 }
 
+// Take reports whether client may do one more thing at now and, when it
+// may, records it: Allow and Fail as one step under the shard's lock, so
+// that concurrent callers never overshoot the budget (a rate limit, where
+// Allow-then-Fail suits a failure count). When it may not, retryAfter is
+// as Allow's and nothing is recorded.
+func (l *Limiter) Take(client string, now time.Time) (ok bool, retryAfter time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	h := maphash.String(l.seed, client)
+	s := &l.shards[h>>l.shift]
+	t := l.clock(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maybeSweep(t, l.sweep)
+	tat, found := s.m[h]
+	if found {
+		if wait := tat - t - l.tolerance; wait > 0 {
+			return false, roundUpSeconds(wait)
+		}
+	} else {
+		if len(s.m) >= s.capacity {
+			s.evict(t)
+		}
+		tat = t
+	}
+	s.m[h] = min(max(tat, t)+l.interval, tatBound)
+	if n := len(s.m); n > s.peak {
+		s.peak = n
+	}
+	s.n.Store(int64(len(s.m)))
+	return true, 0
+}
+
 // Len returns the number of clients tracked, recovered ones not yet dropped
 // included; it is at most MaxClients.
 func (l *Limiter) Len() int {

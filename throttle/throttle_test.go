@@ -480,3 +480,44 @@ func TestHeavyDebtorSurvivesNewcomersInASmallTable(t *testing.T) {
 		t.Fatalf("Len %d > MaxClients", n)
 	}
 }
+
+// TestTake: a budget of 3 per 3s is taken at once, the fourth waits 1s;
+// after it the client may take one more; another client is not affected;
+// concurrent takers never overshoot.
+func TestTake(t *testing.T) {
+	l := newT(t, Config{Failures: 3, Window: 3 * time.Second})
+	for i := range 3 {
+		if ok, _ := l.Take("a", t0); !ok {
+			t.Fatalf("take %d refused", i+1)
+		}
+	}
+	ok, wait := l.Take("a", t0)
+	if ok || wait != time.Second {
+		t.Fatalf("fourth take: %v, retry after %v; want refused, 1s", ok, wait)
+	}
+	if ok, _ := l.Take("b", t0); !ok {
+		t.Fatal("another client refused")
+	}
+	if ok, _ := l.Take("a", t0.Add(time.Second)); !ok {
+		t.Fatal("refused after the wait")
+	}
+	if ok, _ := l.Take("a", t0.Add(time.Second)); ok {
+		t.Fatal("a second take after one interval")
+	}
+	par := newT(t, Config{Failures: 50, Window: time.Hour})
+	var wg sync.WaitGroup
+	var taken atomic.Int64
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, _ := par.Take("c", t0); ok {
+				taken.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := taken.Load(); n != 50 {
+		t.Fatalf("200 concurrent takes with a budget of 50: %d taken", n)
+	}
+}

@@ -116,10 +116,13 @@ func ValidID(id string) bool {
 
 // Methods returns the methods the API answers on t, as an Allow value.
 func (t Target) Methods() string {
+	if _, ok := t.rotation(); ok {
+		return "POST"
+	}
 	if t.Item {
 		return "GET, HEAD, DELETE"
 	}
-	return "GET, HEAD, POST"
+	return "GET, HEAD, POST, DELETE"
 }
 
 // Preflight answers a CORS preflight (OPTIONS with Origin and

@@ -38,6 +38,8 @@ type Service struct {
 	Now      func() time.Time
 	NewToken func() (string, error)
 	NewID    func() (string, error)
+	// Limits bound creates (create_rate, max_tokens, max_lifetime).
+	Limits Limits
 }
 
 // Request is one token API request.
@@ -52,6 +54,11 @@ type Request struct {
 	ContentType string
 	// Body is read up to MaxBodyBytes+1 bytes, for POST only.
 	Body io.Reader
+	// Query is the raw query string (DELETE base?created_by=…).
+	Query string
+	// CallerSession is the session id (sid, else jti) of a session JWT
+	// caller, recorded as the creator of the tokens it creates.
+	CallerSession string
 }
 
 // Answer is the response to write.
@@ -78,6 +85,11 @@ type Operation struct {
 	Scopes grant.ScopeSet
 	// Reason is the refusal's description, or the store's error.
 	Reason string
+	// NewTokenID is the token a rotation created.
+	NewTokenID string
+	// Revoked are the tokens a revocation by creator, or a rotation found
+	// reused, revoked.
+	Revoked []string
 }
 
 // The results of an operation: the label values of
@@ -92,8 +104,9 @@ const (
 
 // Operations and Results list the label values, for metrics.
 var (
-	Operations = []string{"create", "revoke"}
-	Results    = []string{ResultOK, ResultInvalid, ResultForbidden, ResultNotFound, ResultError}
+	Operations = []string{OpCreate, OpRevoke, OpRotate, OpRevokeCreatedBy}
+	Results    = []string{ResultOK, ResultInvalid, ResultForbidden, ResultNotFound, ResultError,
+		ResultRateLimited, ResultLimitReached, ResultReused, ResultCreatorInactive, ResultInactive}
 )
 
 // Error codes of the JSON error bodies.
@@ -111,11 +124,18 @@ func (s *Service) Serve(ctx context.Context, req *Request) Answer {
 	who := req.Caller
 	t := req.Target
 	var op *Operation
+	_, rotation := t.rotation()
 	switch {
+	case rotation:
+		if req.Method == http.MethodPost {
+			op = &Operation{Name: OpRotate}
+		}
 	case !t.Item && req.Method == http.MethodPost:
-		op = &Operation{Name: "create"}
+		op = &Operation{Name: OpCreate}
+	case !t.Item && req.Method == http.MethodDelete:
+		op = &Operation{Name: OpRevokeCreatedBy}
 	case t.Item && req.Method == http.MethodDelete:
-		op = &Operation{Name: "revoke"}
+		op = &Operation{Name: OpRevoke}
 	}
 	if op != nil && t.Item && ValidID(t.ID) {
 		op.TokenID = t.ID
@@ -139,9 +159,15 @@ func (s *Service) serve(ctx context.Context, req *Request, who *grant.Principal,
 			return s.list(ctx, who, t)
 		case http.MethodPost:
 			return s.create(ctx, req, who, op)
+		case http.MethodDelete:
+			return s.revokeCreatedBy(ctx, req, who, op)
 		}
 		return methodNotAllowed(t.Methods())
-	case !ValidID(t.ID):
+	}
+	if id, ok := t.rotation(); ok {
+		return s.rotate(ctx, req, who, id, op)
+	}
+	if !ValidID(t.ID) {
 		// Checked before the method, so that a path trick never learns
 		// more than "no such token".
 		return refuse(op, http.StatusNotFound, ResultNotFound, codeNotFound, "no such token in this workspace")
@@ -224,6 +250,9 @@ func (s *Service) create(ctx context.Context, req *Request, who *grant.Principal
 			"project: a project-scoped credential creates tokens of its own project only")
 	}
 
+	if a, ok := s.takeCreate(who, op); !ok {
+		return a
+	}
 	raw, err := s.newToken()
 	if err != nil {
 		return storeFailed(op, err)
@@ -249,14 +278,19 @@ func (s *Service) create(ctx context.Context, req *Request, who *grant.Principal
 		x := in.ExpiresAt
 		e.ExpiresAt = &x
 	}
-	if err := s.Store.CreateToken(ctx, e); err != nil {
-		return storeFailed(op, err)
+	if s.Limits.MaxLifetime > 0 {
+		x := created.Add(s.Limits.MaxLifetime)
+		e.ExpiresAt = keystore.CapExpiry(e.ExpiresAt, &x)
+	}
+	// The store checks the caller again at the write (and caps the expiry
+	// at an API token caller's), under the lock the write holds.
+	e.CreatedBy = creatorOf(who, req.CallerSession)
+	stored, err := s.Store.Create(ctx, e, keystore.CreateOptions{Now: created, MaxLive: s.Limits.MaxTokens})
+	if err != nil {
+		return lineageFailed(op, err)
 	}
 	op.TokenID, op.Result = id, ResultOK
-	a := jsonAnswer(http.StatusCreated, createdToken{Token: raw, tokenJSON: tokenJSON{
-		ID: id, Name: e.Name, Workspace: e.Workspace, Project: e.Project,
-		Scopes: e.Scopes, CreatedAt: created, ExpiresAt: e.ExpiresAt,
-	}})
+	a := jsonAnswer(http.StatusCreated, createdToken{Token: raw, tokenJSON: shown(&stored)})
 	a.Header.Set("Location", req.Target.Collection+"/"+id)
 	return a
 }
@@ -294,6 +328,9 @@ type tokenJSON struct {
 	Scopes    []string   `json:"scopes"`
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt *time.Time `json:"expires_at"`
+	// CreatedBy is null for a token whose creator was not recorded.
+	CreatedBy   *keystore.Creator `json:"created_by"`
+	RotatedFrom *string           `json:"rotated_from"`
 }
 
 // listedToken is a token as listed: never the token, never its hash.
@@ -314,8 +351,7 @@ func listed(r keystore.TokenRecord) listedToken {
 	if scopes == nil {
 		scopes = []string{}
 	}
-	return listedToken{tokenJSON: tokenJSON{ID: r.ID, Name: r.Name, Workspace: r.Workspace, Project: r.Project,
-		Scopes: scopes, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, RevokedAt: r.RevokedAt, LastUsedAt: r.LastUsedAt}
+	return listedToken{tokenJSON: shown(&r.TokenEntry), RevokedAt: r.RevokedAt, LastUsedAt: r.LastUsedAt}
 }
 
 func project(r keystore.TokenRecord) string {

@@ -23,6 +23,9 @@ var base = func() *Base {
 	return b
 }()
 
+// seeded is the number of tokens newFixture stores.
+const seeded = 8
+
 // fixture is a Service over a real key file holding tokens of two
 // workspaces and one project.
 type fixture struct {
@@ -40,6 +43,12 @@ func newFixture(t testing.TB) *fixture {
 		{ID: "tok_ws", Name: "workspace token", Workspace: "ws_acme", Scopes: []string{"read"}},
 		{ID: "tok_proj", Name: "project token", Workspace: "ws_acme", Project: &p, Scopes: []string{"deploy"}},
 		{ID: "tok_other", Name: "other workspace", Workspace: "ws_other", Scopes: []string{"admin"}},
+		// The API token callers below: a create re-checks its creator.
+		{ID: "tok_r", Name: "reader", Workspace: "ws_acme", Scopes: []string{"read"}},
+		{ID: "tok_d", Name: "deployer", Workspace: "ws_acme", Scopes: []string{"deploy", "read"}},
+		{ID: "tok_p", Name: "project agent", Workspace: "ws_acme", Project: &p, Scopes: []string{"deploy", "read"}},
+		{ID: "tok_pa", Name: "project admin", Workspace: "ws_acme", Project: &p, Scopes: []string{"admin"}},
+		{ID: "tok_o", Name: "other admin", Workspace: "ws_other", Scopes: []string{"admin"}},
 	} {
 		raw, _ := apikey.Generate()
 		e.Hash = apikey.Sum(raw).String()
@@ -151,7 +160,7 @@ func TestCreateInputRules(t *testing.T) {
 			if a.Op == nil || a.Op.Name != "create" || a.Op.Result != ResultInvalid {
 				t.Errorf("operation %+v, want a refused create", a.Op)
 			}
-			if n := len(f.tokens(t)); n != 3 {
+			if n := len(f.tokens(t)); n != seeded {
 				t.Fatalf("the key file holds %d tokens, want the 3 it had", n)
 			}
 		})
@@ -236,9 +245,9 @@ func TestNoEscalation(t *testing.T) {
 			if a.Status != tt.status {
 				t.Fatalf("status %d, want %d: %s", a.Status, tt.status, a.Body)
 			}
-			want := 3
+			want := seeded
 			if tt.status == 201 {
-				want = 4
+				want = seeded + 1
 			} else if a.Op.Result != ResultForbidden {
 				t.Errorf("operation %+v", a.Op)
 			}
@@ -280,7 +289,7 @@ func TestVisibility(t *testing.T) {
 		{"trailing slash", admin, "DELETE", ws + "/", 404, "", ""},
 		{"a token as the id", admin, "GET", ws + "/sk_live_yhSX5M7demkl9gRluxZepnI4pl0zgQx2", 404, "", ""},
 		{"POST on an item", admin, "POST", ws + "/tok_ws", 405, "", "tok_ws"},
-		{"DELETE on the collection", admin, "DELETE", ws, 405, "", "tok_ws"},
+		{"DELETE on the collection without created_by", admin, "DELETE", ws, 400, "", "tok_ws"},
 		{"PUT on an item", admin, "PUT", ws + "/tok_ws", 405, "", "tok_ws"},
 	}
 	for _, tt := range tests {
@@ -323,10 +332,10 @@ func TestListConfined(t *testing.T) {
 		}
 		return strings.Join(out, " ")
 	}
-	if got := ids(reader, "/v1/workspaces/ws_acme/tokens"); got != "tok_ws tok_proj" {
+	if got := ids(reader, "/v1/workspaces/ws_acme/tokens"); got != "tok_ws tok_proj tok_r tok_d tok_p tok_pa" {
 		t.Errorf("workspace reader sees %q", got)
 	}
-	if got := ids(projAgent, "/v1/workspaces/ws_acme/tokens"); got != "tok_proj" {
+	if got := ids(projAgent, "/v1/workspaces/ws_acme/tokens"); got != "tok_proj tok_p tok_pa" {
 		t.Errorf("project reader sees %q", got)
 	}
 	if a := f.do(t, otherAdmin, "GET", "/v1/workspaces/ws_acme/tokens", ""); a.Status != 403 {
