@@ -7,8 +7,8 @@
 #                         to end (all routes 200, results JSON written); for CI
 #   bench/run.sh sidecar  nginx in front (examples/sidecar/nginx): plain proxy
 #                         twice, auth_request → bench/authorizer, auth_request
-#                         → deplo_auth verify over a Unix socket, over
-#                         loopback TCP and on verify.listen's own socket;
+#                         → the deplo_auth_sidecar app (bench/sidecar.caddy)
+#                         on its Unix socket and on loopback TCP;
 #                         5 interleaved rounds × 3 s per route;
 #                         bench/out/sidecar/sidecar.{json,md} (bench/SIDECAR.md)
 #   bench/run.sh instructions
@@ -32,7 +32,7 @@
 #   REDO [1] times a round is redone when other processes used more than
 #   OTHER_CPU_MAX [0.25] cores during one of its runs
 #   BENCH_PORT [18080] UPSTREAM_PORT [18081] AUTHZ_PORT [18082] ADMIN_PORT [18083]
-#   NGINX_PORT [18084] (sidecar mode) VERIFY_PORT [18085] (the loopback verify site)
+#   NGINX_PORT [18084] (sidecar mode) VERIFY_PORT [18085] (the sidecar's TCP listener)
 #   OUT [bench/out or bench/out/smoke]  BUILD_TIMEOUT [600] seconds
 #   CADDYFILE [bench/Caddyfile]  another config with the same routes, e.g. to
 #   measure a global option's effect on every route (see BENCHMARKS.md)
@@ -307,9 +307,6 @@ if [ "$MODE" = sidecar ]; then
 		sed 's#/_deplo_verify#/_deplo_verify_tcp#; s#http://deplo_verify;#http://deplo_verify_tcp;#' >"$NGX/verify-tcp.conf"
 	sed 's#auth_request /_deplo_verify;#auth_request /_deplo_verify_tcp;#' "$EX/location.conf" >"$NGX/location-tcp.conf"
 	grep -q _deplo_verify_tcp "$NGX/verify-tcp.conf" || die "could not derive the TCP verify location from $EX/server.conf"
-	# And the verify.listen variant.
-	sed 's#_deplo_verify_tcp#_deplo_verify_listen#; s#http://deplo_verify_tcp;#http://deplo_verify_listen;#' "$NGX/verify-tcp.conf" >"$NGX/verify-listen.conf"
-	sed 's#auth_request /_deplo_verify;#auth_request /_deplo_verify_listen;#' "$EX/location.conf" >"$NGX/location-listen.conf"
 	user=""
 	[ "$(id -u)" = 0 ] && user="user root;" # the workers must reach the socket in the 0700 temp dir
 	cat >"$NGX/nginx.conf" <<NGINX
@@ -327,7 +324,6 @@ http {
 	upstream bench_upstream { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
 	upstream deplo_verify { server unix:$TMPD/verify.sock; keepalive 64; }
 	upstream deplo_verify_tcp { server 127.0.0.1:$VERIFY_PORT; keepalive 64; }
-	upstream deplo_verify_listen { server unix:$TMPD/verify.sock-listen; keepalive 64; }
 	upstream bench_authz { server 127.0.0.1:$AUTHZ_PORT; keepalive 64; }
 	include $EX/http.conf;
 	server {
@@ -335,7 +331,6 @@ http {
 		proxy_http_version 1.1;
 		include $EX/server.conf;
 		include $NGX/verify-tcp.conf;
-		include $NGX/verify-listen.conf;
 		location = /_authz {
 			internal;
 			proxy_pass http://bench_authz/verify;
@@ -369,11 +364,6 @@ http {
 			proxy_set_header Connection "";
 			proxy_pass http://bench_upstream;
 		}
-		location /nginx-verify-listen/ {
-			include $NGX/location-listen.conf;
-			proxy_set_header Connection "";
-			proxy_pass http://bench_upstream;
-		}
 	}
 }
 NGINX
@@ -387,20 +377,20 @@ NGINX
 	[ -n "$NGINX_WORKER" ] || die "no nginx worker process"
 	NBASE=http://127.0.0.1:$NGINX_PORT
 	routes_json='['
-	for r in nginx-plain-a nginx-plain-b nginx-authz nginx-verify nginx-verify-tcp nginx-verify-listen; do
+	for r in nginx-plain-a nginx-plain-b nginx-authz nginx-verify nginx-verify-tcp; do
 		routes_json+="{\"name\": \"$r\", \"url\": \"$NBASE/$r/ws_bench/x\", \"authorization\": \"Bearer $TOKEN\"},"
 	done
 	printf '%s]\n' "${routes_json%,}" >"$TMPD/sidecar-routes.json"
 	BASE=$NBASE
-	for r in nginx-plain-a nginx-plain-b nginx-authz nginx-verify nginx-verify-tcp nginx-verify-listen; do
+	for r in nginx-plain-a nginx-plain-b nginx-authz nginx-verify nginx-verify-tcp; do
 		check "$r" "/$r/ws_bench/x" 200 "Bearer $TOKEN"
 	done
-	for r in nginx-authz nginx-verify nginx-verify-tcp nginx-verify-listen; do
+	for r in nginx-authz nginx-verify nginx-verify-tcp; do
 		check "$r" "/$r/ws_bench/x" 401
 		check "$r" "/$r/ws_bench/x" 401 "Bearer sk_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 	done
 	# The verify routes forward the API token's identity to the upstream.
-	for r in nginx-verify nginx-verify-tcp nginx-verify-listen; do
+	for r in nginx-verify nginx-verify-tcp; do
 		fwd=$(curl -s --max-time "$CURL_MAX_TIME" -H "Authorization: Bearer $TOKEN" "$NBASE/$r/ws_bench/_headers") || die "curl $r/_headers failed"
 		[[ $fwd == *"X-Deplo-Subject: $TOKEN_ID"* ]] || die "$r forwards no identity: $fwd"
 	done

@@ -20,9 +20,8 @@ LABELS = {
     "nginx-plain-a": "nginx, plain proxy (A)",
     "nginx-plain-b": "nginx, plain proxy (B)",
     "nginx-authz": "nginx + auth_request → minimal Go authorizer (TCP)",
-    "nginx-verify": "nginx + auth_request → deplo-auth verify (Unix socket)",
-    "nginx-verify-tcp": "nginx + auth_request → deplo-auth verify (loopback TCP)",
-    "nginx-verify-listen": "nginx + auth_request → deplo-auth verify.listen (Unix socket, outside Caddy's HTTP app)",
+    "nginx-verify": "nginx + auth_request → deplo_auth_sidecar (Unix socket)",
+    "nginx-verify-tcp": "nginx + auth_request → deplo_auth_sidecar (loopback TCP)",
 }
 
 
@@ -54,7 +53,7 @@ def main():
             d["r_rps"].append(m["rps"] / floor["rps"])
             if cpu(floor) > 0:
                 d["r_cpu"].append(cpu(m) / cpu(floor))
-    order = ["nginx-plain-a", "nginx-plain-b", FLOOR, "nginx-verify", "nginx-verify-tcp", "nginx-verify-listen"]
+    order = ["nginx-plain-a", "nginx-plain-b", FLOOR, "nginx-verify", "nginx-verify-tcp"]
     summary = {n: {k: spread(v) for k, v in per[n].items()} for n in order if n in per}
     with open(os.path.join(args.out, "sidecar.json"), "w") as f:
         json.dump({"rounds": len(rounds), "floor": FLOOR, "routes": summary}, f, indent=1)

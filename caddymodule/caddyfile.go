@@ -37,122 +37,134 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	var routeLines []string
 	for d.NextBlock(0) {
-		switch d.Val() {
-		case "keys":
-			if err := h.parseKeys(d); err != nil {
-				return err
-			}
-		case "cache":
-			if err := h.parseCache(d); err != nil {
-				return err
-			}
-		case "realm":
-			if !d.AllArgs(&h.Realm) {
-				return d.ArgErr()
-			}
-		case "header_prefix":
-			if !d.AllArgs(&h.HeaderPrefix) {
-				return d.ArgErr()
-			}
-		case "forward_authorization":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.ForwardAuthorization = true
-		case "checksum":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			switch v {
-			case "off":
-				h.DisableChecksum = true
-			case "on":
-				h.DisableChecksum = false
-			default:
-				return d.Errf("checksum: want on or off, got %q", v)
-			}
-		case "preflight":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			switch v {
-			case "public":
-				h.PreflightPublic = true
-			case "authenticated":
-				h.PreflightPublic = false
-			default:
-				return d.Errf("preflight: want public or authenticated, got %q", v)
-			}
-		case "jwt":
-			if err := h.parseJWT(d); err != nil {
-				return err
-			}
-		case "signed_identity":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			si := &SignedIdentityConfig{}
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				switch d.Val() {
-				case "key":
-					var id, secret string
-					if !d.AllArgs(&id, &secret) {
-						return d.Err("signed_identity key: want <id> <secret>")
-					}
-					si.Keys = append(si.Keys, SigningKey{ID: id, Secret: secret})
-				default:
-					return d.Errf("unrecognized signed_identity subdirective %q", d.Val())
-				}
-			}
-			if len(si.Keys) == 0 {
-				return d.Err("signed_identity: at least one key <id> <secret> is required")
-			}
-			h.SignedIdentity = si
-		case "throttle":
-			args := d.RemainingArgs()
-			switch {
-			case len(args) == 1 && args[0] == "off":
-				h.Throttle = &ThrottleConfig{Off: true}
-			case len(args) == 2:
-				n, err := strconv.Atoi(args[0])
-				if err != nil || n < 1 {
-					return d.Errf("throttle: want a positive number of failures, got %q", args[0])
-				}
-				win, err := caddy.ParseDuration(args[1])
-				if err != nil || win < time.Second {
-					return d.Errf("throttle: want a window of at least 1s, got %q", args[1])
-				}
-				h.Throttle = &ThrottleConfig{Failures: n, Window: caddy.Duration(win)}
-			default:
-				return d.Err("throttle: want <failures> <window> or off")
-			}
-		case "verify":
-			if err := h.parseVerify(d); err != nil {
-				return err
-			}
-		case "route":
-			where := d.File() + ":" + strconv.Itoa(d.Line())
-			rc, err := parseRoute(d)
-			if err != nil {
-				return err
-			}
-			h.Routes = append(h.Routes, rc)
-			routeLines = append(routeLines, where)
-		case "default":
-			if !d.AllArgs(&h.Default) {
-				return d.ArgErr()
-			}
-			if h.Default != "deny" && h.Default != "authenticated" {
-				return d.Errf("default: want deny or authenticated, got %q", h.Default)
-			}
-		default:
-			return d.Errf("unrecognized deplo_auth subdirective %q", d.Val())
+		if err := h.parseOption(d, "deplo_auth", &routeLines); err != nil {
+			return err
 		}
 	}
-	// Compile the policy now so that a conflict or bad pattern is reported
-	// with the Caddyfile line of the route, not only at provision.
+	return h.checkRoutes(routeLines)
+}
+
+// parseOption reads the option at d (one line or block of a deplo_auth or
+// deplo_auth_sidecar block, named block in errors); routeLines collects
+// where each route was written.
+func (h *Handler) parseOption(d *caddyfile.Dispenser, block string, routeLines *[]string) error {
+	switch d.Val() {
+	case "keys":
+		if err := h.parseKeys(d); err != nil {
+			return err
+		}
+	case "cache":
+		if err := h.parseCache(d); err != nil {
+			return err
+		}
+	case "realm":
+		if !d.AllArgs(&h.Realm) {
+			return d.ArgErr()
+		}
+	case "header_prefix":
+		if !d.AllArgs(&h.HeaderPrefix) {
+			return d.ArgErr()
+		}
+	case "forward_authorization":
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		h.ForwardAuthorization = true
+	case "checksum":
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		switch v {
+		case "off":
+			h.DisableChecksum = true
+		case "on":
+			h.DisableChecksum = false
+		default:
+			return d.Errf("checksum: want on or off, got %q", v)
+		}
+	case "preflight":
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		switch v {
+		case "public":
+			h.PreflightPublic = true
+		case "authenticated":
+			h.PreflightPublic = false
+		default:
+			return d.Errf("preflight: want public or authenticated, got %q", v)
+		}
+	case "jwt":
+		if err := h.parseJWT(d); err != nil {
+			return err
+		}
+	case "signed_identity":
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		si := &SignedIdentityConfig{}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			switch d.Val() {
+			case "key":
+				var id, secret string
+				if !d.AllArgs(&id, &secret) {
+					return d.Err("signed_identity key: want <id> <secret>")
+				}
+				si.Keys = append(si.Keys, SigningKey{ID: id, Secret: secret})
+			default:
+				return d.Errf("unrecognized signed_identity subdirective %q", d.Val())
+			}
+		}
+		if len(si.Keys) == 0 {
+			return d.Err("signed_identity: at least one key <id> <secret> is required")
+		}
+		h.SignedIdentity = si
+	case "throttle":
+		args := d.RemainingArgs()
+		switch {
+		case len(args) == 1 && args[0] == "off":
+			h.Throttle = &ThrottleConfig{Off: true}
+		case len(args) == 2:
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 1 {
+				return d.Errf("throttle: want a positive number of failures, got %q", args[0])
+			}
+			win, err := caddy.ParseDuration(args[1])
+			if err != nil || win < time.Second {
+				return d.Errf("throttle: want a window of at least 1s, got %q", args[1])
+			}
+			h.Throttle = &ThrottleConfig{Failures: n, Window: caddy.Duration(win)}
+		default:
+			return d.Err("throttle: want <failures> <window> or off")
+		}
+	case "verify":
+		return d.Err("verify: the in-site verify form is gone; answer other proxies with the deplo_auth_sidecar global option (docs/reference.md)")
+	case "route":
+		where := d.File() + ":" + strconv.Itoa(d.Line())
+		rc, err := parseRoute(d)
+		if err != nil {
+			return err
+		}
+		h.Routes = append(h.Routes, rc)
+		*routeLines = append(*routeLines, where)
+	case "default":
+		if !d.AllArgs(&h.Default) {
+			return d.ArgErr()
+		}
+		if h.Default != "deny" && h.Default != "authenticated" {
+			return d.Errf("default: want deny or authenticated, got %q", h.Default)
+		}
+	default:
+		return d.Errf("unrecognized %s subdirective %q", block, d.Val())
+	}
+	return nil
+}
+
+// checkRoutes compiles the policy, so that a conflict or bad pattern is
+// reported with the Caddyfile line of the route, not only at provision.
+func (h *Handler) checkRoutes(routeLines []string) error {
 	specs, def, err := h.policySpec()
 	if err == nil {
 		_, err = policy.New(specs, def)
@@ -371,49 +383,6 @@ func (h *Handler) parseJWT(d *caddyfile.Dispenser) error {
 	}
 	if j.Secret == "" && len(j.PublicKeys) == 0 && j.JWKS == "" {
 		return d.Err("jwt: a key is required (secret, public_key or jwks)")
-	}
-	return nil
-}
-
-// parseVerify reads the verify block; a bare `verify` takes the defaults.
-func (h *Handler) parseVerify(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	if h.Verify != nil {
-		return d.Err("verify: only one verify block may be configured")
-	}
-	v := new(VerifyConfig)
-	h.Verify = v
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch sub := d.Val(); sub {
-		case "from":
-			if !d.AllArgs(&v.From) {
-				return d.Err("verify from: want auto, forwarded, original or envoy")
-			}
-		case "trusted":
-			cidrs := d.RemainingArgs()
-			if len(cidrs) == 0 {
-				return d.Err("verify trusted: want at least one CIDR")
-			}
-			v.Trusted = append(v.Trusted, cidrs...)
-		case "path_prefix":
-			if !d.AllArgs(&v.PathPrefix) {
-				return d.Err("verify path_prefix: want one prefix")
-			}
-		case "listen":
-			addrs := d.RemainingArgs()
-			if len(addrs) == 0 {
-				return d.Err("verify listen: want at least one network address")
-			}
-			v.Listen = append(v.Listen, addrs...)
-		default:
-			return d.Errf("unrecognized verify subdirective %q (want from, trusted, path_prefix or listen)", sub)
-		}
-	}
-	// Check now, so that the mistake is reported with its Caddyfile line.
-	if _, err := v.compile(); err != nil {
-		return d.Errf("verify %v", err)
 	}
 	return nil
 }

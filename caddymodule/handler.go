@@ -51,9 +51,6 @@ func DecisionFromContext(ctx context.Context) (*Decision, bool) {
 // challenge, placeholders, a log line and a count; an allowed request goes on
 // to next with the verified identity set.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if h.verify != nil {
-		return h.serveVerify(w, r)
-	}
 	start := time.Now()
 	h.headers.Strip(r)
 	req := h.decisionRequest(r, start)

@@ -84,6 +84,7 @@ func writeKeyFile(t testing.TB, path string, tokens []testToken) {
 // fixture is a provisioned handler over a temporary key file.
 type fixture struct {
 	h                                          *Handler
+	s                                          *Sidecar // sidecar fixtures: h is its handler
 	keys                                       string
 	read, deploy, admin, project, revoked, exp testToken
 	future                                     testToken
@@ -107,6 +108,28 @@ func provisionErr(t *testing.T, configure func(*Handler)) error {
 }
 
 func newFixture(t testing.TB, configure func(*Handler)) *fixture {
+	t.Helper()
+	f, h := fixtureHandler(t, configure)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(func() {
+		cancel()
+		if err := h.Cleanup(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	f.h = h
+	return f
+}
+
+// fixtureHandler writes the fixture's key file and configures (without
+// provisioning) its handler.
+func fixtureHandler(t testing.TB, configure func(*Handler)) (*fixture, *Handler) {
 	t.Helper()
 	past := time.Now().Add(-time.Hour)
 	later := time.Now().Add(time.Hour)
@@ -136,21 +159,7 @@ func newFixture(t testing.TB, configure func(*Handler)) *fixture {
 	if configure != nil {
 		configure(h)
 	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(func() {
-		cancel()
-		if err := h.Cleanup(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := h.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	f.h = h
-	return f
+	return f, h
 }
 
 // upstream records what reached the next handler.

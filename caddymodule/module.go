@@ -9,9 +9,9 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -93,12 +93,9 @@ type Handler struct {
 	// false: they need a credential like any request.
 	PreflightPublic bool `json:"preflight_public,omitempty"`
 
-	// Verify turns the handler into an authorizer that another proxy
-	// (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz, Caddy
-	// forward_auth) asks about a request before forwarding it: it never
-	// calls the next handler and answers 200 with the identity as response
-	// headers, or the refusal. Off when absent.
-	Verify *VerifyConfig `json:"verify,omitempty"`
+	// Verify is the in-site verify form, which is gone: a config that
+	// still has it fails to load, pointing at the deplo_auth_sidecar app.
+	Verify json.RawMessage `json:"verify,omitempty"`
 
 	// engine decides every request; its stores, caches, verifier and
 	// guard are set at provision.
@@ -113,10 +110,7 @@ type Handler struct {
 	realm      string
 	challenge  challenges
 	headers    *identity.Headers
-	verify     *verifier // nil: proxy mode
-	// verifyServers serve verify.listen, outside Caddy's HTTP app.
-	verifyServers []*http.Server
-	logger        *zap.Logger
+	logger     *zap.Logger
 	// storeErrLog rate-limits store failure logs to one a second.
 	storeErrLog *logLimiter
 	// unknownScopeLog rate-limits warnings about unknown JWT scopes.
@@ -269,6 +263,10 @@ type RouteConfig struct {
 	ProjectTokens bool `json:"project_tokens,omitempty"`
 }
 
+// errVerifyGone is the load error of the in-site verify form.
+var errVerifyGone = errors.New("verify: the in-site verify form is gone; answer other proxies with the " +
+	"deplo_auth_sidecar app (a global option, with listen addresses of its own: docs/reference.md)")
+
 // Defaults.
 const (
 	defaultRealm        = "deplo"
@@ -312,9 +310,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.challenge = newChallenges(h.realm)
 	if h.Verify != nil {
-		if h.verify, err = h.Verify.compile(); err != nil {
-			return fmt.Errorf("verify: %w", err)
-		}
+		return errVerifyGone
 	}
 
 	prefix := h.HeaderPrefix
@@ -355,11 +351,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.engine.Tokens = h.tokens
 	h.engine.SkipChecksum = h.DisableChecksum
 	h.engine.PreflightPublic = h.PreflightPublic
-	if h.verify != nil {
-		if err := h.listenVerify(ctx); err != nil {
-			return fmt.Errorf("verify: %w", err)
-		}
-	}
 	addLive(h)
 	return nil
 }
@@ -493,7 +484,6 @@ func (h *Handler) Validate() error {
 // Cleanup releases the cache and this handler's reference to the key store.
 func (h *Handler) Cleanup() error {
 	removeLive(h)
-	h.closeVerifyListeners()
 	if h.jwt != nil {
 		h.jwt.Close()
 	}

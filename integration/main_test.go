@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -256,21 +255,7 @@ func (e *env) send(req *http.Request) (*http.Response, string) {
 // would not send (odd header spellings, raw paths).
 func raw(t *testing.T, request string) (status int, response string) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(conn, request); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(conn)
-	response = string(b)
-	if _, err := fmt.Sscanf(response, "HTTP/1.1 %d", &status); err != nil {
-		t.Fatalf("no status line in %q", response)
-	}
-	return status, response
+	return rawTo(t, fmt.Sprintf("127.0.0.1:%d", httpPort), request)
 }
 
 // runCommand runs `caddy deplo-auth <args>` in-process.

@@ -20,16 +20,16 @@ import (
 )
 
 // Ports of the sidecar tests, beside httpPort (9480) and caddytest's admin
-// (2999): nginx's listener, and the TCP verify sites of the Traefik and
-// Envoy contract tests. The verify sites that nginx and forward_auth ask
-// listen on Unix sockets in the test's temp dir.
+// (2999): nginx's listener, and the TCP listeners of the sidecar in the
+// Traefik and Envoy contract tests. The sidecars that nginx and
+// forward_auth ask listen on Unix sockets in the test's temp dir.
 const (
 	nginxPort       = 9486
 	verifyTCPPort   = 9487
 	verifyEnvoyPort = 9488
 )
 
-// sidecarPolicy is the deplo_auth block of every sidecar test, less verify.
+// sidecarPolicy is the deplo_auth policy of every sidecar test.
 func sidecarPolicy(keysFile string) string {
 	return fmt.Sprintf(`keys file %s
 		throttle 6 1m
@@ -42,14 +42,73 @@ func sidecarPolicy(keysFile string) string {
 }
 
 // sidecarGlobals are the global options of the sidecar tests' Caddy.
-var sidecarGlobals = fmt.Sprintf(`{
+var sidecarGlobals = sidecarConfig("")
+
+// sidecarConfig is the sidecar tests' global options with a
+// deplo_auth_sidecar block holding app (none when empty).
+func sidecarConfig(app string) string {
+	if app != "" {
+		app = "deplo_auth_sidecar {\n" + app + "\n}"
+	}
+	return fmt.Sprintf(`{
 	skip_install_trust
 	admin localhost:2999
 	http_port %d
 	https_port 9443
 	grace_period 1ns
+	%s
 }
-`, httpPort)
+`, httpPort, app)
+}
+
+// rawTo sends a raw HTTP/1.1 request to addr and returns the answer's
+// status.
+func rawTo(t *testing.T, addr, request string) (status int, response string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(conn)
+	response = string(b)
+	if _, err := fmt.Sscanf(response, "HTTP/1.1 %d", &status); err != nil {
+		t.Fatalf("no status line in %q", response)
+	}
+	return status, response
+}
+
+// trailerCases are client requests that declare or carry trailers posing as
+// identity: the proxy refuses them (400) before anything reaches the API.
+func trailerCases(tk sidecarTokens, host string) map[string]string {
+	post := "POST /v1/workspaces/ws_acme/projects/weekly-report/deployments HTTP/1.1\r\nHost: " + host + "\r\n" +
+		"Authorization: Bearer " + tk.project.Raw + "\r\nConnection: close\r\n"
+	trailer := "5\r\nhello\r\n0\r\nX-Deplo-Workspace: ws_evil\r\nX-Deplo-Scopes: admin\r\nX-Deplo-Subject: tok_admin\r\n\r\n"
+	return map[string]string{
+		"chunked, declared": post + "Transfer-Encoding: chunked\r\nTrailer: X-Deplo-Scopes, X-Deplo-Workspace, X-Deplo-Subject\r\n\r\n" + trailer,
+		"declared, no body": post + "Content-Length: 0\r\nTrailer: X-Deplo-Scopes\r\n\r\n",
+	}
+}
+
+// checkTrailersRefused sends the trailer cases to addr: each gets 400 and
+// nothing reaches the upstream.
+func checkTrailersRefused(t *testing.T, e *env, tk sidecarTokens, addr string) {
+	t.Helper()
+	for name, req := range trailerCases(tk, addr) {
+		e.up.take()
+		status, resp := rawTo(t, addr, req)
+		if status != 400 {
+			t.Errorf("%s: status %d, want 400: %s", name, status, resp)
+		}
+		if got := e.up.take(); len(got) != 0 {
+			t.Errorf("%s: reached the upstream: %+v %+v", name, got[0].Header, got[0].Trailer)
+		}
+	}
+}
 
 // sidecarTokens are the credentials of the sidecar tests.
 type sidecarTokens struct{ read, deploy, project token }
@@ -245,24 +304,13 @@ func startNginx(t *testing.T, bin, dir, conf string) {
 }
 
 // TestNginxSidecar: a real nginx with the auth_request configuration of
-// examples/sidecar/nginx (its three include files, as shipped), deplo-auth
-// on a Unix socket — a verify site's, or verify.listen's own — and a real
-// upstream.
+// examples/sidecar/nginx (its three include files, as shipped), the
+// deplo_auth_sidecar app on a Unix socket (mode 0660), and a real upstream.
 func TestNginxSidecar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Caddy and nginx; skipped with -short")
 	}
 	bin := findNginx(t)
-	for _, listen := range []bool{false, true} {
-		name := "site"
-		if listen {
-			name = "verify.listen"
-		}
-		t.Run(name, func(t *testing.T) { nginxSidecar(t, bin, listen) })
-	}
-}
-
-func nginxSidecar(t *testing.T, bin string, listen bool) {
 	tk := newSidecarTokens(t)
 	e := &env{t: t, up: newRecorder(t), keysFile: filepath.Join(t.TempDir(), "keys.json")}
 	writeKeys(t, e.keysFile, tk.read, tk.deploy, tk.project)
@@ -277,27 +325,19 @@ func nginxSidecar(t *testing.T, bin string, listen bool) {
 		}
 	}
 	sock := filepath.Join(dir, "verify.sock")
-	// The site's own socket, or (verify.listen) one nginx does not use.
-	siteSock, listenLine := sock, ""
-	if listen {
-		siteSock, listenLine = filepath.Join(dir, "site.sock"), "listen unix/"+sock+"|0222"
+	// nginx reaches deplo-auth on the Unix socket: its own hop is in no
+	// X-Forwarded-For, and the entry it appends (its client, on loopback
+	// here) is the client unless trusted_proxies holds it.
+	app := func(proxies string) string {
+		return fmt.Sprintf("listen unix/%s|0660\nfrom original\ntrusted_proxies %s\n%s", sock, proxies, sidecarPolicy(e.keysFile))
 	}
-	config := sidecarGlobals + fmt.Sprintf(`
-http:// {
-	bind unix/%s|0222
-	deplo_auth {
-		%s
-		verify {
-			from original
-			%s
-		}
-	}
-}
-`, siteSock, sidecarPolicy(e.keysFile), listenLine)
 	e.tester = caddytest.NewTester(t)
-	e.tester.InitServer(config, "caddyfile")
+	e.tester.InitServer(sidecarConfig(app("192.0.2.0/24")), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket %v %v, want mode 0660", fi, err)
 	}
 
 	examples, err := filepath.Abs("../examples/sidecar/nginx")
@@ -383,8 +423,35 @@ http {
 		}
 	})
 
+	t.Run("trailers", func(t *testing.T) { checkTrailersRefused(t, e, tk, fmt.Sprintf("127.0.0.1:%d", nginxPort)) })
+
+	// Behind a load balancer (trusted_proxies holds it): one client's
+	// failures throttle that client, never another behind the same
+	// balancer address. A config reload, too.
+	t.Run("load balancer", func(t *testing.T) {
+		e.tester.InitServer(sidecarConfig(app("127.0.0.0/8")), "caddyfile")
+		e.up.take()
+		attacker := http.Header{"X-Forwarded-For": {"203.0.113.66"}}
+		victim := http.Header{"X-Forwarded-For": {"203.0.113.77"}}
+		bad := proxyCase{method: "GET", path: "/v1/workspaces/ws_acme/projects", auth: "sk_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+		status := 0
+		for i := 0; i < 10 && status != 429; i++ {
+			resp, _ := bad.send(t, base, attacker)
+			status = resp.StatusCode
+		}
+		if status != 429 {
+			t.Fatalf("attacker after 10 failures: %d, want 429", status)
+		}
+		good := proxyCases(tk)[0]
+		resp, body := good.send(t, base, victim)
+		good.check(t, resp, body, e.up.take())
+		if resp, _ := bad.send(t, base, attacker); resp.StatusCode != 429 {
+			t.Errorf("attacker again: %d, want 429", resp.StatusCode)
+		}
+	})
+
 	// deplo-auth gone: refused with 503, never passed.
-	t.Run("verify site down", func(t *testing.T) {
+	t.Run("sidecar down", func(t *testing.T) {
 		e.tester.InitServer(sidecarGlobals, "caddyfile")
 		e.up.take()
 		c := proxyCases(tk)[0]
@@ -396,8 +463,8 @@ http {
 }
 
 // TestCaddyForwardAuthSidecar: Caddy's forward_auth, configured as
-// examples/sidecar/forward_auth.caddyfile (imported as shipped), asks a
-// deplo-auth verify site in the same Caddy.
+// examples/sidecar/forward_auth.caddyfile (imported as shipped), asks the
+// deplo_auth_sidecar app of the same Caddy on a Unix socket.
 func TestCaddyForwardAuthSidecar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Caddy; skipped with -short")
@@ -418,19 +485,8 @@ func TestCaddyForwardAuthSidecar(t *testing.T) {
 	t.Setenv("DEPLO_API_SITE", base)
 	t.Setenv("DEPLO_VERIFY_UPSTREAM", "unix/"+sock)
 	t.Setenv("DEPLO_API_UPSTREAM", e.up.addr())
-	config := sidecarGlobals + fmt.Sprintf(`
-http:// {
-	bind unix/%s
-	deplo_auth {
-		%s
-		verify {
-			from forwarded
-		}
-	}
-}
-
-import %s
-`, sock, sidecarPolicy(e.keysFile), example)
+	config := sidecarConfig(fmt.Sprintf("listen unix/%s|0660\nfrom forwarded\n%s", sock, sidecarPolicy(e.keysFile))) +
+		fmt.Sprintf("\nimport %s\n", example)
 	e.tester = caddytest.NewTester(t)
 	e.tester.InitServer(config, "caddyfile")
 	if t.Failed() {
@@ -456,6 +512,7 @@ import %s
 			"X-Original-Method": {"GET"}, "X-Original-Uri": {"/healthz"}})
 		c.check(t, resp, body, e.up.take())
 	})
+	t.Run("trailers", func(t *testing.T) { checkTrailersRefused(t, e, tk, strings.TrimPrefix(base, "http://")) })
 	// forward_auth passes a client's X-Real-IP along: it must not give the
 	// client a fresh budget each time.
 	t.Run("throttled despite a client X-Real-IP", func(t *testing.T) {
@@ -528,35 +585,12 @@ func TestTraefikAndEnvoyContract(t *testing.T) {
 	tk := newSidecarTokens(t)
 	e := &env{t: t, up: newRecorder(t), keysFile: filepath.Join(t.TempDir(), "keys.json")}
 	writeKeys(t, e.keysFile, tk.read, tk.deploy, tk.project)
-	config := sidecarGlobals + fmt.Sprintf(`
-http://:%d {
-	bind 127.0.0.1
-	deplo_auth {
-		%s
-		verify {
-			from forwarded
-			trusted 127.0.0.1/32
-		}
+	// One sidecar per proxy kind, in turn (each Caddy has one sidecar app).
+	configs := map[string]string{
+		"traefik": sidecarConfig(fmt.Sprintf("listen 127.0.0.1:%d\nfrom forwarded\ntrusted 127.0.0.1/32\n%s", verifyTCPPort, sidecarPolicy(e.keysFile))),
+		"envoy":   sidecarConfig(fmt.Sprintf("listen 127.0.0.1:%d\nfrom envoy\npath_prefix /deplo-verify\ntrusted 127.0.0.1/32\n%s", verifyEnvoyPort, sidecarPolicy(e.keysFile))),
 	}
-}
-
-http://:%d {
-	bind 127.0.0.1
-	deplo_auth {
-		%s
-		verify {
-			from envoy
-			path_prefix /deplo-verify
-			trusted 127.0.0.1/32
-		}
-	}
-}
-`, verifyTCPPort, sidecarPolicy(e.keysFile), verifyEnvoyPort, sidecarPolicy(e.keysFile))
 	e.tester = caddytest.NewTester(t)
-	e.tester.InitServer(config, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
 
 	// traefik is the ForwardAuth request for c (trustForwardHeader false)
 	// and, for an allowed answer, the upstream request's headers after
@@ -613,6 +647,10 @@ http://:%d {
 		return resp, body, upstream
 	}
 	for proxy, ask := range map[string]func(proxyCase) (*http.Response, string, http.Header){"traefik": traefik, "envoy": envoy} {
+		e.tester.InitServer(configs[proxy], "caddyfile")
+		if t.Failed() {
+			t.FailNow()
+		}
 		for _, c := range proxyCases(tk) {
 			t.Run(proxy+"/"+c.name, func(t *testing.T) {
 				resp, body, upstream := ask(c)
@@ -629,6 +667,7 @@ http://:%d {
 	}
 
 	// Half a request, or none, is never allowed.
+	e.tester.InitServer(configs["traefik"], "caddyfile")
 	for name, h := range map[string]http.Header{
 		"no uri":    {"X-Forwarded-Method": {"GET"}},
 		"no method": {"X-Forwarded-Uri": {"/healthz"}},
@@ -638,6 +677,7 @@ http://:%d {
 			t.Errorf("%s: %d, want 400", name, resp.StatusCode)
 		}
 	}
+	e.tester.InitServer(configs["envoy"], "caddyfile")
 	if resp, _ := verifyCall(t, verifyEnvoyPort, "GET", "/healthz", http.Header{}); resp.StatusCode != 400 {
 		t.Errorf("envoy path without the prefix: %d, want 400", resp.StatusCode)
 	}
