@@ -177,7 +177,7 @@ func (s *Sidecar) Start() error {
 		srv.ln = ln
 		s.servers = append(s.servers, srv)
 		s.listened = append(s.listened, key)
-		go func() { _ = srv.Serve(ln) }()
+		go func() { _ = srv.Serve(ln); close(srv.served) }()
 		s.logger.Info("answering", zap.String("listen", addr))
 	}
 	return nil
@@ -209,12 +209,13 @@ func (s *Sidecar) stopServers() {
 // not have taken over).
 type sidecarServer struct {
 	*http.Server
-	ln   net.Listener
+	ln     net.Listener
+	served chan struct{} // closed when Serve has returned
 	busy sync.Map // net.Conn → struct{}: connections with a request to answer (New, Active)
 }
 
 func newSidecarServer(h http.Handler, logger *zap.Logger) *sidecarServer {
-	srv := &sidecarServer{}
+	srv := &sidecarServer{served: make(chan struct{})}
 	srv.Server = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -232,14 +233,19 @@ func newSidecarServer(h http.Handler, logger *zap.Logger) *sidecarServer {
 	return srv
 }
 
-// stop closes the server's listener (the socket goes on), turns keep-alive
-// off (idle connections close now; a busy one closes after its answer),
-// waits up to grace for every accepted request to be answered, then
-// closes what is left.
+// stop closes the server's listener (the socket goes on), waits for Serve
+// to return, turns keep-alive off (idle connections close now; a busy one
+// closes after its answer), waits up to grace for every accepted request to
+// be answered, then closes what is left.
 func (srv *sidecarServer) stop(grace time.Duration) {
-	_ = srv.ln.Close()
-	srv.SetKeepAlivesEnabled(false)
 	deadline := time.Now().Add(grace)
+	_ = srv.ln.Close()
+	// Once Serve has returned, every connection it accepted is tracked.
+	select {
+	case <-srv.served:
+	case <-time.After(grace):
+	}
+	srv.SetKeepAlivesEnabled(false)
 	for time.Now().Before(deadline) {
 		idle := true
 		srv.busy.Range(func(any, any) bool { idle = false; return false })
