@@ -211,7 +211,7 @@ type sidecarServer struct {
 	*http.Server
 	ln     net.Listener
 	served chan struct{} // closed when Serve has returned
-	busy sync.Map // net.Conn → struct{}: connections with a request to answer (New, Active)
+	busy   sync.Map      // net.Conn → struct{}: connections with a request to answer (New, Active)
 }
 
 func newSidecarServer(h http.Handler, logger *zap.Logger) *sidecarServer {
