@@ -158,48 +158,51 @@ func (s *Store) RevokeHash(ctx context.Context, h keystore.Hash, at time.Time, r
 	if reason != "" {
 		why = &reason
 	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return keystore.TokenRecord{}, false, fmt.Errorf("keystore: revoke token: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	// The row is locked and read as it was, then revoked as RevokeToken
-	// does: an earlier revocation stands with its reason.
-	// The workspace's lineage lock first (see lockWorkspace), so the
-	// subtree revoked below is the one committed.
-	var workspace string
-	err = tx.QueryRow(ctx, `SELECT workspace FROM deplo_tokens WHERE hash = $1`, h[:]).Scan(&workspace)
-	if err == nil {
-		err = lockWorkspace(ctx, tx, workspace)
-	}
-	var active bool
-	if err == nil {
-		err = tx.QueryRow(ctx, `SELECT (revoked_at IS NULL OR $2 < revoked_at) AND (expires_at IS NULL OR $2 < expires_at)
+	// does: an earlier revocation stands with its reason. The workspace's
+	// lineage lock first (see lockWorkspace), so the subtree revoked below
+	// is the one committed. The table's trigger records every revoked row
+	// in the change log, in this transaction.
+	var (
+		active bool
+		rec    keystore.TokenRecord
+		cs     []changed
+	)
+	err := s.inTx(ctx, "revoke token", func(tx pgx.Tx) error {
+		var workspace string
+		err := tx.QueryRow(ctx, `SELECT workspace FROM deplo_tokens WHERE hash = $1`, h[:]).Scan(&workspace)
+		if err == nil {
+			err = lockWorkspace(ctx, tx, workspace)
+		}
+		if err == nil {
+			err = tx.QueryRow(ctx, `SELECT (revoked_at IS NULL OR $2 < revoked_at) AND (expires_at IS NULL OR $2 < expires_at)
 FROM deplo_tokens WHERE hash = $1 FOR UPDATE`, h[:], at).Scan(&active)
-	}
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return keystore.TokenRecord{}, false, keystore.NoTokenError("revoke token", "")
-	case err != nil:
-		return keystore.TokenRecord{}, false, fmt.Errorf("keystore: revoke token: %w", err)
-	}
-	recs, err := queryRecords(ctx, tx, "revoke token", `UPDATE deplo_tokens SET revoked_at = LEAST(revoked_at, $2),
+		}
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return keystore.NoTokenError("revoke token", "")
+		case err != nil:
+			return fmt.Errorf("keystore: revoke token: %w", err)
+		}
+		recs, err := queryRecords(ctx, tx, "revoke token", `UPDATE deplo_tokens SET revoked_at = LEAST(revoked_at, $2),
 	revoked_reason = CASE WHEN revoked_at IS NULL OR $2 < revoked_at THEN coalesce($3, revoked_reason) ELSE revoked_reason END
 WHERE hash = $1 RETURNING `+tokenColumns, h[:], at, why)
+		if err != nil {
+			return err
+		}
+		rec = recs[0]
+		// Its subtree goes with it (the token itself is already revoked).
+		if cs, err = revokeTree(ctx, tx, []string{rec.ID}, at); err != nil {
+			return fmt.Errorf("keystore: revoke token: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return keystore.TokenRecord{}, false, err
 	}
-	// Its subtree goes with it (the token itself is already revoked).
-	cs, err := revokeTree(ctx, tx, []string{recs[0].ID}, at)
-	if err != nil {
-		return keystore.TokenRecord{}, false, fmt.Errorf("keystore: revoke token: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return keystore.TokenRecord{}, false, fmt.Errorf("keystore: revoke token: %w", err)
-	}
 	s.broadcast(h, false) // this instance at once, as in RevokeToken
 	s.forget(cs)
-	return recs[0], active, nil
+	return rec, active, nil
 }
 
 // Token returns the token with the given id. See keystore.Admin.

@@ -32,22 +32,12 @@ const subtreeSQL = `WITH RECURSIVE tree(id) AS (
 	SELECT t.id FROM deplo_tokens t JOIN tree ON t.created_by_id = tree.id
 )`
 
-// inTx runs fn in a transaction; what names the operation in errors. An
-// error from fn that is one of keystore's lineage errors (or not found) is
-// returned as is, after rollback.
+// inTx runs fn in a transaction through Write (the change log records
+// what fn changes in deplo_tokens; this instance catches up after the
+// commit); what names the operation in errors. An error from fn (one of
+// keystore's lineage errors, not found…) is returned as is, after rollback.
 func (s *Store) inTx(ctx context.Context, what string, fn func(pgx.Tx) error) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("keystore: %s: %w", what, err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("keystore: %s: %w", what, err)
-	}
-	return nil
+	return s.write(ctx, what, func(tx pgx.Tx) ([]keystore.Hash, error) { return nil, fn(tx) }, false)
 }
 
 // lockWorkspace takes the workspace's lineage lock for the transaction.

@@ -16,17 +16,21 @@ import (
 	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
-// Watch subscribes fn to changes (see Watcher). Notifications are JSON
-// payloads on the store's channel:
+// Watch subscribes fn to changes (see Watcher): fn(hash, false) for each
+// change-log entry, fn(_, true) when every token may have changed (a
+// TRUNCATE, a log pruned past this instance's position). Notifications are
+// JSON payloads on the store's channel:
 //
-//	{"table": "tokens", "hash": "<64 hex chars>"}   fn(hash, false)
-//	{"table": "tokens", "all": true}                fn(_, true)
-//	{"table": "sessions", ...}                      the session set is reloaded
+//	{"table": "tokens", "from": 7, "to": 9, "hashes": [...]}  the change log grew: the listed hashes at once, then the log is read
+//	{"table": "tokens", "hash": "<64 hex chars>"}            fn(hash, false) (a schema without a change log, custom triggers)
+//	{"table": "tokens", "all": true}                         fn(_, true)
+//	{"table": "sessions", ...}                               the session set is reloaded
 //
 // A payload that is not one of these is logged (not its contents) and
 // treated as "everything may have changed": Generation is bumped and fn is
-// called with all=true. So it is when the listener connection was lost, once
-// it listens again; OnReconnect is then called too.
+// called with all=true. Without a change log, so it is when the listener
+// connection was lost, once it listens again; OnReconnect is then called
+// too.
 func (s *Store) Watch(fn func(h keystore.Hash, all bool)) (stop func()) {
 	s.subsMu.Lock()
 	id := s.subSeq
@@ -62,7 +66,8 @@ func (s *Store) invalidateAll() {
 	s.broadcast(keystore.Hash{}, true)
 }
 
-// connectListener opens the dedicated listener connection and LISTENs.
+// connectListener opens the dedicated listener connection and LISTENs on
+// the store's channel and the heartbeat channel.
 func (s *Store) connectListener(ctx context.Context) (*pgx.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()
@@ -70,9 +75,11 @@ func (s *Store) connectListener(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
-		closeConn(conn)
-		return nil, err
+	for _, ch := range []string{s.channel, HeartbeatChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			closeConn(conn)
+			return nil, err
+		}
 	}
 	return conn, nil
 }
@@ -84,45 +91,133 @@ func closeConn(conn *pgx.Conn) {
 	_ = conn.Close(ctx)
 }
 
-// listen is the listener goroutine: it receives notifications on conn and,
-// when the connection is lost, reconnects with backoff.
-func (s *Store) listen(conn *pgx.Conn) {
+// errDeaf ends a listener connection that did not hear its own heartbeat.
+var errDeaf = errors.New("the listener did not receive its own notification in time: LISTEN is deaf (through pgbouncer in transaction mode?)")
+
+// deafReportEvery is how often a listener that stays deaf is reported again
+// at ERROR.
+const deafReportEvery = 5 * time.Minute
+
+// listen is the listener goroutine: it connects, receives notifications
+// and proves it hears them (heartbeat); when the connection is lost or deaf
+// it reconnects with jittered backoff. While the listener is down or deaf
+// the change-log poll carries every change.
+func (s *Store) listen() {
 	defer s.wg.Done()
-	for {
-		err := s.receive(conn)
-		s.listening.Store(false)
+	delay := listenMinBackoff
+	var last time.Time // previous attempt
+	var deafSince, deafReported time.Time
+	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			// Half to all of delay: listeners of many instances do not
+			// retry in step.
+			if !s.waitToReconnect(delay/2+rand.N(delay/2+1), last) {
+				return
+			}
+		}
+		last = time.Now()
+		var err error
+		if attempt > 1 && s.beforeReconnect != nil {
+			err = s.beforeReconnect()
+		}
+		var conn *pgx.Conn
+		if err == nil {
+			conn, err = s.connectListener(s.ctx)
+		}
+		if attempt == 1 {
+			close(s.listenTried)
+		}
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			delay = min(2*delay, listenMaxBackoff)
+			s.log.Warn("postgres key store: listener connection failed; the change-log poll carries changes meanwhile",
+				zap.Int("attempt", attempt), zap.Duration("next_in_at_most", delay),
+				zap.Error(scrub(err, s.secrets)))
+			continue
+		}
+		select {
+		case <-s.kick: // the server answers: that is known now
+		default:
+		}
+		s.listenUp.Store(true)
+		if attempt > 1 {
+			// Changes made while nobody listened were not announced: the
+			// change log has them; without one, every cache is dropped.
+			s.triggerSessionReload()
+			if s.changes.enabled {
+				s.changes.wake()
+				s.log.Info("postgres key store: listener reconnected; catching up from the change log",
+					zap.String("channel", s.channel), zap.Int64("last_change", s.LastChange()))
+			} else {
+				s.invalidateAll()
+				s.log.Info("postgres key store: listener reconnected; cached tokens dropped",
+					zap.String("channel", s.channel), zap.Uint64("generation", s.Generation()))
+			}
+			if s.onReconnect != nil {
+				s.onReconnect()
+			}
+		}
+		err = s.receive(conn)
+		s.listenUp.Store(false)
+		s.setHearing(false)
 		closeConn(conn)
 		if s.ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errDeaf) {
+			now := time.Now()
+			if deafSince.IsZero() {
+				deafSince = now
+			}
+			if now.Sub(deafReported) >= deafReportEvery {
+				deafReported = now
+				s.log.Error("postgres key store: NOT LISTENING: the listener did not receive its own notification; changes arrive by the change-log poll only, within the poll interval",
+					zap.String("channel", s.channel), zap.Duration("heartbeat", s.heartbeat),
+					zap.Duration("deaf_for", now.Sub(deafSince).Round(time.Second)), zap.Duration("poll", s.poll),
+					zap.String("hint", "LISTEN needs a session: set listen_dsn to a direct connection or to pgbouncer in session mode"))
+			}
+			delay = min(2*delay, listenMaxBackoff)
+			continue
+		}
+		deafSince, deafReported = time.Time{}, time.Time{}
+		delay = listenMinBackoff
 		s.log.Warn("postgres key store: listener connection lost; reconnecting",
 			zap.String("channel", s.channel), zap.Error(scrub(err, s.secrets)))
-		if conn = s.reconnect(); conn == nil {
-			return // closing
-		}
-		// Changes made while nobody listened were not announced. Listening
-		// turns true only after the caches are dropped, so a cache never
-		// trusts an entry from before the outage without re-checking it.
-		s.triggerSessionReload()
-		s.invalidateAll()
-		s.listening.Store(true)
-		s.log.Info("postgres key store: listener reconnected; cached tokens dropped",
-			zap.String("channel", s.channel), zap.Uint64("generation", s.Generation()))
-		if s.onReconnect != nil {
-			s.onReconnect()
-		}
 	}
 }
 
-// receive handles notifications on conn until the connection fails or the
-// store closes. After s.health without a notification it pings the server.
+// receive handles notifications on conn until the connection fails, is
+// found deaf, or the store closes. A listener that has heard nothing for
+// half its heartbeat notifies itself; if nothing arrives within the other
+// half, it is deaf. Any notification proves it hears (another instance's
+// heartbeat too), so a fleet sends about one heartbeat per period.
 func (s *Store) receive(conn *pgx.Conn) error {
+	half := s.heartbeat / 2
+	lastHeard := time.Now()
+	var probeAt time.Time // zero: no probe pending
+	probe := func() {
+		probeAt = time.Now()
+		if err := s.sendHeartbeat(); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("postgres key store: sending the listener heartbeat failed", zap.Error(scrub(err, s.secrets)))
+		}
+	}
+	probe() // prove at once that the new connection hears
 	for {
-		wctx, cancel := context.WithTimeout(s.ctx, s.health)
+		deadline := lastHeard.Add(half)
+		if !probeAt.IsZero() {
+			deadline = probeAt.Add(half)
+		}
+		wctx, cancel := context.WithDeadline(s.ctx, deadline)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
-		if n != nil {
-			s.handle(n)
+		if n != nil && (s.deafen == nil || !s.deafen()) {
+			lastHeard, probeAt = time.Now(), time.Time{}
+			s.setHearing(true)
+			if n.Channel == s.channel {
+				s.handle(n)
+			}
 		}
 		if err == nil {
 			continue
@@ -130,77 +225,62 @@ func (s *Store) receive(conn *pgx.Conn) error {
 		if s.ctx.Err() != nil {
 			return s.ctx.Err()
 		}
-		if errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed() {
-			// Idle: a timed-out wait leaves the connection usable.
-			pctx, pcancel := context.WithTimeout(s.ctx, backgroundTimeout)
-			err = conn.Ping(pctx)
-			pcancel()
-			if err == nil {
-				continue
-			}
-			if s.ctx.Err() != nil {
-				return s.ctx.Err()
-			}
+		if !errors.Is(err, context.DeadlineExceeded) || conn.IsClosed() {
+			return err
 		}
-		return err
+		// A timed-out wait leaves the connection usable.
+		if probeAt.IsZero() {
+			probe()
+			continue
+		}
+		pctx, pcancel := context.WithTimeout(s.ctx, backgroundTimeout)
+		err = conn.Ping(pctx)
+		pcancel()
+		if err != nil {
+			return err // a dead connection, not a deaf one
+		}
+		return errDeaf
 	}
 }
 
-// Listening reports whether the listener connection is up and listening, so
-// that every change is announced (see keystore.ListenerHealth). While it is
-// false a cache must not trust old answers: changes are being missed.
-func (s *Store) Listening() bool { return s.listening.Load() }
+// sendHeartbeat notifies the heartbeat channel through the pool (the path
+// every write takes, so the notification is sent as a write's would be).
+func (s *Store) sendHeartbeat() error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, HeartbeatChannel, s.listenName)
+	return err
+}
+
+// setHearing records whether the listener hears, and reports a change.
+func (s *Store) setHearing(v bool) {
+	if s.hearing.Swap(v) == v {
+		return
+	}
+	if v {
+		s.log.Info("postgres key store: listening (the listener heard its heartbeat or a change)", zap.String("channel", s.channel))
+	}
+	if s.onHearing != nil {
+		s.onHearing(v)
+	}
+}
+
+// Hearing reports whether the listener has proven, within its heartbeat,
+// that notifications reach it. False while it connects, after a loss, and
+// when it is deaf (LISTEN through pgbouncer in transaction mode accepts the
+// command and delivers nothing); the change-log poll carries changes then.
+func (s *Store) Hearing() bool { return s.hearing.Load() }
 
 // lookupAnswered is called after each lookup the server answered: while the
 // listener is down, that means the server is back, and the reconnect loop
 // is told to try now instead of at the end of its backoff.
 func (s *Store) lookupAnswered() {
-	if s.listening.Load() {
+	if s.listenUp.Load() {
 		return
 	}
 	select {
 	case s.kick <- struct{}{}:
 	default: // a kick is already pending
-	}
-}
-
-// reconnect re-establishes the listener, retrying with exponential backoff
-// and jitter, or at once when a lookup shows the server answers again (see
-// lookupAnswered), though never sooner than listenMinBackoff after the
-// previous attempt. It returns nil when the store is closing.
-func (s *Store) reconnect() *pgx.Conn {
-	delay := listenMinBackoff
-	var last time.Time // previous attempt
-	for attempt := 1; ; attempt++ {
-		// Half to all of delay: listeners of many instances do not retry
-		// in step.
-		wait := delay/2 + rand.N(delay/2+1)
-		if !s.waitToReconnect(wait, last) {
-			return nil
-		}
-		last = time.Now()
-		var err error
-		if s.beforeReconnect != nil {
-			err = s.beforeReconnect()
-		}
-		var conn *pgx.Conn
-		if err == nil {
-			conn, err = s.connectListener(s.ctx)
-		}
-		if err == nil {
-			select {
-			case <-s.kick: // the server answers: that is known now
-			default:
-			}
-			return conn
-		}
-		if s.ctx.Err() != nil {
-			return nil
-		}
-		delay = min(2*delay, listenMaxBackoff)
-		s.log.Warn("postgres key store: listener reconnect failed",
-			zap.Int("attempt", attempt), zap.Duration("next_in_at_most", delay),
-			zap.Error(scrub(err, s.secrets)))
 	}
 }
 
@@ -229,10 +309,14 @@ func (s *Store) waitToReconnect(wait time.Duration, last time.Time) bool {
 
 // notification is the JSON payload of a change notification.
 type notification struct {
-	Table string  `json:"table"`
-	Hash  *string `json:"hash"`
-	ID    *string `json:"id"`
-	All   bool    `json:"all"`
+	Table  string   `json:"table"`
+	Hash   *string  `json:"hash"`
+	ID     *string  `json:"id"`
+	All    bool     `json:"all"`
+	Log    *int64   `json:"log"`
+	From   *int64   `json:"from"`
+	To     *int64   `json:"to"`
+	Hashes []string `json:"hashes"`
 }
 
 // handle acts on one notification.
@@ -249,6 +333,23 @@ func (s *Store) handle(n *pgconn.Notification) {
 	case "tokens":
 		if p.All {
 			s.invalidateAll()
+			return
+		}
+		if p.To != nil && p.From != nil {
+			switch {
+			case s.changes.enabled && p.Log != nil && *p.Log != s.changes.oid:
+				// Another schema's change log, on the same database.
+			case s.changes.enabled:
+				s.announced(*p.From, *p.To, p.Hashes)
+			case len(p.Hashes) == 0:
+				s.invalidateAll() // a range, and no log to read it from
+			default:
+				for _, x := range p.Hashes {
+					if h, ok := parseHexHash(x); ok {
+						s.broadcast(h, false)
+					}
+				}
+			}
 			return
 		}
 		if p.Hash == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -23,31 +24,48 @@ import (
 
 // Defaults for Options' zero values.
 const (
-	DefaultMaxConns     = 10
+	// DefaultMaxConns caps the lookup pool: a fleet of N instances holds at
+	// most N × (DefaultMaxConns + 1) server connections, the listener's
+	// included, and far fewer at rest (idle ones close after a minute).
+	DefaultMaxConns     = 4
 	DefaultQueryTimeout = 2 * time.Second
 	DefaultChannel      = "deplo_auth"
+	// DefaultPoll is how often the change log is read without a
+	// notification: the bound on how long a change takes to reach an
+	// instance whose notifications are lost.
+	DefaultPoll = time.Second
+	// DefaultHeartbeat bounds how long a listener that hears nothing goes
+	// unreported: after half of it in silence the listener notifies itself,
+	// and its own notification must arrive within the other half.
+	DefaultHeartbeat = 10 * time.Second
 	// DefaultApplicationName is the application_name of the pool's
 	// connections when the DSN sets none; the listener connection uses it
 	// with "-listener" appended.
 	DefaultApplicationName = "deplo-auth"
+	// HeartbeatChannel carries the listeners' self-notifications (a
+	// channel of its own, so that stores of an older version listening on
+	// DefaultChannel never see them).
+	HeartbeatChannel = "deplo_auth_heartbeat"
 )
 
 // Timings of the background work.
 const (
 	// listenMinBackoff and listenMaxBackoff bound the delay between two
-	// attempts to reconnect the listener (doubling, with jitter).
+	// attempts to reconnect the listener, or to reach the server at start
+	// (doubling, with jitter).
 	listenMinBackoff = 100 * time.Millisecond
 	listenMaxBackoff = 10 * time.Second
-	// defaultListenHealth is how long the listener waits for a notification
-	// before it pings the server, so a silently dead connection (a dropped
-	// network path) is noticed and replaced.
-	defaultListenHealth = 30 * time.Second
 	// backgroundTimeout bounds one background statement (connect + LISTEN,
 	// ping, session reload, last-used write, open checks).
 	backgroundTimeout = 10 * time.Second
+	// startTimeout bounds the first attempt to reach the server in Open;
+	// past it a store that may start without the server does so.
+	startTimeout = 5 * time.Second
 	// sessionRefresh is how often the revoked-session set is reloaded
 	// without a notification, dropping sessions past their expires_at.
 	sessionRefresh = 5 * time.Minute
+	// idleConnTimeout closes pool connections idle that long.
+	idleConnTimeout = time.Minute
 )
 
 // defaultLookupQuery reads the shipped schema (see schema/001_tokens.sql
@@ -65,14 +83,25 @@ FROM deplo_tokens WHERE hash = $1`
 // last is optional.
 const lookupColumns = "id, name, workspace, project, scopes, created_at, expires_at, revoked_at[, allowed_ips]"
 
+// ErrNotReady is the lookup error of a store that has not reached its
+// server yet (see Options.StartWithoutServer).
+var ErrNotReady = errors.New("keystore: postgres: not connected to the server yet")
+
 // Options configures Open.
 type Options struct {
 	// DSN is a PostgreSQL connection string, URL
 	// ("postgres://user:pass@host:5432/db?sslmode=verify-full") or key/value
 	// ("host=… user=… dbname=…") form, with every parameter pgx accepts
 	// (pool_max_conns and friends included). Errors never repeat its
-	// password.
+	// password. It may point at pgbouncer in transaction mode: the store
+	// keeps no session state there (no named prepared statements; see
+	// Open), and listens through ListenDSN.
 	DSN string
+
+	// ListenDSN is the connection string of the listener (LISTEN needs a
+	// session of its own: a direct connection, or pgbouncer in session
+	// mode). Default: DSN.
+	ListenDSN string
 
 	// LookupQuery, if set, replaces the query on the shipped schema, so an
 	// existing table can serve as the key store. It takes one parameter, $1:
@@ -96,18 +125,29 @@ type Options struct {
 	// Cast where the table differs (id::text, expires::timestamptz). No row
 	// means an unknown token. The query is checked when the store opens
 	// (parameter and column count), and every row read is checked again;
-	// a mismatch is an error, never a silent "not found". Change
-	// notifications come from triggers: the shipped schema's, or the
-	// operator's own sending the same payloads on Channel (see Watch).
+	// a mismatch is an error, never a silent "not found". Changes come from
+	// the change log (deplo_changes, see Write) when the schema has one,
+	// else from notifications only: the operator's own triggers sending
+	// the payloads Watch describes on Channel.
 	LookupQuery string
 
-	// MaxConns caps the pool (DefaultMaxConns if zero or negative).
-	// The listener uses one more connection of its own.
+	// MaxConns caps the lookup pool (DefaultMaxConns if zero or negative,
+	// unless the DSN sets pool_max_conns). Pool connections idle for a
+	// minute are closed. The listener uses one more connection of its own.
 	MaxConns int32
 
 	// QueryTimeout bounds each lookup, on top of the caller's context
 	// (DefaultQueryTimeout if zero or negative).
 	QueryTimeout time.Duration
+
+	// Poll is how often the change log is read when no notification came
+	// (DefaultPoll if zero or negative): the bound on staleness when
+	// notifications are lost.
+	Poll time.Duration
+
+	// Heartbeat bounds how long a deaf listener goes unreported
+	// (DefaultHeartbeat if zero or negative; see Hearing).
+	Heartbeat time.Duration
 
 	// Logger receives connection and background reports (nothing is logged
 	// if nil). Hashes, tokens and passwords are never logged.
@@ -124,8 +164,8 @@ type Options struct {
 	TouchQueueSize int
 
 	// Channel is the LISTEN channel (DefaultChannel if empty). The
-	// shipped schema's triggers notify DefaultChannel; another
-	// channel is for an operator's own triggers.
+	// shipped schema notifies DefaultChannel; another channel is for an
+	// operator's own triggers.
 	Channel string
 
 	// OnReconnect, if set, is called from the listener goroutine each time
@@ -133,22 +173,40 @@ type Options struct {
 	// return quickly and must not call Close.
 	OnReconnect func()
 
+	// OnHearing, if set, is called with each change of Hearing (a metrics
+	// hook), from the listener goroutine; same rules as OnReconnect.
+	OnHearing func(hearing bool)
+
 	// Migrate, if set, applies the embedded schema migrations (see Migrate)
 	// before the lookup query is checked.
 	Migrate bool
 
-	// listenHealth overrides defaultListenHealth (tests).
-	listenHealth time.Duration
+	// StartWithoutServer lets Open return a store whose server cannot be
+	// reached yet (a gateway starting while its database is down): lookups
+	// fail with ErrNotReady, Ready is false, and the store keeps trying
+	// (jittered backoff) until the server answers. A DSN that does not
+	// parse, and a server that answers but refuses the schema or the
+	// lookup query, still fail Open.
+	StartWithoutServer bool
+
+	// AdminOnly opens a store for admin writes only (the CLI): one
+	// connection, no listener, no change-log poll, no session set.
+	AdminOnly bool
+
 	// beforeReconnect, if set, is called before each reconnect attempt
 	// (tests: to hold the listener down); an error fails the attempt, as
 	// an unreachable server would.
 	beforeReconnect func() error
+	// deafen, if set and true, makes the listener drop what it receives,
+	// as a LISTEN through pgbouncer in transaction mode would (tests).
+	deafen func() bool
 }
 
 // Store is a keystore.Store backed by PostgreSQL through a pgx connection
-// pool. Changes arrive by LISTEN/NOTIFY on a dedicated connection (see
-// Watch); revoked dashboard sessions are held in memory (see
-// SessionRevoked); last use is recorded in the background (see Touch).
+// pool. Changes arrive by the change log (see Write): LISTEN/NOTIFY on a
+// dedicated connection as the fast path, a poll of the log as the bound;
+// revoked dashboard sessions are held in memory (see SessionRevoked); last
+// use is recorded in the background (see Touch).
 type Store struct {
 	pool        *pgxpool.Pool
 	listenCfg   *pgx.ConnConfig
@@ -156,23 +214,40 @@ type Store struct {
 	lookupSQL   string
 	timeout     time.Duration
 	channel     string
-	health      time.Duration
+	poll        time.Duration
+	heartbeat   time.Duration
 	log         *zap.Logger
 	onReconnect func()
+	onHearing   func(bool)
 	secrets     []string // removed from every reported error
+	opts        Options  // as given (for the start loop)
 
 	beforeReconnect func() error
 	// beforeInsert, if set, is called by Create and Rotate inside their
 	// transaction, after the lineage checks and before the insert (tests:
 	// to let a revocation arrive exactly then).
 	beforeInsert func()
+	deafen       func() bool
 
 	gen atomic.Uint64
 
-	// listening is true while the listener connection is up and listening
-	// (see Listening); kick (capacity 1) asks a reconnect loop to try now.
-	listening atomic.Bool
-	kick      chan struct{}
+	// ready is true once the server has answered and the store runs (see
+	// Ready); started is closed then.
+	ready   atomic.Bool
+	started chan struct{}
+	// listenTried is closed after the listener's first attempt.
+	listenTried chan struct{}
+
+	// hearing is true while the listener has proven, within its
+	// heartbeat, that it receives notifications (see Hearing); listenUp
+	// while its connection is up; kick (capacity 1) asks a reconnect loop
+	// to try now.
+	hearing  atomic.Bool
+	listenUp atomic.Bool
+	kick     chan struct{}
+
+	// The change log (see follow.go).
+	changes changeFollower
 
 	subsMu sync.Mutex
 	subs   map[uint64]func(keystore.Hash, bool)
@@ -199,14 +274,23 @@ var (
 	_ keystore.SessionAdmin    = (*Store)(nil)
 )
 
-// Open connects to PostgreSQL and returns a store once it is ready:
-// the pool answers a ping, the lookup query is valid, the listener
-// connection is listening, and the revoked-session set is loaded (a
-// database without the deplo_revoked_sessions table has none). Any failure
-// is returned as a configuration error; its message never contains the
-// DSN's password. Close releases everything.
+// Open connects to PostgreSQL and returns a store once it is ready: the
+// pool answers a ping, the lookup query is valid, the change log's last
+// sequence is known and the revoked-session set is loaded (a database
+// without the deplo_revoked_sessions table has none); the listener
+// connects in the background. Any failure is returned as a configuration
+// error, except an unreachable server with StartWithoutServer; its message
+// never contains a password. Close releases everything.
+//
+// Statements run in pgx's QueryExecModeCacheDescribe unless the DSN sets
+// default_query_exec_mode: unnamed statements only, each sent with its
+// parameters in one round trip once its description is cached, so that a
+// lookup costs one round trip and nothing outlives a transaction, which
+// pgbouncer in transaction mode requires (named prepared statements, pgx's
+// default, would land on another server connection). The description cache
+// holds types only, the same on every server connection of one database.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	secrets := dsnSecrets(opts.DSN)
+	secrets := append(dsnSecrets(opts.DSN), dsnSecrets(opts.ListenDSN)...)
 	fail := func(what string, err error) error {
 		return scrub(fmt.Errorf("keystore: postgres: %s: %w", what, err), secrets)
 	}
@@ -217,7 +301,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if pw := cfg.ConnConfig.Password; pw != "" && !slices.Contains(secrets, pw) {
 		secrets = append(secrets, pw)
 	}
+	if !strings.Contains(opts.DSN, "default_query_exec_mode") {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	}
 	switch {
+	case opts.AdminOnly:
+		cfg.MaxConns = 1
 	case opts.MaxConns > 0:
 		cfg.MaxConns = opts.MaxConns
 	case !strings.Contains(opts.DSN, "pool_max_conns"): // else the DSN's own setting stands
@@ -226,13 +315,29 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if cfg.MinConns > cfg.MaxConns {
 		cfg.MinConns = cfg.MaxConns
 	}
+	if !strings.Contains(opts.DSN, "pool_max_conn_idle_time") {
+		cfg.MaxConnIdleTime = idleConnTimeout
+	}
 	app := cfg.ConnConfig.RuntimeParams["application_name"]
 	if app == "" {
 		app = DefaultApplicationName
 		cfg.ConnConfig.RuntimeParams["application_name"] = app
 	}
 	listenCfg := cfg.ConnConfig.Copy()
-	listenName := app + "-listener"
+	if opts.ListenDSN != "" {
+		lc, err := pgx.ParseConfig(opts.ListenDSN)
+		if err != nil {
+			return nil, fail("invalid listen DSN", err)
+		}
+		if pw := lc.Password; pw != "" && !slices.Contains(secrets, pw) {
+			secrets = append(secrets, pw)
+		}
+		if lc.RuntimeParams["application_name"] == "" {
+			lc.RuntimeParams["application_name"] = app
+		}
+		listenCfg = lc
+	}
+	listenName := listenCfg.RuntimeParams["application_name"] + "-listener"
 	if len(listenName) > 63 { // NAMEDATALEN - 1: the server would truncate it
 		listenName = listenName[len(listenName)-63:]
 	}
@@ -244,14 +349,20 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		lookupSQL:       opts.LookupQuery,
 		timeout:         opts.QueryTimeout,
 		channel:         opts.Channel,
-		health:          opts.listenHealth,
+		poll:            opts.Poll,
+		heartbeat:       opts.Heartbeat,
 		log:             opts.Logger,
 		onReconnect:     opts.OnReconnect,
+		onHearing:       opts.OnHearing,
 		beforeReconnect: opts.beforeReconnect,
+		deafen:          opts.deafen,
+		opts:            opts,
 		secrets:         secrets,
 		subs:            make(map[uint64]func(keystore.Hash, bool)),
 		sessionsReload:  make(chan struct{}, 1),
 		kick:            make(chan struct{}, 1),
+		started:         make(chan struct{}),
+		listenTried:     make(chan struct{}),
 	}
 	if strings.TrimSpace(s.lookupSQL) == "" {
 		s.lookupSQL = defaultLookupQuery
@@ -262,77 +373,159 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.channel == "" {
 		s.channel = DefaultChannel
 	}
-	if s.health <= 0 {
-		s.health = defaultListenHealth
+	if s.poll <= 0 {
+		s.poll = DefaultPoll
+	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = DefaultHeartbeat
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
 	s.gen.Store(1)
 	s.sessions.Store(keystore.NoSessions)
+	s.changes.init()
+	s.lastUsed.init(opts)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 
-	// Opening is bounded even when the caller's context is not: a
-	// black-holed address must not hang provisioning.
-	octx, ocancel := context.WithTimeout(ctx, 3*backgroundTimeout)
-	defer ocancel()
-
-	s.pool, err = pgxpool.NewWithConfig(octx, cfg)
+	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
+		s.cancel()
 		return nil, fail("invalid pool configuration", err)
 	}
-	var listener *pgx.Conn
-	ok := false
-	defer func() {
-		if !ok {
-			if listener != nil {
-				closeConn(listener)
+	// The first attempt is bounded even when the caller's context is not:
+	// a black-holed address must not hang provisioning.
+	octx, ocancel := context.WithTimeout(ctx, startTimeout)
+	reachable, err := s.prepare(octx)
+	ocancel()
+	switch {
+	case err == nil:
+		s.run()
+		if !opts.AdminOnly {
+			// Changes are announced from here on (the poll would carry
+			// them anyway, a poll interval later).
+			t := time.NewTimer(startTimeout)
+			select {
+			case <-s.listenTried:
+			case <-t.C:
 			}
-			s.pool.Close()
+			t.Stop()
 		}
-	}()
-	if err := s.pool.Ping(octx); err != nil {
-		return nil, fail("connecting", err)
-	}
-	if opts.Migrate {
-		if err := Migrate(octx, s.pool); err != nil {
-			return nil, scrub(err, secrets)
-		}
-	}
-	if err := s.checkLookupQuery(octx); err != nil {
+	case reachable || !opts.StartWithoutServer || opts.AdminOnly:
+		s.cancel()
+		s.pool.Close()
 		return nil, scrub(err, secrets)
+	default:
+		s.log.Error("postgres key store: the server cannot be reached; starting without it (uncached lookups fail until it answers)",
+			zap.String("database", s.Name()), zap.Error(scrub(err, secrets)))
+		s.wg.Add(1)
+		go s.startLoop()
 	}
-	if listener, err = s.connectListener(octx); err != nil {
-		return nil, fail("LISTEN "+s.channel, err)
+	return s, nil
+}
+
+// prepare reaches the server and checks what the store needs: ping,
+// migrations (if asked), the lookup query, the change log's last sequence,
+// the revoked sessions. reachable reports whether the server answered the
+// ping: an error after it is a configuration error, not an outage.
+func (s *Store) prepare(ctx context.Context) (reachable bool, err error) {
+	if err := s.pool.Ping(ctx); err != nil {
+		return false, fmt.Errorf("keystore: postgres: connecting: %w", err)
 	}
-	// Loaded after LISTEN, so no change is missed in between.
-	switch err := s.loadSessions(octx); {
+	if s.opts.Migrate {
+		if err := Migrate(ctx, s.pool); err != nil {
+			return true, err
+		}
+	}
+	if s.opts.AdminOnly {
+		return true, nil
+	}
+	if err := s.checkLookupQuery(ctx); err != nil {
+		return true, err
+	}
+	if err := s.changes.baseline(ctx, s.pool); err != nil {
+		return true, fmt.Errorf("keystore: postgres: reading the change log: %w", err)
+	}
+	if !s.changes.enabled {
+		s.log.Info("postgres key store: no deplo_changes table (schema version 1 or a custom one); changes arrive by notification only")
+	}
+	switch err := s.loadSessions(ctx); {
 	case err == nil:
 		s.sessionsEnabled = true
 	case isUndefinedTable(err):
 		s.log.Info("postgres key store: no deplo_revoked_sessions table; the session denylist is empty")
 	default:
-		return nil, fail("loading revoked sessions", err)
+		return true, fmt.Errorf("keystore: postgres: loading revoked sessions: %w", err)
 	}
-
-	s.lastUsed.init(opts)
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	ok = true
-	s.listening.Store(true)
-	s.wg.Add(1)
-	go s.listen(listener)
-	if s.sessionsEnabled {
-		s.wg.Add(1)
-		go s.sessionLoop()
-	}
-	if s.lastUsed.enabled {
-		s.wg.Add(1)
-		go s.lastUsedLoop()
-	}
-	s.log.Info("postgres key store ready", zap.String("channel", s.channel),
-		zap.Int32("max_conns", cfg.MaxConns), zap.Int("revoked_sessions", s.sessions.Load().Len()),
-		zap.Bool("record_last_used", s.lastUsed.enabled))
-	return s, nil
+	return true, nil
 }
+
+// startLoop retries prepare with jittered backoff until the server answers,
+// then runs the store. A configuration error found once the server answers
+// is logged and retried too: the gateway is up, and says not ready.
+func (s *Store) startLoop() {
+	defer s.wg.Done()
+	delay := listenMinBackoff
+	for {
+		wait := delay/2 + rand.N(delay/2+1)
+		t := time.NewTimer(wait)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, backgroundTimeout)
+		reachable, err := s.prepare(ctx)
+		cancel()
+		if err == nil {
+			s.log.Info("postgres key store: the server answers; the store is ready", zap.String("database", s.Name()))
+			s.run()
+			return
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		delay = min(2*delay, listenMaxBackoff)
+		level := zap.WarnLevel
+		if reachable {
+			level = zap.ErrorLevel
+		}
+		s.log.Log(level, "postgres key store: not ready; retrying", zap.Duration("next_in_at_most", delay),
+			zap.Error(scrub(err, s.secrets)))
+	}
+}
+
+// run starts the background work of a prepared store and marks it ready.
+func (s *Store) run() {
+	if !s.opts.AdminOnly {
+		s.wg.Add(1)
+		go s.listen()
+		if s.changes.enabled {
+			s.wg.Add(1)
+			go s.follow()
+		}
+		if s.sessionsEnabled {
+			s.wg.Add(1)
+			go s.sessionLoop()
+		}
+		if s.lastUsed.enabled {
+			s.wg.Add(1)
+			go s.lastUsedLoop()
+		}
+	}
+	s.ready.Store(true)
+	close(s.started)
+	s.log.Info("postgres key store ready", zap.String("channel", s.channel),
+		zap.Int32("max_conns", s.pool.Config().MaxConns), zap.Int("revoked_sessions", s.sessions.Load().Len()),
+		zap.Bool("change_log", s.changes.enabled), zap.Duration("poll", s.poll),
+		zap.Bool("record_last_used", s.lastUsed.enabled))
+}
+
+// Ready reports whether the store has reached its server and runs (see
+// Options.StartWithoutServer). It does not turn false again: a later outage
+// shows in lookups and in Following.
+func (s *Store) Ready() bool { return s.ready.Load() }
 
 // checkLookupQuery describes the lookup query on the server and checks its
 // shape: one parameter, eight columns.
@@ -384,11 +577,14 @@ func (s *Store) Generation() uint64 { return s.gen.Load() }
 
 // Lookup returns the token whose hash is h, or ErrNotFound when the lookup
 // query returns no row. Every other outcome (timeout, unreachable server,
-// cancelled ctx, closed store, a row that does not fit) is an error that is
-// not ErrNotFound. Each call is bounded by QueryTimeout. The statement is
-// prepared once per connection (pgx's statement cache). The returned Token
-// is the caller's.
+// cancelled ctx, closed store, a store not ready yet, a row that does not
+// fit) is an error that is not ErrNotFound. Each call is bounded by
+// QueryTimeout and is one round trip once the query's description is cached
+// on the connection (see Open). The returned Token is the caller's.
 func (s *Store) Lookup(ctx context.Context, h keystore.Hash) (*keystore.Token, error) {
+	if !s.ready.Load() {
+		return nil, ErrNotReady
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	rows, err := s.pool.Query(ctx, s.lookupSQL, h[:])
@@ -491,6 +687,12 @@ func (s *Store) Close() error {
 		s.pool.Close()
 	})
 	return nil
+}
+
+// isUndefinedFunction reports whether err is PostgreSQL's undefined_function.
+func isUndefinedFunction(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42883"
 }
 
 // isUndefinedTable reports whether err is PostgreSQL's undefined_table.

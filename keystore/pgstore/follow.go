@@ -1,0 +1,388 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/deplo-sh/deplo-auth/keystore"
+)
+
+// Change-log timings.
+const (
+	// changeBatch caps the rows one poll reads; a full batch is followed
+	// by the next at once.
+	changeBatch = 10000
+	// pruneEvery is how often an instance tries to prune the log (only one
+	// instance at a time does: pg_try_advisory_xact_lock), with jitter.
+	pruneEvery = 5 * time.Minute
+	// DefaultRetention is how long change-log rows are kept at least; the
+	// store keeps them longer when a cache asks (KeepChangesFor).
+	DefaultRetention = time.Hour
+	// deafSessionReload is how often the revoked-session set is reloaded
+	// while the listener does not hear.
+	deafSessionReload = 5 * time.Second
+	// pruneLockKey is the pg_try_advisory_xact_lock key of pruning
+	// ("deplopru").
+	pruneLockKey int64 = 0x6465706c6f707275
+)
+
+// pollSQL reads the changes after $1, and how far the log was pruned, in
+// one statement (one snapshot): at least one row, the pruned sequence's.
+const pollSQL = `SELECT p.through, c.seq, c.hash FROM deplo_changes_pruned p
+LEFT JOIN LATERAL (SELECT seq, hash FROM deplo_changes WHERE seq > $1 ORDER BY seq LIMIT 10000) c ON true
+ORDER BY c.seq`
+
+// changeFollower is the store's position in the change log.
+type changeFollower struct {
+	// enabled: the schema has a change log (deplo_changes); oid is its
+	// table's, which notifications carry.
+	enabled bool
+	oid     int64
+	// last is the sequence of the latest change applied; mu serializes
+	// reading and applying (the poll, a notification's catch-up, a write's
+	// own catch-up), so changes are applied in order, once.
+	mu   sync.Mutex
+	last atomic.Int64
+	// polledAt is when a poll last succeeded (Unix ns; see Following).
+	polledAt atomic.Int64
+	// now (capacity 1) asks the follower to read the log at once.
+	now chan struct{}
+	// retention: see KeepChangesFor.
+	retention atomic.Int64
+	// applied counts changes applied, polls the reads of the log (tests,
+	// status).
+	applied, polls atomic.Uint64
+}
+
+func (f *changeFollower) init() {
+	f.now = make(chan struct{}, 1)
+	f.retention.Store(int64(DefaultRetention))
+}
+
+// baseline reads the log's last sequence (a new store's caches are empty:
+// what came before does not concern them). A schema without the log leaves
+// the follower disabled.
+func (f *changeFollower) baseline(ctx context.Context, pool *pgxpool.Pool) error {
+	var last int64
+	err := pool.QueryRow(ctx, `SELECT 'deplo_changes'::regclass::oid::bigint, (SELECT coalesce(max(seq), 0) FROM deplo_changes)`).Scan(&f.oid, &last)
+	switch {
+	case isUndefinedTable(err):
+		f.enabled = false
+		return nil
+	case err != nil:
+		return err
+	}
+	f.enabled = true
+	f.last.Store(last)
+	f.polledAt.Store(time.Now().UnixNano())
+	return nil
+}
+
+// wake asks the follower to read the log now.
+func (f *changeFollower) wake() {
+	select {
+	case f.now <- struct{}{}:
+	default: // a read is already pending
+	}
+}
+
+// KeepChangesFor asks that change-log rows be kept at least d (a cache's
+// TTL: an instance that was cut off for less than that catches up from the
+// log instead of dropping its cache). The store keeps the longest asked,
+// DefaultRetention at least.
+func (s *Store) KeepChangesFor(d time.Duration) {
+	for {
+		old := s.changes.retention.Load()
+		if int64(d) <= old || s.changes.retention.CompareAndSwap(old, int64(d)) {
+			return
+		}
+	}
+}
+
+// Following reports whether the store follows changes now: a read of the
+// change log succeeded within about two poll intervals, or, on a schema
+// without one, the listener hears. While it is true a change reaches this
+// instance's caches within Poll (see keystore.ListenerHealth).
+func (s *Store) Following() bool {
+	if !s.changes.enabled {
+		return s.Hearing()
+	}
+	if !s.ready.Load() {
+		return false
+	}
+	return time.Since(time.Unix(0, s.changes.polledAt.Load())) < 2*s.poll+s.timeout
+}
+
+// Listening reports whether changes reach this instance (Following), so
+// that a cache may trust its answers (see keystore.ListenerHealth). While it
+// is false a cache must re-check old answers: changes may be missed.
+func (s *Store) Listening() bool { return s.Following() }
+
+// LastChange returns the sequence of the latest change-log entry applied
+// (0 without a change log).
+func (s *Store) LastChange() int64 { return s.changes.last.Load() }
+
+// follow is the change-log goroutine: it reads the log every poll interval,
+// and at once when a notification, a reconnect or a write asks, and prunes
+// it now and then.
+func (s *Store) follow() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.poll)
+	defer tick.Stop()
+	prune := time.NewTimer(pruneEvery/2 + rand.N(pruneEvery))
+	defer prune.Stop()
+	var failing bool
+	var sessionsAt time.Time
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		case <-s.changes.now:
+		case <-prune.C:
+			s.prune()
+			prune.Reset(pruneEvery/2 + rand.N(pruneEvery))
+			continue
+		}
+		err := s.catchUp(s.ctx)
+		if s.sessionsEnabled && !s.Hearing() && time.Since(sessionsAt) >= deafSessionReload {
+			// Session revocations have no change log: while notifications
+			// are not heard, the set is reloaded every few seconds.
+			sessionsAt = time.Now()
+			s.triggerSessionReload()
+		}
+		switch {
+		case err == nil && failing:
+			failing = false
+			s.log.Info("postgres key store: reading the change log again", zap.Int64("last_change", s.LastChange()))
+		case err != nil && !failing && s.ctx.Err() == nil:
+			failing = true
+			s.log.Warn("postgres key store: reading the change log failed; retrying every poll interval",
+				zap.Duration("poll", s.poll), zap.Error(scrub(err, s.secrets)))
+		}
+	}
+}
+
+// catchUp reads and applies every change after the last one applied. When
+// the log was pruned past it (the instance was away longer than the
+// retention) every cached entry is dropped instead.
+func (s *Store) catchUp(ctx context.Context) error {
+	f := &s.changes
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for {
+		ctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
+		last := f.last.Load()
+		rows, err := s.pool.Query(ctx, pollSQL, last)
+		if err != nil {
+			cancel()
+			return err
+		}
+		var (
+			through, seq   int64
+			seqs           []int64
+			hashes         [][]byte
+			rawSeq, rawRow = new(*int64), new([]byte)
+		)
+		_, err = pgx.ForEachRow(rows, []any{&through, rawSeq, rawRow}, func() error {
+			if *rawSeq == nil {
+				return nil
+			}
+			seqs = append(seqs, **rawSeq)
+			hashes = append(hashes, *rawRow)
+			return nil
+		})
+		cancel()
+		if err != nil {
+			return err
+		}
+		f.polls.Add(1)
+		f.polledAt.Store(time.Now().UnixNano())
+		if through > last {
+			s.log.Warn("postgres key store: the change log was pruned past this instance's last change; dropping every cached token",
+				zap.Int64("last_change", last), zap.Int64("pruned_through", through))
+			seq = max(through, last)
+			if n := len(seqs); n > 0 {
+				seq = max(seq, seqs[n-1])
+			}
+			f.last.Store(seq)
+			s.invalidateAll()
+			if len(seqs) < changeBatch {
+				return nil
+			}
+			continue
+		}
+		for i, raw := range hashes {
+			if raw == nil {
+				s.invalidateAll()
+			} else if h, ok := hashOf(raw); ok {
+				s.broadcast(h, false)
+			} else {
+				s.log.Warn("postgres key store: a change-log row has a malformed hash; dropping every cached token")
+				s.invalidateAll()
+			}
+			f.last.Store(seqs[i])
+			f.applied.Add(1)
+		}
+		if len(seqs) < changeBatch {
+			return nil
+		}
+	}
+}
+
+// announced applies a notification of the log's range [from, to] with its
+// hashes: when it follows the last change applied and lists every entry of
+// the range, it is applied as the poll would (no read of the log);
+// otherwise the listed hashes are dropped at once and the log is read.
+func (s *Store) announced(from, to int64, hashes []string) {
+	f := &s.changes
+	f.mu.Lock()
+	last := f.last.Load()
+	if to <= last {
+		f.mu.Unlock()
+		return // read already
+	}
+	complete := from == last+1 && int64(len(hashes)) == to-from+1
+	for _, x := range hashes {
+		if h, ok := parseHexHash(x); ok {
+			s.broadcast(h, false)
+		} else {
+			complete = false
+		}
+	}
+	if complete {
+		f.last.Store(to)
+		f.applied.Add(uint64(len(hashes)))
+	}
+	f.mu.Unlock()
+	if !complete {
+		f.wake()
+	}
+}
+
+// hashOf reads a 32-byte hash column.
+func hashOf(b []byte) (keystore.Hash, bool) {
+	var h keystore.Hash
+	if len(b) != len(h) {
+		return h, false
+	}
+	copy(h[:], b)
+	return h, true
+}
+
+// prune deletes change-log rows older than the retention, recording how far
+// it went; one instance at a time (the others skip).
+func (s *Store) prune() {
+	ctx, cancel := context.WithTimeout(s.ctx, backgroundTimeout)
+	defer cancel()
+	keep := time.Duration(s.changes.retention.Load())
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var got bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, pruneLockKey).Scan(&got); err != nil || !got {
+			return err
+		}
+		_, err := tx.Exec(ctx, `WITH gone AS (
+	DELETE FROM deplo_changes WHERE changed_at < now() - make_interval(secs => $1) RETURNING seq
+) UPDATE deplo_changes_pruned SET through = greatest(through, (SELECT max(seq) FROM gone))
+WHERE EXISTS (SELECT 1 FROM gone)`, keep.Seconds())
+		return err
+	})
+	if err != nil && s.ctx.Err() == nil {
+		s.log.Warn("postgres key store: pruning the change log failed", zap.Error(scrub(err, s.secrets)))
+	}
+}
+
+// errNoChangeLog is Write's error for extra changes on a schema without a
+// change log.
+var errNoChangeLog = errors.New("the schema has no change log (deplo_changes); apply the migrations")
+
+// Write is the one way a write that can change the answer for a token goes
+// to the database, so that every instance learns of it: the CLI's and the
+// token API's creates and revocations, and any later write path (cascades,
+// leak revocations, token conditions) go through it. It runs fn in one
+// transaction and records the change in the change log (deplo_changes) in
+// that same transaction, then brings this instance's caches up to date
+// before it returns:
+//
+//   - Rows of deplo_tokens that fn inserts, updates (any column but
+//     last_used_at), deletes or truncates are recorded by the table's
+//     triggers, so fn need not return them (an operator's own SQL on the
+//     table is recorded as well).
+//   - A change made elsewhere that alters the answer for tokens (a row of
+//     another table the lookup reads) is recorded by returning those
+//     tokens' hashes from fn: Write passes them to the database function
+//     deplo_record_changes, the single writer of the log, in the
+//     transaction.
+//
+// Every other instance learns of the commit by notification (one per
+// statement, carrying the range of sequences, whatever the number of rows)
+// within milliseconds, and by its poll within Options.Poll at worst. If fn
+// fails nothing is written and its error is returned as is; what names the
+// operation in the errors of the transaction itself.
+func (s *Store) Write(ctx context.Context, what string, fn func(tx pgx.Tx) (changed []keystore.Hash, err error)) error {
+	return s.write(ctx, what, fn, true)
+}
+
+// write is Write; record false leaves recording to the deplo_tokens
+// triggers, the hashes fn returns serving only this instance's caches on a
+// schema without a change log.
+func (s *Store) write(ctx context.Context, what string, fn func(tx pgx.Tx) ([]keystore.Hash, error), record bool) error {
+	var (
+		changed []keystore.Hash
+		fnErr   error
+	)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if changed, fnErr = fn(tx); fnErr != nil || !record || len(changed) == 0 {
+			return fnErr
+		}
+		hs := make([][]byte, len(changed))
+		for i := range changed {
+			hs[i] = changed[i][:]
+		}
+		if _, err := tx.Exec(ctx, `SELECT deplo_record_changes($1::bytea[])`, hs); err != nil {
+			if isUndefinedFunction(err) {
+				return errNoChangeLog
+			}
+			return err
+		}
+		return nil
+	})
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case err != nil:
+		return fmt.Errorf("keystore: %s: %w", what, err)
+	}
+	s.afterWrite(ctx, changed)
+	return nil
+}
+
+// afterWrite brings this instance's caches up to date after a committed
+// write: from the change log when there is one (the write's own rows
+// included), else by broadcasting what the caller knows changed.
+func (s *Store) afterWrite(ctx context.Context, changed []keystore.Hash) {
+	if s.opts.AdminOnly || !s.ready.Load() {
+		return
+	}
+	if s.changes.enabled {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		err := s.catchUp(cctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		s.changes.wake() // the follower retries
+	}
+	for _, h := range changed {
+		s.broadcast(h, false)
+	}
+}
