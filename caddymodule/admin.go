@@ -86,7 +86,15 @@ type storeStatus struct {
 	// Key file only: its directory is watched (false: the poll alone
 	// brings changes in, within 0.5 s).
 	Watched bool `json:"watched,omitempty"`
-	// PostgreSQL only.
+	// PostgreSQL only. Ready: the server has been reached; Listening:
+	// the change listener has proven it hears (false: down or deaf, and
+	// changes arrive by the poll only); Following: the change log was read
+	// within about two poll intervals; LastChange: its last sequence
+	// applied.
+	Ready          *bool  `json:"ready,omitempty"`
+	Listening      *bool  `json:"listening,omitempty"`
+	Following      *bool  `json:"following,omitempty"`
+	LastChange     int64  `json:"last_change,omitempty"`
 	PoolConns      int32  `json:"pool_conns,omitempty"`
 	PoolIdle       int32  `json:"pool_idle,omitempty"`
 	DroppedTouches uint64 `json:"dropped_last_used_writes,omitempty"`
@@ -141,8 +149,11 @@ func handleStatus(w http.ResponseWriter, r *http.Request) error {
 			out.Stores = append(out.Stores, st)
 		case sharedPostgresStore:
 			ps := s.Pool().Stat()
-			out.Stores = append(out.Stores, storeStatus{Kind: "postgres", Database: s.Name(), Healthy: ps.TotalConns() > 0,
-				PoolConns: ps.TotalConns(), PoolIdle: ps.IdleConns(), DroppedTouches: s.DroppedTouches()})
+			ready, listening, following := s.Ready(), s.Hearing(), s.Following()
+			out.Stores = append(out.Stores, storeStatus{Kind: "postgres", Database: s.Name(),
+				Healthy: ready && following, Ready: &ready, Listening: &listening, Following: &following,
+				LastChange: s.LastChange(), PoolConns: ps.TotalConns(), PoolIdle: ps.IdleConns(),
+				DroppedTouches: s.DroppedTouches()})
 		}
 		return true
 	})

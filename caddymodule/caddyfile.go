@@ -209,16 +209,24 @@ func (h *Handler) parseKeys(d *caddyfile.Dispenser) error {
 					return d.Errf("keys postgres max_conns: want a positive integer, got %q", v)
 				}
 				pg.MaxConns = int32(n)
-			case "query_timeout":
+			case "listen_dsn":
+				if !d.AllArgs(&pg.ListenDSN) {
+					return d.ArgErr()
+				}
+			case "query_timeout", "poll":
 				var v string
 				if !d.AllArgs(&v) {
 					return d.ArgErr()
 				}
 				dur, err := caddy.ParseDuration(v)
 				if err != nil || dur <= 0 {
-					return d.Errf("keys postgres query_timeout: want a positive duration, got %q", v)
+					return d.Errf("keys postgres %s: want a positive duration, got %q", sub, v)
 				}
-				pg.QueryTimeout = caddy.Duration(dur)
+				if sub == "poll" {
+					pg.Poll = caddy.Duration(dur)
+				} else {
+					pg.QueryTimeout = caddy.Duration(dur)
+				}
 			case "record_last_used", "migrate":
 				if d.NextArg() {
 					return d.ArgErr()

@@ -87,8 +87,10 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		input: `deplo_auth {
 			keys postgres {env.DEPLO_AUTH_POSTGRES} {
 				lookup_query "SELECT id, name, workspace, project, scopes, created_at, expires_at, revoked_at FROM api_keys WHERE sha = $1"
+				listen_dsn {env.DEPLO_AUTH_POSTGRES_DIRECT}
 				max_conns 20
 				query_timeout 500ms
+				poll 250ms
 				record_last_used
 				migrate
 			}
@@ -96,7 +98,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				stale_if_error 2m
 			}
 		}`,
-		want: `{"keys":{"postgres":{"dsn":"{env.DEPLO_AUTH_POSTGRES}","lookup_query":"SELECT id, name, workspace, project, scopes, created_at, expires_at, revoked_at FROM api_keys WHERE sha = $1","max_conns":20,"query_timeout":500000000,"record_last_used":true,"migrate":true}},"cache":{"stale_if_error":120000000000}}`,
+		want: `{"keys":{"postgres":{"dsn":"{env.DEPLO_AUTH_POSTGRES}","lookup_query":"SELECT id, name, workspace, project, scopes, created_at, expires_at, revoked_at FROM api_keys WHERE sha = $1","listen_dsn":"{env.DEPLO_AUTH_POSTGRES_DIRECT}","max_conns":20,"poll":250000000,"query_timeout":500000000,"record_last_used":true,"migrate":true}},"cache":{"stale_if_error":120000000000}}`,
 	}, struct{ name, input, want string }{
 		name:  "throttle",
 		input: "deplo_auth {\n keys file k\n throttle 10 30s\n}",
@@ -145,6 +147,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"unknown store", "deplo_auth {\n keys redis x\n}", `unknown key store "redis"`},
 		{"postgres unknown option", "deplo_auth {\n keys postgres dsn {\n pool 3\n }\n}", `unrecognized keys postgres subdirective "pool"`},
 		{"postgres bad timeout", "deplo_auth {\n keys postgres dsn {\n query_timeout 0s\n }\n}", "query_timeout"},
+		{"postgres bad poll", "deplo_auth {\n keys postgres dsn {\n poll -1s\n }\n}", "keys postgres poll"},
+		{"postgres listen_dsn without value", "deplo_auth {\n keys postgres dsn {\n listen_dsn\n }\n}", "wrong argument count"},
 		{"keys file with block", "deplo_auth {\n keys file k {\n migrate\n }\n}", "takes no block"},
 		{"keys extra argument", "deplo_auth {\n keys file a b\n}", "wrong argument count"},
 		{"two stores", "deplo_auth {\n keys file a\n keys file b\n}", "only one key store"},

@@ -61,6 +61,11 @@ var (
 		Help: "Reconnects of a key store's change listener (PostgreSQL LISTEN), by store.",
 	}, []string{"store"})
 
+	metricListening = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "deplo_auth_store_listening",
+		Help: "1 while a key store's change listener has proven within its heartbeat that it receives notifications (PostgreSQL LISTEN), 0 while it is down or deaf (changes then arrive by the change-log poll only).",
+	}, []string{"store"})
+
 	metricKeyFileReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "deplo_auth_keyfile_reloads_total",
 		Help: "Key file reloads after a change, by path and result (success; error: the last good tokens stay in force).",
@@ -95,7 +100,7 @@ var (
 	}
 
 	allCollectors = []prometheus.Collector{metricRequests, metricDecision, metricCacheLookups,
-		metricStoreRequests, metricStoreDuration, metricJWKSRefreshes, metricRevocations, metricReconnects, metricKeyFile,
+		metricStoreRequests, metricStoreDuration, metricJWKSRefreshes, metricRevocations, metricReconnects, metricListening, metricKeyFile,
 		metricKeyFileReloads, metricCacheEvictions, metricTokenOperations, metricState}
 )
 
@@ -171,6 +176,18 @@ func revocationObserver(store string) func(all bool) {
 func reconnectObserver(store string) func() {
 	c := metricReconnects.WithLabelValues(store)
 	return c.Inc
+}
+
+// hearingObserver returns the pgstore hook that sets the listening gauge.
+func hearingObserver(store string) func(bool) {
+	g := metricListening.WithLabelValues(store)
+	return func(v bool) {
+		if v {
+			g.Set(1)
+		} else {
+			g.Set(0)
+		}
+	}
 }
 
 // storeObserver returns the tokencache hook that times lookups of a store.

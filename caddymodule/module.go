@@ -136,8 +136,18 @@ type PostgresConfig struct {
 	// 32-byte SHA-256 (bytea); it returns id, name, workspace, project,
 	// scopes (text[]), created_at, expires_at, revoked_at.
 	LookupQuery string `json:"lookup_query,omitempty"`
-	// MaxConns caps the pool. Default 10 (plus one listener connection).
+	// ListenDSN is the connection string of the change listener (LISTEN
+	// needs a session: a direct connection, or pgbouncer in session mode),
+	// so that DSN may point at pgbouncer in transaction mode. Default: DSN.
+	// Placeholders are replaced at provision, as in DSN.
+	ListenDSN string `json:"listen_dsn,omitempty"`
+	// MaxConns caps the lookup pool. Default 4 (plus one listener
+	// connection); pool connections idle for a minute are closed.
 	MaxConns int32 `json:"max_conns,omitempty"`
+	// Poll is how often the change log is read without a notification:
+	// the bound on how long a change takes to reach this instance when
+	// notifications are lost. Default 1s.
+	Poll caddy.Duration `json:"poll,omitempty"`
 	// QueryTimeout bounds each lookup. Default 2s.
 	QueryTimeout caddy.Duration `json:"query_timeout,omitempty"`
 	// RecordLastUsed writes last_used_at in the background, batched, at

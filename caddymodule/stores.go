@@ -76,6 +76,13 @@ func (h *Handler) openKeys(ctx caddy.Context) (keystore.Store, error) {
 		if k.Postgres.RecordLastUsed {
 			h.engine.Usage = pg
 		}
+		// Change-log rows outlive this cache's entries, so a reconnect
+		// catches up instead of dropping them.
+		ttl := tokencache.DefaultTTL
+		if h.Cache != nil && h.Cache.TTL > 0 {
+			ttl = time.Duration(h.Cache.TTL)
+		}
+		pg.KeepChangesFor(ttl)
 	}
 
 	cfg := tokencache.Config{
@@ -156,19 +163,31 @@ func openPostgresStore(ctx caddy.Context, c *PostgresConfig) (*pgstore.Store, st
 	if err != nil {
 		return nil, "", fmt.Errorf("dsn: %w", err)
 	}
-	// The key holds the DSN only in memory, to share one pool per database
+	var listenDSN string
+	if c.ListenDSN != "" {
+		if listenDSN, err = resolveSecret(c.ListenDSN); err != nil {
+			return nil, "", fmt.Errorf("listen_dsn: %w", err)
+		}
+	}
+	// The key holds the DSNs only in memory, to share one pool per database
 	// and query; it is never logged.
-	key := fmt.Sprintf("postgres:%s|%s|%d|%v|%v", dsn, c.LookupQuery, c.MaxConns, c.QueryTimeout, c.RecordLastUsed)
+	key := fmt.Sprintf("postgres:%s|%s|%s|%d|%v|%v|%v", dsn, listenDSN, c.LookupQuery, c.MaxConns, c.QueryTimeout, c.Poll, c.RecordLastUsed)
 	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		pg, err := pgstore.Open(ctx, pgstore.Options{
 			DSN:            dsn,
+			ListenDSN:      listenDSN,
 			LookupQuery:    c.LookupQuery,
 			MaxConns:       c.MaxConns,
 			QueryTimeout:   time.Duration(c.QueryTimeout),
+			Poll:           time.Duration(c.Poll),
 			RecordLastUsed: c.RecordLastUsed,
 			Migrate:        c.Migrate,
 			Logger:         caddy.Log().Named("deplo_auth.keys"),
 			OnReconnect:    reconnectObserver("postgres"),
+			OnHearing:      hearingObserver("postgres"),
+			// A gateway starts while its database is down, and answers
+			// 503 for uncached tokens until it is back.
+			StartWithoutServer: true,
 		})
 		if err != nil {
 			return nil, err

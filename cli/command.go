@@ -113,7 +113,7 @@ func (f storeFlags) open(ctx context.Context) (admin storeAdmin, where string, c
 	case file != "":
 		return &keystore.FileAdmin{Path: file}, file, func() {}, nil
 	case dsn != "":
-		pg, err := pgstore.Open(ctx, pgstore.Options{DSN: dsn})
+		pg, err := pgstore.Open(ctx, pgstore.Options{DSN: dsn, AdminOnly: true})
 		if err != nil {
 			return nil, "", nil, err
 		}
@@ -410,7 +410,7 @@ func migrateCommand() *cobra.Command {
 		if dsn == "" {
 			return errors.New("--postgres is required (or set " + postgresEnv + ")")
 		}
-		pg, err := pgstore.Open(cmd.Context(), pgstore.Options{DSN: dsn, Migrate: true})
+		pg, err := pgstore.Open(cmd.Context(), pgstore.Options{DSN: dsn, Migrate: true, AdminOnly: true})
 		if err != nil {
 			return err
 		}

@@ -120,7 +120,7 @@ func TestPostgresHeartbeat(t *testing.T) {
 	var reports []bool
 	var mu sync.Mutex
 	var reconnects atomic.Int32
-	s := e.open(t, Options{Heartbeat: 200 * time.Millisecond, Poll: 100 * time.Millisecond,
+	s := e.open(t, Options{Heartbeat: time.Second, Poll: 100 * time.Millisecond,
 		OnReconnect: func() { reconnects.Add(1) },
 		OnHearing: func(v bool) {
 			mu.Lock()
@@ -130,18 +130,18 @@ func TestPostgresHeartbeat(t *testing.T) {
 		deafen: deaf.Load})
 	events := watch(t, s)
 	gen := s.Generation()
-	testwait.For(t, time.Second, "hearing", s.Hearing)
-	time.Sleep(700 * time.Millisecond) // several heartbeats
+	testwait.For(t, 5*time.Second, "hearing", s.Hearing)
+	time.Sleep(2500 * time.Millisecond) // several heartbeats
 	if !s.Hearing() || reconnects.Load() != 0 || s.Generation() != gen {
 		t.Fatalf("idle heartbeats: hearing %v, %d reconnects, generation %d → %d", s.Hearing(), reconnects.Load(), gen, s.Generation())
 	}
 
 	deaf.Store(true)
 	start := time.Now()
-	testwait.For(t, time.Second, "deafness reported", func() bool { return !s.Hearing() })
-	t.Logf("deafness reported after %v (heartbeat 200ms)", time.Since(start).Round(time.Millisecond))
+	testwait.For(t, 3*time.Second, "deafness reported", func() bool { return !s.Hearing() })
+	t.Logf("deafness reported after %v (heartbeat 1s)", time.Since(start).Round(time.Millisecond))
 	h := e.insertToken(t, "tok_deaf")
-	waitEvent(t, events, time.Second, "the insert, by the poll, while deaf", forHash(h))
+	waitEvent(t, events, 3*time.Second, "the insert, by the poll, while deaf", forHash(h))
 	if !s.Listening() {
 		t.Error("Listening false while the poll follows the log")
 	}

@@ -17,6 +17,10 @@
 -- one notification carrying its range; listeners read the rows). "log" tells
 -- the change logs of several schemas in one database apart.
 --
+-- Both functions run with the search_path of the migration (SET search_path
+-- FROM CURRENT), so a write from a session with another search_path (an
+-- operator's, schema-qualified) finds this schema's log.
+--
 -- The row-level notify triggers of version 1 are replaced by statement-level
 -- triggers that record every changed row of a statement in one call. An
 -- UPDATE that changes only last_used_at records nothing.
@@ -42,7 +46,8 @@ INSERT INTO deplo_changes_pruned (through) VALUES (0);
 -- notifies the range. It must be called in the transaction that makes the
 -- change; the rows and the notification become visible when it commits.
 -- Returns the last sequence recorded (NULL when hashes is empty).
-CREATE FUNCTION deplo_record_changes(hashes bytea[]) RETURNS bigint LANGUAGE plpgsql AS $$
+CREATE FUNCTION deplo_record_changes(hashes bytea[]) RETURNS bigint LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 DECLARE
 	first_seq bigint;
 	last_seq  bigint;
@@ -72,7 +77,8 @@ DROP TRIGGER deplo_tokens_notify_update ON deplo_tokens;
 DROP TRIGGER deplo_tokens_notify_truncate ON deplo_tokens;
 DROP FUNCTION deplo_tokens_notify();
 
-CREATE FUNCTION deplo_tokens_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION deplo_tokens_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 DECLARE
 	hs bytea[];
 BEGIN

@@ -1,0 +1,271 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/deplo-sh/deplo-auth/internal/tcpproxy"
+	"github.com/deplo-sh/deplo-auth/internal/testwait"
+	"github.com/deplo-sh/deplo-auth/keystore"
+)
+
+// listenRaw opens a connection of its own listening on the store channel.
+func (e *pgEnv) listenRaw(t *testing.T) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(context.Background(), "LISTEN "+DefaultChannel); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// ownNotifications collects, for wait, the notifications of this schema's
+// change log on conn.
+func (e *pgEnv) ownNotifications(t *testing.T, conn *pgx.Conn, wait time.Duration) []notification {
+	t.Helper()
+	var oid int64
+	if err := e.admin.QueryRow(context.Background(), `SELECT 'deplo_changes'::regclass::oid::bigint`).Scan(&oid); err != nil {
+		t.Fatal(err)
+	}
+	var out []notification
+	deadline := time.Now().Add(wait)
+	for {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		n, err := conn.WaitForNotification(ctx)
+		cancel()
+		if err != nil {
+			return out
+		}
+		var p notification
+		if json.Unmarshal([]byte(n.Payload), &p) == nil && p.Log != nil && *p.Log == oid {
+			out = append(out, p)
+		}
+	}
+}
+
+// TestPostgresBulkRevocation: 5,000 tokens revoked by one statement are one
+// change-log notification carrying the range (no hashes), and every hash
+// reaches the store's watchers.
+func TestPostgresBulkRevocation(t *testing.T) {
+	e := newPGEnv(t, true)
+	e.exec(t, `INSERT INTO deplo_tokens (hash, id, workspace, scopes)
+SELECT sha256(('bulk' || i)::bytea), 'tok_bulk_' || i, 'ws_bulk', '{read}' FROM generate_series(1, 5000) i`)
+	s := e.open(t, Options{})
+	raw := e.listenRaw(t)
+	got := make(chan keystore.Hash, 6000)
+	stop := s.Watch(func(h keystore.Hash, all bool) {
+		if !all {
+			got <- h
+		}
+	})
+	defer stop()
+	polls := s.changes.polls.Load()
+	start := time.Now()
+	e.exec(t, `UPDATE deplo_tokens SET revoked_at = now() WHERE workspace = 'ws_bulk'`)
+	seen := map[keystore.Hash]bool{}
+	deadline := time.After(2 * time.Second)
+	for len(seen) < 5000 {
+		select {
+		case h := <-got:
+			seen[h] = true
+		case <-deadline:
+			t.Fatalf("%d of 5000 revoked hashes reached the watcher", len(seen))
+		}
+	}
+	t.Logf("5000 revocations reached the watcher in %v, %d log reads", time.Since(start).Round(time.Millisecond), s.changes.polls.Load()-polls)
+	ns := e.ownNotifications(t, raw, 300*time.Millisecond)
+	if len(ns) != 1 {
+		t.Fatalf("%d notifications for one bulk UPDATE, want 1", len(ns))
+	}
+	if n := ns[0]; *n.To-*n.From+1 != 5000 || len(n.Hashes) != 0 {
+		t.Errorf("notification: range %d..%d with %d hashes, want 5000 entries and no hashes", *n.From, *n.To, len(n.Hashes))
+	}
+	var rows int64
+	if err := e.admin.QueryRow(context.Background(), `SELECT count(*) FROM deplo_changes WHERE seq BETWEEN $1 AND $2`, *ns[0].From, *ns[0].To).Scan(&rows); err != nil || rows != 5000 {
+		t.Errorf("change-log rows of the range: %d (%v), want 5000", rows, err)
+	}
+	if s.LastChange() < *ns[0].To {
+		t.Errorf("last change %d, want at least %d", s.LastChange(), *ns[0].To)
+	}
+}
+
+// TestPostgresSingleChangeNoRead: a single change arrives with its hash and
+// is applied without reading the log; a notification with a gap before it
+// makes the store read the log.
+func TestPostgresSingleChangeNoRead(t *testing.T) {
+	e := newPGEnv(t, true)
+	s := e.open(t, Options{Poll: time.Hour})
+	events := watch(t, s)
+	testwait.For(t, time.Second, "hearing", s.Hearing)
+	polls := s.changes.polls.Load()
+	h := e.insertToken(t, "tok_single")
+	waitEvent(t, events, 3*time.Second, "the insert", forHash(h))
+	testwait.For(t, time.Second, "position advanced", func() bool { return s.LastChange() > 0 })
+	if n := s.changes.polls.Load() - polls; n != 0 {
+		t.Errorf("%d log reads for one announced change, want 0", n)
+	}
+	// A sequence value used by a rolled-back transaction: a gap the
+	// notification cannot account for.
+	tx, err := e.admin.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(context.Background(), `INSERT INTO deplo_changes (hash) VALUES (NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	tx.Rollback(context.Background())
+	h2 := e.insertToken(t, "tok_after_gap")
+	waitEvent(t, events, 3*time.Second, "the insert after a gap", forHash(h2))
+	testwait.For(t, time.Second, "the log read after a gap", func() bool { return s.changes.polls.Load() > polls })
+}
+
+// TestPostgresWrite: Write records the hashes fn returns in the change log,
+// in fn's transaction; a failing fn records nothing.
+func TestPostgresWrite(t *testing.T) {
+	e := newPGEnv(t, true)
+	s := e.open(t, Options{Poll: time.Hour})
+	other := e.open(t, Options{Poll: 50 * time.Millisecond})
+	events := watch(t, other)
+	_, h := newToken("")
+	if err := s.Write(context.Background(), "test change", func(pgx.Tx) ([]keystore.Hash, error) {
+		return []keystore.Hash{h}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, 3*time.Second, "the recorded hash on another store", forHash(h))
+
+	_, h2 := newToken("")
+	boom := errors.New("boom")
+	err := s.Write(context.Background(), "test change", func(tx pgx.Tx) ([]keystore.Hash, error) {
+		if _, err := tx.Exec(context.Background(), `INSERT INTO deplo_tokens (hash, id, workspace, scopes) VALUES ($1, 'tok_rolled_back', 'ws', '{}')`, h2[:]); err != nil {
+			return nil, err
+		}
+		return []keystore.Hash{h2}, boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Write: %v, want boom", err)
+	}
+	var n int
+	if err := e.admin.QueryRow(context.Background(), `SELECT count(*) FROM deplo_changes WHERE hash = $1`, h2[:]).Scan(&n); err != nil || n != 0 {
+		t.Errorf("a failed write left %d change-log rows (%v)", n, err)
+	}
+	if _, err := s.Token(context.Background(), "tok_rolled_back"); !errors.Is(err, keystore.ErrNotFound) {
+		t.Errorf("a failed write left its token: %v", err)
+	}
+}
+
+// TestPostgresPrune: pruning deletes old rows and records how far it went;
+// a store whose position is below that drops every cached token.
+func TestPostgresPrune(t *testing.T) {
+	e := newPGEnv(t, true)
+	s := e.open(t, Options{Poll: 50 * time.Millisecond})
+	events := watch(t, s)
+	h := e.insertToken(t, "tok_prune")
+	waitEvent(t, events, 3*time.Second, "the insert", forHash(h))
+	e.exec(t, `UPDATE deplo_changes SET changed_at = now() - interval '2 hours'`)
+	s.prune()
+	var left, through int64
+	if err := e.admin.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM deplo_changes), through FROM deplo_changes_pruned`).Scan(&left, &through); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 || through < s.LastChange() {
+		t.Fatalf("after pruning: %d rows left, pruned through %d (last change %d)", left, through, s.LastChange())
+	}
+	// Kept when younger than the retention asked for.
+	s.KeepChangesFor(3 * time.Hour)
+	h2 := e.insertToken(t, "tok_kept")
+	waitEvent(t, events, 3*time.Second, "the second insert", forHash(h2))
+	e.exec(t, `UPDATE deplo_changes SET changed_at = now() - interval '2 hours'`)
+	s.prune()
+	if e.exec(t, `SELECT 1 FROM deplo_changes`) != 1 {
+		t.Error("a row younger than the retention was pruned")
+	}
+	// A position below the pruned one: everything is dropped.
+	gen := s.Generation()
+	e.exec(t, `UPDATE deplo_changes_pruned SET through = through + 1000000`)
+	waitEvent(t, events, 3*time.Second, "every token dropped", isAll)
+	if s.Generation() == gen {
+		t.Error("generation not bumped")
+	}
+}
+
+// TestPostgresStartWithoutServer: a store whose server is unreachable opens
+// (with StartWithoutServer), answers ErrNotReady, and becomes ready when
+// the server answers; without the option, or with a DSN that does not
+// parse, Open fails.
+func TestPostgresStartWithoutServer(t *testing.T) {
+	e := newPGEnv(t, true)
+	u, err := url.Parse(e.dsn)
+	if err != nil || u.Host == "" || strings.HasPrefix(u.Query().Get("host"), "/") {
+		t.Skipf("%s is not a TCP URL; the test cuts a TCP proxy in front of the server", testPostgresEnv)
+	}
+	proxy, err := tcpproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.Cut()
+	defer proxy.Cut()
+	u.Host = proxy.Addr
+	dsn := u.String()
+
+	if _, err := Open(context.Background(), Options{DSN: dsn, Logger: zaptest.NewLogger(t)}); err == nil {
+		t.Fatal("Open without the server and without StartWithoutServer succeeded")
+	}
+	if _, err := Open(context.Background(), Options{DSN: "postgres://a:b@host:notaport/db", StartWithoutServer: true}); err == nil {
+		t.Fatal("a DSN that does not parse opened")
+	}
+	s := e.open(t, Options{DSN: dsn, StartWithoutServer: true})
+	h := e.insertToken(t, "tok_late")
+	if s.Ready() || s.Following() {
+		t.Fatal("ready without a server")
+	}
+	if _, err := s.Lookup(context.Background(), h); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("lookup before the server answers: %v, want ErrNotReady", err)
+	}
+	if err := proxy.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 15*time.Second, "ready once the server answers", s.Ready)
+	if tok, err := s.Lookup(context.Background(), h); err != nil || tok.ID != "tok_late" {
+		t.Fatalf("lookup once ready: %v, %v", tok, err)
+	}
+	testwait.For(t, 5*time.Second, "hearing", s.Hearing)
+}
+
+// TestPostgresAdminOnly: the CLI's store holds one connection and no
+// listener, and its writes reach the other stores.
+func TestPostgresAdminOnly(t *testing.T) {
+	e := newPGEnv(t, true)
+	gw := e.open(t, Options{})
+	events := watch(t, gw)
+	cli := e.open(t, Options{AdminOnly: true})
+	en, h := newToken("tok_cli")
+	if err := cli.CreateToken(context.Background(), en); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, 3*time.Second, "the CLI's create on the gateway", forHash(h))
+	if _, err := cli.RevokeToken(context.Background(), "tok_cli", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, 3*time.Second, "the CLI's revocation on the gateway", forHash(h))
+	var conns int
+	if err := e.admin.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1`,
+		cli.listenName[:len(cli.listenName)-len("-listener")]+"%").Scan(&conns); err != nil {
+		t.Fatal(err)
+	}
+	if conns != 1 || cli.Pool().Config().MaxConns != 1 {
+		t.Errorf("the admin-only store holds %d server connections (pool max %d), want 1 and no listener", conns, cli.Pool().Config().MaxConns)
+	}
+}
