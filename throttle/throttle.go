@@ -256,24 +256,7 @@ func (l *Limiter) Fail(client string, now time.Time) {
 	if l == nil {
 		return
 	}
-	h := maphash.String(l.seed, client)
-	s := &l.shards[h>>l.shift]
-	t := l.clock(now)
-	s.mu.Lock()
-	s.maybeSweep(t, l.sweep)
-	tat, found := s.m[h]
-	if !found {
-		if len(s.m) >= s.capacity {
-			s.evict(t)
-		}
-		tat = t
-	}
-	s.m[h] = min(max(tat, t)+l.interval, tatBound)
-	if n := len(s.m); n > s.peak {
-		s.peak = n
-	}
-	s.n.Store(int64(len(s.m)))
-	s.mu.Unlock()
+	l.take(client, now, false)
 }
 
 // Take reports whether client may do one more thing at now and, when it
@@ -285,6 +268,12 @@ func (l *Limiter) Take(client string, now time.Time) (ok bool, retryAfter time.D
 	if l == nil {
 		return true, 0
 	}
+	return l.take(client, now, true)
+}
+
+// take records one event of client at now; with check, only when the
+// client is within its budget (else it returns the wait).
+func (l *Limiter) take(client string, now time.Time, check bool) (bool, time.Duration) {
 	h := maphash.String(l.seed, client)
 	s := &l.shards[h>>l.shift]
 	t := l.clock(now)
@@ -292,11 +281,10 @@ func (l *Limiter) Take(client string, now time.Time) (ok bool, retryAfter time.D
 	defer s.mu.Unlock()
 	s.maybeSweep(t, l.sweep)
 	tat, found := s.m[h]
-	if found {
-		if wait := tat - t - l.tolerance; wait > 0 {
-			return false, roundUpSeconds(wait)
-		}
-	} else {
+	switch {
+	case found && check && tat-t-l.tolerance > 0:
+		return false, roundUpSeconds(tat - t - l.tolerance)
+	case !found:
 		if len(s.m) >= s.capacity {
 			s.evict(t)
 		}

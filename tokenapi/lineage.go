@@ -82,17 +82,23 @@ func creatorOf(who *grant.Principal, session string) *keystore.Creator {
 	return nil
 }
 
-// takeCreate charges one create to the caller's budget; a refusal is the
-// 429 to answer.
-func (s *Service) takeCreate(who *grant.Principal, op *Operation) (Answer, bool) {
-	ok, wait := s.Limits.CreateRate.Take(who.Kind.String()+":"+who.Subject, s.now())
-	if ok {
-		return Answer{}, true
+// mint charges one create to the caller's budget (create_rate) and makes a
+// new token and id; when it cannot, a is the answer (429, or 503).
+func (s *Service) mint(who *grant.Principal, op *Operation) (raw, id string, a Answer, ok bool) {
+	if ok, wait := s.Limits.CreateRate.Take(who.Kind.String()+":"+who.Subject, s.now()); !ok {
+		a := refuse(op, http.StatusTooManyRequests, ResultRateLimited, "rate_limited",
+			"this credential created too many tokens; try again later")
+		a.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+		return "", "", a, false
 	}
-	a := refuse(op, http.StatusTooManyRequests, ResultRateLimited, "rate_limited",
-		"this credential created too many tokens; try again later")
-	a.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
-	return a, false
+	raw, err := s.newToken()
+	if err == nil {
+		id, err = s.newID()
+	}
+	if err != nil {
+		return "", "", storeFailed(op, err), false
+	}
+	return raw, id, Answer{}, true
 }
 
 // lineageFailed answers a lineage error of the store.
@@ -159,16 +165,9 @@ func (s *Service) rotate(ctx context.Context, req *Request, who *grant.Principal
 	if bad != nil {
 		return refuse(op, bad.status, ResultInvalid, bad.code, bad.msg)
 	}
-	if a, ok := s.takeCreate(who, op); !ok {
+	raw, newID, a, ok := s.mint(who, op)
+	if !ok {
 		return a
-	}
-	raw, err := s.newToken()
-	if err != nil {
-		return storeFailed(op, err)
-	}
-	newID, err := s.newID()
-	if err != nil {
-		return storeFailed(op, err)
 	}
 	e, err := s.Store.Rotate(ctx, keystore.RotateRequest{
 		ID: id, Workspace: t.Workspace, NewID: newID, NewHash: apikey.Sum(raw).String(), Grace: grace,
@@ -184,7 +183,7 @@ func (s *Service) rotate(ctx context.Context, req *Request, who *grant.Principal
 	}
 	op.Scopes, _ = grant.ParseScopeNames(e.Scopes)
 	op.NewTokenID, op.Result = e.ID, ResultOK
-	a := jsonAnswer(http.StatusCreated, createdToken{Token: raw, tokenJSON: shown(&e)})
+	a = jsonAnswer(http.StatusCreated, createdToken{Token: raw, tokenJSON: shown(&e)})
 	a.Header.Set("Location", t.Collection+"/"+e.ID)
 	return a
 }

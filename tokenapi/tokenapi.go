@@ -250,16 +250,9 @@ func (s *Service) create(ctx context.Context, req *Request, who *grant.Principal
 			"project: a project-scoped credential creates tokens of its own project only")
 	}
 
-	if a, ok := s.takeCreate(who, op); !ok {
+	raw, id, a, ok := s.mint(who, op)
+	if !ok {
 		return a
-	}
-	raw, err := s.newToken()
-	if err != nil {
-		return storeFailed(op, err)
-	}
-	id, err := s.newID()
-	if err != nil {
-		return storeFailed(op, err)
 	}
 	created := now.UTC().Truncate(time.Second)
 	e := keystore.TokenEntry{
@@ -290,7 +283,7 @@ func (s *Service) create(ctx context.Context, req *Request, who *grant.Principal
 		return lineageFailed(op, err)
 	}
 	op.TokenID, op.Result = id, ResultOK
-	a := jsonAnswer(http.StatusCreated, createdToken{Token: raw, tokenJSON: shown(&stored)})
+	a = jsonAnswer(http.StatusCreated, createdToken{Token: raw, tokenJSON: shown(&stored)})
 	a.Header.Set("Location", req.Target.Collection+"/"+id)
 	return a
 }
