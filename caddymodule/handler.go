@@ -27,6 +27,8 @@ type Decision struct {
 	// Match is the route matched, with the path's {workspace} and
 	// {project} bindings.
 	Match policy.Match
+	// Session is the session id (sid, else jti) of a session JWT caller.
+	Session string
 	// tokens is the admin interface of the key store that verified the
 	// caller: the one deplo_auth_tokens manages.
 	tokens keystore.Admin
@@ -69,7 +71,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// One allocation holds the decision for handlers after this one
 	// (deplo_auth_tokens reads it), the identity header values and the
 	// {http.auth.user.*} placeholders.
-	d := &Decision{Principal: out.Principal, Match: out.Match, tokens: h.tokenAdmin}
+	d := &Decision{Principal: out.Principal, Match: out.Match, Session: out.Session, tokens: h.tokenAdmin}
 	id := identityOf(out.Principal)
 	var path string
 	if h.headers.Signs() { // escaping the path costs more than the rest of Write

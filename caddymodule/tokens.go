@@ -48,7 +48,16 @@ type TokensHandler struct {
 	// Base is the collection path, with one {workspace} wildcard, e.g.
 	// /v1/workspaces/{workspace}/tokens. Required.
 	Base string `json:"base"`
+	// CreateRate bounds the tokens one credential creates or rotates, per
+	// instance. Default 60 per 1m.
+	CreateRate *CreateRate `json:"create_rate,omitempty"`
+	// MaxTokens is the most live tokens a workspace holds. Default 10000.
+	MaxTokens int `json:"max_tokens,omitempty"`
+	// MaxLifetime, if set, caps every new token's expiry at creation +
+	// MaxLifetime. Default: none.
+	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
 
+	limits     tokenapi.Limits
 	base       *tokenapi.Base
 	logger     *zap.Logger
 	missingLog *logLimiter
@@ -73,7 +82,10 @@ func (h *TokensHandler) Provision(ctx caddy.Context) error {
 		return errors.New("base is required, e.g. /v1/workspaces/{workspace}/tokens")
 	}
 	var err error
-	h.base, err = tokenapi.ParseBase(h.Base)
+	if h.base, err = tokenapi.ParseBase(h.Base); err != nil {
+		return err
+	}
+	h.limits, err = h.provisionLimits()
 	return err
 }
 
@@ -99,16 +111,18 @@ func (h *TokensHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	case d.Match.BindsWorkspace && d.Match.Workspace != target.Workspace:
 		return h.misconfigured(w, "deplo_auth decided this request for another workspace's path (a rewrite between the two handlers?)")
 	}
-	svc := tokenapi.Service{Store: d.tokens}
+	svc := tokenapi.Service{Store: d.tokens, Limits: h.limits}
 	a := svc.Serve(r.Context(), &tokenapi.Request{
-		Method:      r.Method,
-		Target:      target,
-		Caller:      d.Principal,
-		ContentType: r.Header.Get("Content-Type"),
-		Body:        r.Body,
+		Method:        r.Method,
+		Target:        target,
+		Caller:        d.Principal,
+		ContentType:   r.Header.Get("Content-Type"),
+		Body:          r.Body,
+		Query:         r.URL.RawQuery,
+		CallerSession: d.Session,
 	})
 	if a.Op != nil {
-		h.record(d.Principal, target.Workspace, a.Op)
+		h.record(d.Principal, d.Session, target.Workspace, a.Op)
 	}
 	return writeAnswer(w, a.Status, a.Header, a.Body)
 }
@@ -116,13 +130,17 @@ func (h *TokensHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 // record writes the one log line and the count of a create or revoke:
 // caller, workspace, token id, scopes and result — never the token or its
 // hash.
-func (h *TokensHandler) record(who *grant.Principal, workspace string, op *tokenapi.Operation) {
+func (h *TokensHandler) record(who *grant.Principal, session, workspace string, op *tokenapi.Operation) {
 	metricTokenOperations.WithLabelValues(op.Name, op.Result).Inc()
 	level, msg := zapcore.InfoLevel, "token "+op.Name+" refused"
 	switch op.Result {
 	case tokenapi.ResultOK:
-		msg = map[string]string{"create": "token created", "revoke": "token revoked"}[op.Name]
-	case tokenapi.ResultForbidden:
+		msg = map[string]string{tokenapi.OpCreate: "token created", tokenapi.OpRevoke: "token revoked",
+			tokenapi.OpRotate: "token rotated", tokenapi.OpRevokeCreatedBy: "tokens revoked by creator"}[op.Name]
+	case tokenapi.ResultReused:
+		// A rotated token was rotated again: it was copied.
+		level, msg = zapcore.WarnLevel, "token reuse: a rotated token was rotated again; its family is revoked"
+	case tokenapi.ResultForbidden, tokenapi.ResultCreatorInactive:
 		level = zapcore.WarnLevel
 	case tokenapi.ResultError:
 		level, msg = zapcore.ErrorLevel, "token "+op.Name+" failed"
@@ -135,6 +153,15 @@ func (h *TokensHandler) record(who *grant.Principal, workspace string, op *token
 		}
 		if op.Reason != "" {
 			fields = append(fields, zap.String("reason", op.Reason))
+		}
+		if op.NewTokenID != "" {
+			fields = append(fields, zap.String("new_token_id", op.NewTokenID))
+		}
+		if op.Revoked != nil {
+			fields = append(fields, zap.Strings("revoked", op.Revoked))
+		}
+		if session != "" {
+			fields = append(fields, zap.String("caller_session", session))
 		}
 		c.Write(fields...)
 	}
@@ -180,6 +207,9 @@ func parseTokensCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, 
 //
 //	deplo_auth_tokens [<matcher>] {
 //		base <pattern>
+//		create_rate <tokens>/<window>
+//		max_tokens <n>
+//		max_lifetime <duration>
 //	}
 func (h *TokensHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -202,8 +232,12 @@ func (h *TokensHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if _, err := tokenapi.ParseBase(h.Base); err != nil {
 				return d.Err(err.Error())
 			}
+		case "create_rate", "max_tokens", "max_lifetime":
+			if err := h.unmarshalLimit(d); err != nil {
+				return err
+			}
 		default:
-			return d.Errf("unknown subdirective %q (want base)", d.Val())
+			return d.Errf("unknown subdirective %q (want base, create_rate, max_tokens, max_lifetime)", d.Val())
 		}
 	}
 	if h.Base == "" {

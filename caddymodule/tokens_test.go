@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -32,6 +33,13 @@ func TestUnmarshalTokensCaddyfile(t *testing.T) {
 		{"base with a trailing slash", "deplo_auth_tokens {\n base /v1/{workspace}/tokens/\n}", "", "trailing /"},
 		{"base with two arguments", "deplo_auth_tokens {\n base /v1/{workspace}/tokens extra\n}", "", "wrong argument count"},
 		{"unknown subdirective", "deplo_auth_tokens {\n base /v1/{workspace}/tokens\n keys file x.json\n}", "", `unknown subdirective "keys"`},
+		{"limits", "deplo_auth_tokens {\n base /v1/{workspace}/tokens\n create_rate 10/30s\n max_tokens 500\n max_lifetime 90d\n}",
+			`{"base":"/v1/{workspace}/tokens","create_rate":{"tokens":10,"window":30000000000},"max_tokens":500,"max_lifetime":7776000000000000}`, ""},
+		{"create_rate without a window", "deplo_auth_tokens {\n base /v1/{workspace}/tokens\n create_rate 10\n}", "", "want <tokens>/<window>"},
+		{"create_rate bad window", "deplo_auth_tokens {\n base /v1/{workspace}/tokens\n create_rate 10/soon\n}", "", "window"},
+		{"create_rate twice", "deplo_auth_tokens {\n base /v1/{workspace}/tokens\n create_rate 1/1s\n create_rate 2/1s\n}", "", "given twice"},
+		{"max_tokens not a number", "deplo_auth_tokens {\n base /v1/{workspace}/tokens\n max_tokens many\n}", "", "want a number"},
+		{"max_lifetime two arguments", "deplo_auth_tokens {\n base /v1/{workspace}/tokens\n max_lifetime 1h 2h\n}", "", "wrong argument count"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,6 +59,28 @@ func TestUnmarshalTokensCaddyfile(t *testing.T) {
 				t.Errorf("JSON %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// Provision refuses limits out of range, naming the option, and fills the
+// defaults.
+func TestTokensHandlerLimits(t *testing.T) {
+	for _, c := range []struct {
+		h   TokensHandler
+		err string
+	}{
+		{TokensHandler{CreateRate: &CreateRate{Tokens: -1}}, "create_rate"},
+		{TokensHandler{CreateRate: &CreateRate{Tokens: 5, Window: caddy.Duration(time.Millisecond)}}, "create_rate"},
+		{TokensHandler{MaxTokens: -5}, "max_tokens"},
+		{TokensHandler{MaxLifetime: -1}, "max_lifetime"},
+	} {
+		if _, err := c.h.provisionLimits(); err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%+v: %v, want an error naming %s", c.h, err, c.err)
+		}
+	}
+	l, err := (&TokensHandler{}).provisionLimits()
+	if err != nil || l.CreateRate == nil || l.MaxTokens != 10_000 || l.MaxLifetime != 0 {
+		t.Errorf("defaults: %+v, %v", l, err)
 	}
 }
 
@@ -118,7 +148,8 @@ func TestTokensHandlerPreflight(t *testing.T) {
 		status               int
 		allow                string
 	}{
-		{"/v1/workspaces/ws_acme/tokens", "https://app.example", "POST", 204, "GET, HEAD, POST"},
+		{"/v1/workspaces/ws_acme/tokens", "https://app.example", "POST", 204, "GET, HEAD, POST, DELETE"},
+		{"/v1/workspaces/ws_acme/tokens/tok_read/rotate", "https://app.example", "POST", 204, "POST"},
 		{"/v1/workspaces/ws_acme/tokens/tok_read", "https://app.example", "DELETE", 204, "GET, HEAD, DELETE"},
 		{"/v1/workspaces/ws_acme/tokens/../../x", "https://app.example", "DELETE", 204, "GET, HEAD, DELETE"},
 		// Not a preflight: needs a decision like any request.

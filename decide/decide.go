@@ -106,6 +106,9 @@ type Outcome struct {
 	// whether the cache was asked at all.
 	CacheResult tokencache.Result
 	CacheUsed   bool
+	// Session is a session JWT's session id (sid, else jti; "" for none
+	// or for an API token): the token API records it as the creator.
+	Session string
 	// Err is the store's error with RefuseStoreError, for the log.
 	Err error
 	// UnknownScopes are scope names a session token carries that are none
@@ -225,6 +228,6 @@ func (e *Engine) authenticateSession(token string, now time.Time, out *Outcome) 
 		return false
 	}
 	out.Subject, out.UnknownScopes = s.Principal.Subject, s.UnknownScopes
-	out.Principal = &s.Principal
+	out.Principal, out.Session = &s.Principal, s.SessionID
 	return true
 }
