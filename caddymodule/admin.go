@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -26,9 +28,13 @@ func init() {
 //
 //	GET  /deplo-auth/status   key stores, caches and routes of the running handlers
 //	POST /deplo-auth/purge    {"id": "tok_…"} | {"hash": "sha256:…"} | {"all": true}
+//	POST /deplo-auth/reload   {"path": "<key file>"} | {}
 //
 // Purging drops cache entries at once, so a revocation takes effect
 // immediately even where a cache TTL would otherwise keep it alive.
+// Reloading reads a key file now and answers once its contents are in
+// force, caches included: the CLI calls it after each change, so the change
+// is in force when the command returns.
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -44,6 +50,7 @@ func (AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/deplo-auth/status", Handler: caddy.AdminHandlerFunc(handleStatus)},
 		{Pattern: "/deplo-auth/purge", Handler: caddy.AdminHandlerFunc(handlePurge)},
+		{Pattern: "/deplo-auth/reload", Handler: caddy.AdminHandlerFunc(handleReload)},
 	}
 }
 
@@ -183,6 +190,21 @@ func handleStatus(w http.ResponseWriter, r *http.Request) error {
 	return json.NewEncoder(w).Encode(out)
 }
 
+// decodePost decodes the JSON body of a POST into req (fields spelled
+// exactly, at most 8 KiB; an empty body only if emptyOK), or returns the
+// admin API's 405 or 400, the latter saying want.
+func decodePost(r *http.Request, req any, emptyOK bool, want string) error {
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 8192))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(req); err != nil && (!emptyOK || !errors.Is(err, io.EOF)) {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(want)}
+	}
+	return nil
+}
+
 type purgeRequest struct {
 	ID   string `json:"id,omitempty"`
 	Hash string `json:"hash,omitempty"`
@@ -190,14 +212,9 @@ type purgeRequest struct {
 }
 
 func handlePurge(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
-	}
 	var req purgeRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`want {"id": "tok_…"}, {"hash": "sha256:…"} or {"all": true}`)}
+	if err := decodePost(r, &req, false, `want {"id": "tok_…"}, {"hash": "sha256:…"} or {"all": true}`); err != nil {
+		return err
 	}
 	set := 0
 	for _, b := range []bool{req.ID != "", req.Hash != "", req.All} {
@@ -236,6 +253,69 @@ func handlePurge(w http.ResponseWriter, r *http.Request) error {
 	metricRevocations.WithLabelValues("admin_purge").Inc()
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(map[string]int{"handlers_purged": len(handlers)})
+}
+
+type reloadRequest struct {
+	// Path names the key file to read; empty: every key file.
+	Path string `json:"path,omitempty"`
+}
+
+type reloadedFile struct {
+	Path       string `json:"path"`
+	Tokens     int    `json:"tokens"`
+	Generation uint64 `json:"generation"`
+	LastError  string `json:"last_error,omitempty"`
+}
+
+// handleReload reads the key file named (or every key file) now, as the
+// file's watch would a moment later, and answers with what is in force.
+// The store's new generation makes every cache entry read before it a miss,
+// so the answer means the change is in force for the next request. A path
+// that no key store of this process reads is 404: the caller asked the
+// wrong gateway.
+func handleReload(w http.ResponseWriter, r *http.Request) error {
+	var req reloadRequest
+	if err := decodePost(r, &req, true, `want {"path": "<key file>"} or {}`); err != nil {
+		return err
+	}
+	var want os.FileInfo
+	if req.Path != "" {
+		want, _ = os.Stat(req.Path) // nil if this host cannot see it: compared by name
+	}
+	out := struct {
+		KeyFiles []reloadedFile `json:"key_files"`
+	}{KeyFiles: []reloadedFile{}}
+	stores.Range(func(_, v any) bool {
+		s, ok := v.(sharedFileStore)
+		if !ok || (req.Path != "" && !sameKeyFile(s.Path(), req.Path, want)) {
+			return true
+		}
+		s.Reload()
+		rf := reloadedFile{Path: s.Path(), Tokens: s.Len(), Generation: s.Generation()}
+		if _, err := s.LastReload(); err != nil {
+			rf.LastError = err.Error()
+		}
+		out.KeyFiles = append(out.KeyFiles, rf)
+		return true
+	})
+	if req.Path != "" && len(out.KeyFiles) == 0 {
+		return caddy.APIError{HTTPStatus: http.StatusNotFound,
+			Err: fmt.Errorf("no key store of this Caddy reads the key file %s", req.Path)}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(out)
+}
+
+// sameKeyFile reports whether the store's file (path) is the one asked for
+// (name, whose status is want, nil if it could not be read).
+func sameKeyFile(path, name string, want os.FileInfo) bool {
+	if want != nil {
+		if have, err := os.Stat(path); err == nil {
+			return os.SameFile(have, want)
+		}
+	}
+	abs, err := filepath.Abs(name)
+	return err == nil && abs == path
 }
 
 // hashesOfID finds the hash of a token id in every open key store.

@@ -135,6 +135,7 @@ func tokenCreateCommand() *cobra.Command {
 	scopes := cmd.Flags().StringSlice("scopes", nil, "scopes: read, deploy, delete, admin (comma-separated, required)")
 	expires := cmd.Flags().Duration("expires", 0, "lifetime, e.g. 720h (default: no expiry)")
 	api := addAPIFlags(cmd)
+	addAdminFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if *workspace == "" {
 			return errors.New("--workspace is required")
@@ -152,6 +153,9 @@ func tokenCreateCommand() *cobra.Command {
 		}
 		if c, err := api.client(cmd); err != nil || c != nil {
 			if err != nil {
+				return err
+			}
+			if err := adminWithAPI(cmd); err != nil {
 				return err
 			}
 			return c.create(cmd, *name, *project, *scopes, *expires)
@@ -180,6 +184,10 @@ func tokenCreateCommand() *cobra.Command {
 			t := now.Add(*expires)
 			entry.ExpiresAt = &t
 		}
+		gw, err := gatewayOf(cmd)
+		if err != nil {
+			return err
+		}
 		admin, where, closeStore, err := store.open(cmd.Context())
 		if err != nil {
 			return err
@@ -188,9 +196,13 @@ func tokenCreateCommand() *cobra.Command {
 		if err := admin.CreateToken(cmd.Context(), entry); err != nil {
 			return err
 		}
+		// The gateway is told before the token is printed, so a script
+		// that captures it can use it at once; the token is printed even
+		// if that fails, for it exists.
+		announced := gw.announce(cmd.Context(), store, entry.Hash)
 		fmt.Fprintf(cmd.ErrOrStderr(), "created token %s in %s; it is shown once:\n", id, where)
 		fmt.Fprintln(cmd.OutOrStdout(), raw)
-		return nil
+		return announced
 	}
 	return cmd
 }
@@ -204,6 +216,7 @@ func tokenRevokeCommand() *cobra.Command {
 	store := addStoreFlags(cmd)
 	at := cmd.Flags().String("at", "", "RFC 3339 time the revocation takes effect (default: now; an earlier revocation stands)")
 	api := addAPIFlags(cmd)
+	addAdminFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		when := time.Now().UTC().Truncate(time.Second)
 		if *at != "" {
@@ -214,14 +227,28 @@ func tokenRevokeCommand() *cobra.Command {
 			when = t
 		}
 		id := args[0]
+		gw, err := gatewayOf(cmd)
+		if err != nil {
+			return err
+		}
 		admin, _, closeStore, err := api.open(cmd, store)
 		if err != nil {
 			return err
 		}
 		defer closeStore()
+		if _, viaAPI := admin.(*apiClient); viaAPI {
+			if err := adminWithAPI(cmd); err != nil {
+				return err
+			}
+		}
 		rec, err := admin.RevokeToken(cmd.Context(), id, when)
 		if err != nil {
 			return err
+		}
+		if _, viaAPI := admin.(*apiClient); !viaAPI {
+			if err := gw.announce(cmd.Context(), store, rec.Hash); err != nil {
+				return err
+			}
 		}
 		// An earlier revocation stands; say which instant is in force.
 		fmt.Fprintf(cmd.OutOrStdout(), "revoked %s at %s\n", id, rec.RevokedAt.Format(time.RFC3339))
@@ -429,6 +456,7 @@ func sessionRevokeCommand() *cobra.Command {
 	}
 	store := addStoreFlags(cmd)
 	expires := cmd.Flags().String("expires", "", "when the session would have expired anyway (the entry may be dropped after it)")
+	addAdminFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var exp time.Time // zero: none
 		if *expires != "" {
@@ -438,12 +466,19 @@ func sessionRevokeCommand() *cobra.Command {
 			}
 			exp = t
 		}
+		gw, err := gatewayOf(cmd)
+		if err != nil {
+			return err
+		}
 		admin, where, closeStore, err := store.open(cmd.Context())
 		if err != nil {
 			return err
 		}
 		defer closeStore()
 		if err := admin.RevokeSession(cmd.Context(), args[0], exp); err != nil {
+			return err
+		}
+		if err := gw.announce(cmd.Context(), store, ""); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "revoked session %s in %s\n", args[0], where)

@@ -39,6 +39,10 @@ func hidden(r rune) bool {
 		r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f || r == 0x061c
 }
 
+// jsonHidden is hidden for JSON text: a newline, which encoding/json
+// writes only between values, is kept.
+func jsonHidden(r rune) bool { return r != '\n' && (r == utf8.RuneError || hidden(r)) }
+
 // oneLine keeps a server-sent text to one short printable line.
 func oneLine(s string) string {
 	s = printable(s)
@@ -50,14 +54,16 @@ func oneLine(s string) string {
 
 // jsonPrintable rewrites every character hidden reports (encoding/json
 // escapes only C0) in JSON text as a \u escape: the same JSON value, and
-// nothing a terminal acts on. Outside strings JSON holds none of them.
+// nothing a terminal acts on. Outside strings JSON holds none of them but
+// the indentation's newlines, which are kept (escaped, they would not be
+// JSON); inside strings encoding/json has escaped every newline.
 func jsonPrintable(b []byte) []byte {
-	if printable(string(b)) == string(b) {
+	if !strings.ContainsFunc(string(b), jsonHidden) {
 		return b
 	}
 	var out strings.Builder
 	for _, r := range string(b) {
-		if hidden(r) {
+		if jsonHidden(r) {
 			fmt.Fprintf(&out, `\u%04x`, r)
 			continue
 		}

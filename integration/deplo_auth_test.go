@@ -467,6 +467,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("token created through the API", func(t *testing.T) {
 		req, _ := http.NewRequest("POST", base+ws+"/tokens", strings.NewReader(`{"name":"swept","scopes":["read"]}`))
 		req.Header.Set("Authorization", bearer(admin))
+		req.Header.Set("Content-Type", "application/json")
 		resp, body := e.send(req)
 		if resp.StatusCode != 201 || json.Unmarshal([]byte(body), &struct {
 			ID    *string `json:"id"`

@@ -261,6 +261,14 @@ func raw(t *testing.T, request string) (status int, response string) {
 // runCommand runs `caddy deplo-auth <args>` in-process.
 func runCommand(t *testing.T, stdin string, args ...string) (stdout string, err error) {
 	t.Helper()
+	stdout, _, err = runCommandErr(t, stdin, args...)
+	return stdout, err
+}
+
+// runCommandErr is runCommand that also returns what the command wrote to
+// stderr.
+func runCommandErr(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	c, ok := caddycmd.Commands()["deplo-auth"]
 	if !ok {
 		t.Fatal("deplo-auth command not registered")
@@ -273,7 +281,7 @@ func runCommand(t *testing.T, stdin string, args ...string) (stdout string, err 
 	cmd.SetIn(strings.NewReader(stdin))
 	cmd.SetArgs(args)
 	err = cmd.Execute()
-	return out.String(), err
+	return out.String(), errOut.String(), err
 }
 
 func readFile(path string) (string, error) {

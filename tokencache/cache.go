@@ -215,10 +215,11 @@ func (c *Cache) Lookup(ctx context.Context, h keystore.Hash) (*Entry, Result, er
 		c.counts[NegativeHit].Add(1)
 		return nil, NegativeHit, nil
 	}
-	// Requests share a store lookup only while h has not changed: one that
-	// arrives after a change starts its own lookup instead of joining one
-	// that may have read the row before the change.
-	v, err, _ := c.flight.Do(flightKey(h, c.changes.last(h)), func() (any, error) {
+	// Requests share a store lookup only while h has not changed and the
+	// store has not reloaded: one that arrives after a change starts its
+	// own lookup instead of joining one that may have read the row (or the
+	// key file) before the change.
+	v, err, _ := c.flight.Do(flightKey(h, c.changes.last(h), gen), func() (any, error) {
 		return c.fill(ctx, h)
 	})
 	if err != nil {
@@ -264,11 +265,12 @@ func (c *Cache) Watch() (stop func()) {
 }
 
 // flightKey names the shared store lookup for h as of its change numbered
-// change.
-func flightKey(h keystore.Hash, change uint64) string {
-	var k [len(h) + 8]byte
+// change and the store's generation gen.
+func flightKey(h keystore.Hash, change, gen uint64) string {
+	var k [len(h) + 16]byte
 	copy(k[:], h[:])
 	binary.LittleEndian.PutUint64(k[len(h):], change)
+	binary.LittleEndian.PutUint64(k[len(h)+8:], gen)
 	return string(k[:])
 }
 

@@ -13,9 +13,11 @@ import (
 // gatedStore is a key store whose lookups a test can hold "in the database":
 // while gated, each lookup reads the row when it starts, announces itself on
 // started and returns what it read once the test closes its release channel.
-// Its Generation never changes, as a PostgreSQL store's does not between
-// reconnections: only pushed changes (Invalidate, PurgeAll) tell the cache.
+// Its Generation changes only when a test says so (a key file reload); a
+// PostgreSQL store's does not between reconnections: there only pushed
+// changes (Invalidate, PurgeAll) tell the cache.
 type gatedStore struct {
+	gen     atomic.Uint64
 	mu      sync.Mutex
 	tokens  map[keystore.Hash]*keystore.Token
 	gated   atomic.Bool
@@ -50,7 +52,7 @@ func (s *gatedStore) Lookup(ctx context.Context, h keystore.Hash) (*keystore.Tok
 	return tok, nil
 }
 
-func (s *gatedStore) Generation() uint64 { return 0 }
+func (s *gatedStore) Generation() uint64 { return s.gen.Load() }
 
 // set stores tok under h (nil: no such token), as a committed UPDATE or
 // INSERT would, without telling the cache.
@@ -92,21 +94,23 @@ func revokedToken(id string) *keystore.Token {
 	return &keystore.Token{ID: id, Workspace: "ws", RevokedAt: time.Now().Add(-time.Second)}
 }
 
-// pushedChanges are the two ways a watching store tells the cache of a
-// revocation: the changed hash, or everything (after a lost connection).
-var pushedChanges = []struct {
+// storeChanges are the ways a store tells the cache of a revocation: a
+// watching store pushes the changed hash, or everything (after a lost
+// connection); a key file store reloads, changing its Generation.
+var storeChanges = []struct {
 	name  string
-	apply func(c *Cache, h keystore.Hash)
+	apply func(c *Cache, s *gatedStore, h keystore.Hash)
 }{
-	{"Invalidate", func(c *Cache, h keystore.Hash) { c.Invalidate(h) }},
-	{"PurgeAll", func(c *Cache, _ keystore.Hash) { c.PurgeAll() }},
+	{"Invalidate", func(c *Cache, _ *gatedStore, h keystore.Hash) { c.Invalidate(h) }},
+	{"PurgeAll", func(c *Cache, _ *gatedStore, _ keystore.Hash) { c.PurgeAll() }},
+	{"reload", func(_ *Cache, s *gatedStore, _ keystore.Hash) { s.gen.Add(1) }},
 }
 
 // A request that arrives after a revocation must not share a store lookup
 // begun before it, which read the row before the revocation (issue 15,
 // item 9).
 func TestRequestAfterRevocationDoesNotJoinEarlierLookup(t *testing.T) {
-	for _, change := range pushedChanges {
+	for _, change := range storeChanges {
 		t.Run(change.name, func(t *testing.T) {
 			h := hashOf(20)
 			s := newGatedStore()
@@ -116,7 +120,7 @@ func TestRequestAfterRevocationDoesNotJoinEarlierLookup(t *testing.T) {
 			before := lookupAsync(c, h)
 			first := <-s.started // holds the row as it was before the revocation
 			s.set(h, revokedToken("tok_20"))
-			change.apply(c, h) // the revocation is committed and announced
+			change.apply(c, s, h) // the revocation is committed and announced
 			after := lookupAsync(c, h)
 			select {
 			case second := <-s.started:
@@ -145,7 +149,7 @@ func TestRequestAfterRevocationDoesNotJoinEarlierLookup(t *testing.T) {
 // not a revoked token's old row for the whole ttl, nor "unknown" for a
 // token just created.
 func TestChangeAtCacheWriteIsNotCached(t *testing.T) {
-	for _, change := range pushedChanges {
+	for _, change := range storeChanges {
 		for _, tc := range []struct {
 			name          string
 			before, after *keystore.Token
@@ -164,7 +168,7 @@ func TestChangeAtCacheWriteIsNotCached(t *testing.T) {
 					c.beforeCacheWrite = nil
 					s.set(h, tc.after)
 					go func() {
-						change.apply(c, h)
+						change.apply(c, s, h)
 						close(changed)
 					}()
 					// A cache that orders changes after this write makes the
