@@ -39,8 +39,7 @@ type walkthrough struct {
 // more than the quick start's Caddy registers a setup of its own (or none,
 // when its blocks start what they need).
 var walkthroughs = []walkthrough{
-	// The README's joins once its revoke takes the id from a command
-	// instead of a tok_… placeholder (issue 19, item 2).
+	{doc: "README.md", heading: "Walk-through", setup: startQuickStart},
 	{doc: "docs/tokens.md", heading: "Walk-through", setup: startQuickStart},
 }
 
