@@ -48,13 +48,26 @@ func TestThrottle(t *testing.T) {
 	if f.h.tokens.Stats() != afterFailures {
 		t.Error("a throttled request reached the token cache")
 	}
-	// Even a valid credential waits: the guard answers before any work.
+	// A valid credential the caches do not hold yet waits: the guard
+	// answers before any store lookup.
 	if _, st, _ := attempt("203.0.113.9", "Bearer "+f.read.raw); st != http.StatusTooManyRequests {
-		t.Errorf("valid token from a throttled client: %d", st)
+		t.Errorf("uncached valid token from a throttled client: %d", st)
 	}
 	// Another client, and the same /64 in IPv6 terms, are independent.
 	if _, st, _ := attempt("198.51.100.1", "Bearer "+f.read.raw); st != 200 {
 		t.Errorf("another client: %d", st)
+	}
+	// Throttled, not locked out: now that the caches hold the read token
+	// as valid, the throttled client passes with it (and with nothing else).
+	deadline := time.Now().Add(5 * time.Second) // ristretto admits asynchronously
+	for _, st, _ := attempt("203.0.113.9", "Bearer "+f.read.raw); st != 200; _, st, _ = attempt("203.0.113.9", "Bearer "+f.read.raw) {
+		if st != http.StatusTooManyRequests || time.Now().After(deadline) {
+			t.Fatalf("cached token from a throttled client: %d", st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, st, _ := attempt("203.0.113.9", "Bearer "+f.admin.raw); st != http.StatusTooManyRequests {
+		t.Errorf("uncached token from a throttled client after a cached pass: %d", st)
 	}
 	// Requests without a credential are not failures.
 	for i := 0; i < 10; i++ {

@@ -29,12 +29,19 @@ import (
 // store (tokencache.Cache).
 type TokenLookup interface {
 	Lookup(ctx context.Context, h keystore.Hash) (*tokencache.Entry, tokencache.Result, error)
+	// Cached answers from the cache alone: the entry of a known, current
+	// token, or nil (no store lookup).
+	Cached(h keystore.Hash) *tokencache.Entry
 }
 
 // SessionVerifier verifies a dashboard session JWT (jwtauth.Verifier). Its
 // errors wrap the jwtauth sentinels.
 type SessionVerifier interface {
 	Verify(token string, now time.Time) (*jwtauth.Session, error)
+	// Cached answers from the verification cache alone: the session of a
+	// token already verified and still valid at now, or nil (no parsing or
+	// signature check).
+	Cached(token string, now time.Time) *jwtauth.Session
 }
 
 // UsageRecorder records that a token was used (PostgreSQL last_used_at); it
@@ -133,33 +140,40 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (out Outcome) {
 		return out
 	}
 
-	// The brute-force guard answers before any parsing, hashing, cache or
-	// store work.
+	// The brute-force guard answers before any store lookup or signature
+	// check: past its budget, a client passes only with a credential the
+	// caches already hold as valid (colleagues behind one NAT are not
+	// locked out by one scanning machine); anything else gets 429.
 	var client string
+	throttled := false
 	if e.Throttle != nil {
 		client = throttle.ClientKey(req.Client)
 		if ok, retry := e.Throttle.Allow(client, req.Now); !ok {
-			out.Refusal, out.RetryAfter = RefuseThrottled, retry
+			if !e.knownValid(req, &out) {
+				out = Outcome{Match: out.Match, Refusal: RefuseThrottled, RetryAfter: retry}
+				return out
+			}
+			throttled = true
+		}
+	}
+
+	if !throttled {
+		token, status, description := bearer.Parse(req.Authorization)
+		switch status {
+		case bearer.Missing:
+			out.Refusal = RefuseNoCredential
+			return out
+		case bearer.Malformed:
+			e.failed(client, req.Now)
+			out.Refusal = refuseMalformedRequest(description)
 			return out
 		}
-	}
-
-	token, status, description := bearer.Parse(req.Authorization)
-	switch status {
-	case bearer.Missing:
-		out.Refusal = RefuseNoCredential
-		return out
-	case bearer.Malformed:
-		e.failed(client, req.Now)
-		out.Refusal = refuseMalformedRequest(description)
-		return out
-	}
-
-	if !e.authenticate(ctx, token, req.Now, &out) {
-		if out.Refusal.Status == http.StatusUnauthorized {
-			e.failed(client, req.Now)
+		if !e.authenticate(ctx, token, req.Now, &out) {
+			if out.Refusal.Status == http.StatusUnauthorized {
+				e.failed(client, req.Now)
+			}
+			return out
 		}
-		return out
 	}
 
 	if d := out.Match.Authorize(out.Principal); !d.Allow {
@@ -168,6 +182,44 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (out Outcome) {
 		return out
 	}
 	return out
+}
+
+// knownValid authenticates a throttled request from the caches alone
+// (hash and cache, or the JWT verification cache): it reports whether the
+// credential is one they already hold as valid, and fills out as
+// authenticate would. Nothing else is looked up or verified.
+func (e *Engine) knownValid(req *Request, out *Outcome) bool {
+	token, status, _ := bearer.Parse(req.Authorization)
+	if status != bearer.OK {
+		return false
+	}
+	if !apikey.HasPrefix(token) {
+		if e.Sessions == nil || !jwtauth.LooksLikeJWT(token) {
+			return false
+		}
+		s := e.Sessions.Cached(token, req.Now)
+		if s == nil {
+			return false
+		}
+		out.Kind, out.Subject, out.UnknownScopes = grant.KindJWT, s.Principal.Subject, s.UnknownScopes
+		out.Principal = &s.Principal
+		return true
+	}
+	if apikey.Check(token, !e.SkipChecksum) != nil {
+		return false
+	}
+	hash := keystore.Hash(apikey.Sum(token))
+	entry := e.Tokens.Cached(hash)
+	if entry == nil || entry.Token.Status(req.Now) != keystore.TokenActive {
+		return false
+	}
+	out.Kind, out.Subject = grant.KindAPIKey, entry.Token.ID
+	out.CacheResult, out.CacheUsed = tokencache.Hit, true
+	if e.Usage != nil {
+		e.Usage.Touch(hash)
+	}
+	out.Principal = &entry.Principal
+	return true
 }
 
 // failed counts a failed authentication of client against its budget.

@@ -220,8 +220,10 @@ func TestDecideStoreDown(t *testing.T) {
 	}
 }
 
-// TestDecideThrottle: past the failure budget a client gets 429 before any
-// store work; another client is not slowed.
+// TestDecideThrottle: past the failure budget a client is throttled, not
+// locked out: a credential the caches already hold as valid still passes
+// (and is still authorized), anything else gets 429 before any store
+// lookup or signature check; another client is not slowed.
 func TestDecideThrottle(t *testing.T) {
 	f := newFixture(t, func(e *Engine) {
 		var err error
@@ -229,24 +231,79 @@ func TestDecideThrottle(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	const projects = "/v1/workspaces/ws_acme/projects"
+	other := func(auth []string) Outcome {
+		return f.engine.Decide(context.Background(), &Request{Method: "GET", Path: projects,
+			Authorization: auth, Client: "203.0.113.9", Now: testNow})
+	}
 	bad := []string{"Bearer " + mustGenerate(t)}
 	for i := 0; i < 3; i++ {
-		if out := f.decide("GET", "/v1/workspaces/ws_acme/projects", bad); out.Refusal != RefuseUnknownToken {
+		if out := f.decide("GET", projects, bad); out.Refusal != RefuseUnknownToken {
 			t.Fatalf("attempt %d: %s", i, describe(out.Refusal))
 		}
 	}
 	calls := f.store.calls
-	out := f.decide("GET", "/v1/workspaces/ws_acme/projects", f.bearer("read"))
-	if out.Refusal != RefuseThrottled || out.RetryAfter <= 0 {
-		t.Fatalf("after the budget: %s, retry %v", describe(out.Refusal), out.RetryAfter)
+	// Not cached yet: 429, and the store is not asked.
+	out := f.decide("GET", projects, f.bearer("read"))
+	if out.Refusal != RefuseThrottled || out.RetryAfter <= 0 || out.Principal != nil {
+		t.Fatalf("after the budget, an uncached token: %s, retry %v", describe(out.Refusal), out.RetryAfter)
 	}
 	if f.store.calls != calls {
 		t.Error("the throttled request reached the store")
 	}
-	other := f.engine.Decide(context.Background(), &Request{Method: "GET", Path: "/v1/workspaces/ws_acme/projects",
-		Authorization: f.bearer("read"), Client: "203.0.113.9", Now: testNow})
-	if other.Refusal != nil {
-		t.Errorf("another client: %s", describe(other.Refusal))
+	// Another client is not slowed, and its use caches the token.
+	if out := other(f.bearer("read")); out.Refusal != nil {
+		t.Fatalf("another client: %s", describe(out.Refusal))
+	}
+	jwt := session(t, nil)
+	if out := other(jwt); out.Refusal != nil {
+		t.Fatalf("another client's session: %s", describe(out.Refusal))
+	}
+	deadline := time.Now().Add(5 * time.Second) // ristretto admits asynchronously
+	for f.engine.Tokens.Cached(keystore.Hash(apikey.Sum(f.tokens["read"]))) == nil ||
+		f.engine.Sessions.Cached(strings.TrimPrefix(jwt[0], "Bearer "), testNow) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the token and the session were never cached")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	calls = f.store.calls
+	throttled := ReasonThrottled
+	for name, c := range map[string]struct {
+		method, path string
+		auth         []string
+		want         string // reason; "" allowed
+	}{
+		"cached API token":                 {"GET", projects, f.bearer("read"), ""},
+		"cached session":                   {"GET", projects, jwt, ""},
+		"cached token, insufficient scope": {"DELETE", projects + "/web", f.bearer("read"), "insufficient_scope"},
+		"uncached token":                   {"GET", projects, f.bearer("admin"), throttled},
+		"revoked token":                    {"GET", projects, f.bearer("revoked"), throttled},
+		"unknown token":                    {"GET", projects, bad, throttled},
+		"uncached session":                 {"GET", projects, session(t, map[string]any{"sub": "user_2"}), throttled},
+		"forged session":                   {"GET", projects, []string{jwt[0] + "x"}, throttled},
+		"no credential":                    {"GET", projects, nil, throttled},
+		"malformed":                        {"GET", projects, []string{"Bearer a b"}, throttled},
+	} {
+		out := f.decide(c.method, c.path, c.auth)
+		got := ""
+		if out.Refusal != nil {
+			got = out.Refusal.Reason
+		}
+		if got != c.want {
+			t.Errorf("%s: %s, want %q", name, describe(out.Refusal), c.want)
+		}
+		if c.want == throttled && (out.RetryAfter <= 0 || out.Principal != nil) {
+			t.Errorf("%s: retry %v, principal %v", name, out.RetryAfter, out.Principal)
+		}
+	}
+	if f.store.calls != calls {
+		t.Errorf("throttled requests reached the store (%d lookups)", f.store.calls-calls)
+	}
+	// Passing on a cached credential does not reset the budget.
+	if out := f.decide("GET", projects, bad); out.Refusal != RefuseThrottled {
+		t.Errorf("unknown token after a cached pass: %s", describe(out.Refusal))
 	}
 }
 

@@ -6,7 +6,8 @@ import (
 )
 
 // TestThrottle is the 429 row of the refusal table: past its failure budget a
-// client gets 429 with Retry-After, before any token work, valid token or not.
+// client gets 429 with Retry-After, before any store lookup, unless its
+// credential is one the caches already hold as valid (this one is not yet).
 func TestThrottle(t *testing.T) {
 	read := newToken(t, "tok_t_read", "ws_acme", "", "read")
 	e := startWith(t, []string{"throttle 3 1m"}, read)

@@ -415,3 +415,21 @@ func (c *Cache) Close() {
 		c.negative.Close()
 	})
 }
+
+// Cached returns h's entry only when the cache already holds it as a
+// known, current token (what Lookup would answer as a Hit): no store
+// lookup, no single-flight, no count. The brute-force guard uses it to let
+// a throttled client through with a credential already known to be valid.
+func (c *Cache) Cached(h keystore.Hash) *Entry {
+	if c.closed.Load() {
+		return nil
+	}
+	e, ok := c.positive.Get(key(h))
+	switch {
+	case !ok || e.hash != h || e.generation != c.store.Generation() || c.unwatched.mustRecheck(e):
+		return nil
+	case c.cfg.StaleIfError > 0 && !time.Now().Before(e.freshUntil):
+		return nil
+	}
+	return e
+}
