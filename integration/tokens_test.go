@@ -72,6 +72,16 @@ http://localhost:%d {
 			route DELETE /v1/workspaces/{workspace}/tokens/{id} admin {
 				project_tokens
 			}
+			route DELETE /v1/workspaces/{workspace}/tokens admin {
+				project_tokens
+			}
+			route POST /v1/workspaces/{workspace}/tokens/{id}/rotate admin {
+				project_tokens
+			}
+			route POST /v1/workspaces/{workspace}/tokens/self/rotate authenticated {
+				project_tokens
+			}
+			route * /v4/workspaces/{workspace}/tokens authenticated
 			route * /v2/workspaces/{workspace}/tokens authenticated {
 				project_tokens
 			}
@@ -82,12 +92,19 @@ http://localhost:%d {
 		}
 		deplo_auth_tokens {
 			base /v1/workspaces/{workspace}/tokens
+			create_rate 1000/1m # the suites create many; /v4 tests the rate
 		}
 		deplo_auth_tokens {
 			base /v2/workspaces/{workspace}/tokens
 		}
 		deplo_auth_tokens {
 			base /v3/workspaces/{workspace}/tokens
+		}
+		deplo_auth_tokens {
+			base /v4/workspaces/{workspace}/tokens
+			create_rate 3/1m
+			max_tokens 3
+			max_lifetime 1h
 		}
 		reverse_proxy %s
 	}
@@ -528,6 +545,7 @@ func TestTokenAPIFile(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "keys.json")
 	s := startTokens(t, "keys file "+keys, "", &keystore.FileAdmin{Path: keys})
 	runTokenSuite(t, s)
+	runLineageSuite(t, s, []string{""})
 
 	t.Run("50 concurrent creates: 50 tokens in the file, all working", func(t *testing.T) {
 		before := s.count()
@@ -540,6 +558,7 @@ func TestTokenAPIFile(t *testing.T) {
 				req, _ := http.NewRequest("POST", base+"/v1/workspaces/ws_acme/tokens",
 					strings.NewReader(fmt.Sprintf(`{"name":"parallel %d","scopes":["read"]}`, i)))
 				req.Header.Set("Authorization", session)
+				req.Header.Set("Content-Type", "application/json")
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					errs <- err.Error()
@@ -594,6 +613,7 @@ func TestTokenAPIPostgres(t *testing.T) {
 	t.Setenv("DEPLO_AUTH_IT_PG_DSN_B", pg.slowDSN) // another application_name: another pool, listener and cache
 	s := startTokens(t, "keys postgres {env.DEPLO_AUTH_IT_PG_DSN}", "keys postgres {env.DEPLO_AUTH_IT_PG_DSN_B}", store)
 	runTokenSuite(t, s)
+	runLineageSuite(t, s, []string{"", "/b"})
 
 	t.Run("created through A works on B at once; revoked through A, refused on B within 1s", func(t *testing.T) {
 		session := "Bearer " + mustMint(t, jwtSecret)
