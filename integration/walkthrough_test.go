@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -41,6 +42,35 @@ type walkthrough struct {
 var walkthroughs = []walkthrough{
 	{doc: "README.md", heading: "Walk-through", setup: startQuickStart},
 	{doc: "docs/tokens.md", heading: "Walk-through", setup: startQuickStart},
+	{doc: "examples/sidecar/README.md", heading: "Walk-through", setup: sidecarWalkthroughSetup},
+}
+
+// sidecarWalkthroughSetup checks what examples/sidecar's walk-through needs
+// (its blocks start the sidecar, the upstream, nginx and forward_auth
+// themselves): a Debian nginx, root (nginx's master switches its workers to
+// www-data), the www-data group and free ports. nginx daemonizes out of the
+// script's process group, so a walk-through that stops halfway has its nginx
+// stopped here.
+func sidecarWalkthroughSetup(t *testing.T, dir string) {
+	nginx := findNginx(t)
+	if os.Geteuid() != 0 {
+		t.Skip("the sidecar walk-through runs as root, as the document says (nginx's master runs its workers as www-data); not root here")
+	}
+	if _, err := user.LookupGroup("www-data"); err != nil {
+		t.Skipf("no www-data group (nginx's on Debian): %v", err)
+	}
+	for _, addr := range []string{"localhost:8080", "localhost:2019", "localhost:2021", "127.0.0.1:9081", "127.0.0.1:9191"} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Fatalf("%s already answers: the walk-through would talk to that process (run the test where the port is free, e.g. in a private network namespace: unshare -n)", addr)
+		}
+	}
+	t.Cleanup(func() {
+		if _, err := os.Stat(filepath.Join(dir, "nginx.pid")); err == nil {
+			_ = exec.Command(nginx, "-c", filepath.Join(dir, "examples/sidecar/nginx/nginx.conf"),
+				"-g", "pid "+filepath.Join(dir, "nginx.pid")+";", "-s", "stop").Run()
+		}
+	})
 }
 
 // walkthroughTimeout bounds one section's blocks (their `go run` commands
