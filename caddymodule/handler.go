@@ -111,8 +111,12 @@ func (h *Handler) preflight(r *http.Request) bool {
 
 // clientIP is the client address as Caddy determines it (honouring
 // trusted_proxies).
-func clientIP(r *http.Request) string {
-	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+func clientIP(r *http.Request) string { return clientIPOf(r.Context()) }
+
+// clientIPOf is clientIP of the request whose context is ctx (Caddy's
+// client_ip variable; "" outside Caddy's HTTP server).
+func clientIPOf(ctx context.Context) string {
+	ip, _ := caddyhttp.GetVar(ctx, caddyhttp.ClientIPVarKey).(string)
 	return ip
 }
 

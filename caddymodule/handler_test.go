@@ -31,6 +31,7 @@ type testToken struct {
 	raw, id, workspace, project string
 	scopes                      []string
 	expiresAt, revokedAt        *time.Time
+	allowedIPs                  []string
 }
 
 func mustToken(t testing.TB) string {
@@ -53,6 +54,7 @@ func writeKeyFile(t testing.TB, path string, tokens []testToken) {
 		CreatedAt time.Time  `json:"created_at"`
 		ExpiresAt *time.Time `json:"expires_at"`
 		RevokedAt *time.Time `json:"revoked_at"`
+		Allowed   []string   `json:"allowed_ips,omitempty"`
 	}
 	var doc struct {
 		Tokens []entry `json:"tokens"`
@@ -61,7 +63,7 @@ func writeKeyFile(t testing.TB, path string, tokens []testToken) {
 	for _, tk := range tokens {
 		e := entry{ID: tk.id, Hash: apikey.Sum(tk.raw).String(), Workspace: tk.workspace,
 			Scopes: tk.scopes, CreatedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
-			ExpiresAt: tk.expiresAt, RevokedAt: tk.revokedAt}
+			ExpiresAt: tk.expiresAt, RevokedAt: tk.revokedAt, Allowed: tk.allowedIPs}
 		if tk.project != "" {
 			p := tk.project
 			e.Project = &p
@@ -87,7 +89,7 @@ type fixture struct {
 	s                                          *Sidecar // sidecar fixtures: h is its handler
 	keys                                       string
 	read, deploy, admin, project, revoked, exp testToken
-	future                                     testToken
+	future, pinned, elsewhere                  testToken
 }
 
 func caddyDuration(d time.Duration) caddy.Duration { return caddy.Duration(d) }
@@ -141,7 +143,12 @@ func fixtureHandler(t testing.TB, configure func(*Handler)) (*fixture, *Handler)
 	f.revoked = testToken{raw: mustToken(t), id: "tok_revoked", workspace: "ws_acme", scopes: []string{"admin"}, revokedAt: &past}
 	f.exp = testToken{raw: mustToken(t), id: "tok_expired", workspace: "ws_acme", scopes: []string{"admin"}, expiresAt: &past}
 	f.future = testToken{raw: mustToken(t), id: "tok_future", workspace: "ws_acme", scopes: []string{"read"}, revokedAt: &later}
-	writeKeyFile(t, f.keys, []testToken{f.read, f.deploy, f.admin, f.project, f.revoked, f.exp, f.future})
+	// Pinned: allowed from newRequest's client address, and elsewhere only.
+	f.pinned = testToken{raw: mustToken(t), id: "tok_pinned", workspace: "ws_acme", scopes: []string{"deploy", "read"},
+		allowedIPs: []string{"198.51.100.0/24", "192.0.2.0/24", "2001:db8::/32"}}
+	f.elsewhere = testToken{raw: mustToken(t), id: "tok_elsewhere", workspace: "ws_acme", scopes: []string{"admin"},
+		allowedIPs: []string{"203.0.113.0/24"}}
+	writeKeyFile(t, f.keys, []testToken{f.read, f.deploy, f.admin, f.project, f.revoked, f.exp, f.future, f.pinned, f.elsewhere})
 
 	h := &Handler{
 		Keys: &KeysConfig{File: f.keys},
@@ -231,6 +238,11 @@ func decisionCases(t testing.TB, f *fixture) []decisionCase {
 		{"revoked", "GET", ws + "/projects", []string{"Bearer " + f.revoked.raw}, 401, `Bearer realm="deplo", error="invalid_token"`},
 		{"expired", "GET", ws + "/projects", []string{"Bearer " + f.exp.raw}, 401, `Bearer realm="deplo", error="invalid_token"`},
 		{"revocation scheduled later", "GET", ws + "/projects", []string{"Bearer " + f.future.raw}, 200, ""},
+		// allowed_ips: the client address is Caddy's client_ip (192.0.2.1 in
+		// newRequest); the throttle is on, so proxy mode fills Client.
+		{"pinned, from inside", "POST", ws + "/projects/p1/deployments", []string{"Bearer " + f.pinned.raw}, 200, ""},
+		{"pinned, from outside", "GET", ws + "/projects", []string{"Bearer " + f.elsewhere.raw}, 403, ""},
+		{"pinned, from outside, another workspace", "GET", "/v1/workspaces/ws_other/projects", []string{"Bearer " + f.elsewhere.raw}, 403, ""},
 		{"lowercase scheme", "GET", ws + "/projects", []string{"bearer " + f.read.raw}, 200, ""},
 		{"read allowed", "GET", ws + "/projects", []string{"Bearer " + f.read.raw}, 200, ""},
 		{"HEAD via GET route", "HEAD", ws + "/projects", []string{"Bearer " + f.read.raw}, 200, ""},
@@ -536,6 +548,8 @@ func BenchmarkServeHTTP(b *testing.B) {
 		want                     int
 	}{
 		{"cached_api_key", "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer " + f.deploy.raw, 200},
+		{"cached_api_key_allowed_ips", "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer " + f.pinned.raw, 200},
+		{"ip_not_allowed", "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer " + f.elsewhere.raw, 403},
 		{"malformed_token", "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer sk_live_tooshort", 401},
 		{"bad_path", "POST", "/v1/workspaces/ws_acme/projects/../../ws_other/projects", "Bearer " + f.deploy.raw, 400},
 		{"unknown_token_negative_hit", "POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer " + mustToken(b), 401},
@@ -742,6 +756,42 @@ func TestKnownAndUnknownTokensAlikeAtTheStore(t *testing.T) {
 	for i := range want {
 		if rec.asked[i] != want[i] {
 			t.Errorf("store lookup %d was not by the SHA-256 of the whole token", i)
+		}
+	}
+}
+
+// With the guard off proxy mode leaves Client empty: a token with
+// allowed_ips reads Caddy's client_ip itself, and is refused 403 forbidden
+// from elsewhere, with no challenge and the fixed description.
+func TestServeHTTPAllowedIPsWithoutGuard(t *testing.T) {
+	f := newFixture(t, func(h *Handler) { h.Throttle = &ThrottleConfig{Off: true} })
+	for _, tt := range []struct {
+		token  testToken
+		client string
+		status int
+	}{
+		{f.pinned, "192.0.2.1", 200},
+		{f.pinned, "198.51.100.200", 200},
+		{f.pinned, "2001:db8::7", 200},
+		{f.pinned, "203.0.113.1", 403},
+		{f.pinned, "", 403},
+		{f.elsewhere, "192.0.2.1", 403},
+		{f.elsewhere, "203.0.113.1", 200},
+		{f.read, "", 200},
+	} {
+		r, repl := newRequest("GET", "/v1/workspaces/ws_acme/projects")
+		caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, tt.client)
+		r.Header.Set("Authorization", "Bearer "+tt.token.raw)
+		w, up, err := f.serve(r)
+		if got := statusOf(err); got != tt.status || up.called != (tt.status == 200) {
+			t.Errorf("%s from %q: status %d, upstream %v; want %d", tt.token.id, tt.client, got, up.called, tt.status)
+		}
+		if tt.status == 403 {
+			code, _ := repl.GetString("http.auth.error")
+			desc, _ := repl.GetString("http.auth.error_description")
+			if code != "forbidden" || desc != "the API token is not allowed from this address" || w.Header().Get("WWW-Authenticate") != "" {
+				t.Errorf("%s from %q: error %q %q, challenge %q", tt.token.id, tt.client, code, desc, w.Header().Get("WWW-Authenticate"))
+			}
 		}
 	}
 }

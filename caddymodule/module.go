@@ -361,6 +361,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.engine.Tokens = h.tokens
 	h.engine.SkipChecksum = h.DisableChecksum
 	h.engine.PreflightPublic = h.PreflightPublic
+	// Proxy mode fills the client address only for the guard; a token with
+	// allowed_ips reads Caddy's client_ip itself (the verify front door
+	// always names the client).
+	h.engine.ClientOf = clientIPOf
 	addLive(h)
 	return nil
 }

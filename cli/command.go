@@ -124,7 +124,7 @@ func (f storeFlags) open(ctx context.Context) (admin storeAdmin, where string, c
 
 func tokenCreateCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "create --keys-file <path> --name <name> --workspace <ws> [--project <p>] --scopes <s,…> [--expires <duration>]",
+		Use:   "create --keys-file <path> --name <name> --workspace <ws> [--project <p>] --scopes <s,…> [--expires <duration>] [--allowed-ips <cidr,…>]",
 		Short: "Creates a token and prints it once on stdout",
 		Args:  cobra.NoArgs,
 	}
@@ -134,6 +134,8 @@ func tokenCreateCommand() *cobra.Command {
 	project := cmd.Flags().String("project", "", "project the token is bound to (default: the whole workspace)")
 	scopes := cmd.Flags().StringSlice("scopes", nil, "scopes: read, deploy, delete, admin (comma-separated, required)")
 	expires := cmd.Flags().Duration("expires", 0, "lifetime, e.g. 720h (default: no expiry)")
+	allowedIPs := cmd.Flags().StringSlice("allowed-ips", nil,
+		"client addresses the token may be used from: CIDR prefixes or addresses, comma-separated, at most 32 (default: anywhere)")
 	api := addAPIFlags(cmd)
 	addAdminFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -151,6 +153,11 @@ func tokenCreateCommand() *cobra.Command {
 		if *expires < 0 {
 			return errors.New("--expires must be positive")
 		}
+		prefixes, err := keystore.ParseAllowedIPs(*allowedIPs)
+		if err != nil {
+			return fmt.Errorf("--allowed-ips: %w", err)
+		}
+		allowed := keystore.FormatAllowedIPs(prefixes)
 		if c, err := api.client(cmd); err != nil || c != nil {
 			if err != nil {
 				return err
@@ -158,7 +165,7 @@ func tokenCreateCommand() *cobra.Command {
 			if err := adminWithAPI(cmd); err != nil {
 				return err
 			}
-			return c.create(cmd, *name, *project, *scopes, *expires)
+			return c.create(cmd, *name, *project, *scopes, *expires, allowed)
 		}
 		raw, err := apikey.Generate()
 		if err != nil {
@@ -176,6 +183,8 @@ func tokenCreateCommand() *cobra.Command {
 			Workspace: *workspace,
 			Scopes:    slices.Compact(slices.Sorted(slices.Values(*scopes))),
 			CreatedAt: now,
+
+			AllowedIPs: allowed,
 		}
 		if *project != "" {
 			entry.Project = project
@@ -209,12 +218,13 @@ func tokenCreateCommand() *cobra.Command {
 
 func tokenRevokeCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "revoke --keys-file <path> [--at <time>] <token id>",
+		Use:   "revoke --keys-file <path> [--at <time>] (<token id> | --value -)",
 		Short: "Revokes a token now, or at a given time",
-		Args:  cobra.ExactArgs(1),
+		Args:  cobra.MaximumNArgs(1),
 	}
 	store := addStoreFlags(cmd)
 	at := cmd.Flags().String("at", "", "RFC 3339 time the revocation takes effect (default: now; an earlier revocation stands)")
+	value := cmd.Flags().String("value", "", `"-": read the token itself from stdin and revoke it, recording revoked_reason "leaked" (the manual leak response)`)
 	api := addAPIFlags(cmd)
 	addAdminFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -225,6 +235,14 @@ func tokenRevokeCommand() *cobra.Command {
 				return fmt.Errorf("--at: %w", err)
 			}
 			when = t
+		}
+		switch {
+		case *value != "" && len(args) > 0:
+			return errors.New("give a token id or --value -, not both")
+		case *value != "":
+			return revokeByValue(cmd, *value, store, api, when)
+		case len(args) == 0:
+			return errors.New("name the token: its id (tok_…), or --value - with the token on stdin")
 		}
 		id := args[0]
 		gw, err := gatewayOf(cmd)
@@ -255,6 +273,53 @@ func tokenRevokeCommand() *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+// revokeByValue revokes the token read from stdin (--value -), by its hash,
+// in the key store the flags name. The token is never an argument (shell
+// history, process lists) and never printed.
+func revokeByValue(cmd *cobra.Command, value string, store storeFlags, api apiFlags, when time.Time) error {
+	if value != "-" {
+		return errors.New(`--value takes "-" and reads the token from stdin; never put a token on the command line`)
+	}
+	if c, err := api.client(cmd); err != nil || c != nil {
+		if err != nil {
+			return err
+		}
+		return errors.New("--value needs the key store (--keys-file or --postgres): the token API never takes a token's value")
+	}
+	line, err := bufio.NewReader(io.LimitReader(cmd.InOrStdin(), 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	token := strings.TrimSpace(line)
+	// The checksum is not required: a token from before it can leak too.
+	if err := apikey.Check(token, false); err != nil {
+		return fmt.Errorf("stdin: not a deplo API token: %w", err)
+	}
+	admin, where, closeStore, err := store.open(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	hashes, ok := admin.(keystore.HashAdmin)
+	if !ok {
+		return fmt.Errorf("%s cannot revoke a token by its value", where)
+	}
+	rec, active, err := hashes.RevokeHash(cmd.Context(), keystore.Hash(apikey.Sum(token)), when, keystore.RevokedLeaked)
+	if errors.Is(err, keystore.ErrNotFound) {
+		return fmt.Errorf("no token in %s has that value", where)
+	}
+	if err != nil {
+		return err
+	}
+	if !active {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s was no longer active; revoked at %s\n", printable(rec.ID), rec.RevokedAt.Format(time.RFC3339))
+		return nil
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "revoked %s (workspace %s) at %s, reason %s\n", printable(rec.ID), printable(rec.Workspace),
+		rec.RevokedAt.Format(time.RFC3339), printable(rec.RevokedReason))
+	return nil
 }
 
 func tokenListCommand() *cobra.Command {
@@ -305,6 +370,8 @@ func tokenListCommand() *cobra.Command {
 
 func tokenStatus(t keystore.TokenRecord, now time.Time) string {
 	switch {
+	case t.RevokedAt != nil && !now.Before(*t.RevokedAt) && t.RevokedReason != "":
+		return "revoked " + t.RevokedAt.Format(time.RFC3339) + " (" + printable(t.RevokedReason) + ")"
 	case t.RevokedAt != nil && !now.Before(*t.RevokedAt):
 		return "revoked " + t.RevokedAt.Format(time.RFC3339)
 	case t.ExpiresAt != nil && !now.Before(*t.ExpiresAt):

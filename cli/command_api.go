@@ -144,8 +144,11 @@ func (w workspaceStore) RevokeToken(ctx context.Context, id string, at time.Time
 }
 
 // create creates a token through the API and prints it once, on stdout.
-func (c *apiClient) create(cmd *cobra.Command, name, project string, scopes []string, expires time.Duration) error {
+func (c *apiClient) create(cmd *cobra.Command, name, project string, scopes []string, expires time.Duration, allowedIPs []string) error {
 	body := map[string]any{"name": name, "scopes": scopes}
+	if len(allowedIPs) > 0 {
+		body["allowed_ips"] = allowedIPs
+	}
 	if project != "" {
 		body["project"] = project
 	}

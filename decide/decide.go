@@ -67,6 +67,11 @@ type Engine struct {
 	// PreflightPublic lets a CORS preflight (OPTIONS with Origin and
 	// Access-Control-Request-Method) through without a credential.
 	PreflightPublic bool
+	// ClientOf, when set, returns the client address of the request of ctx
+	// for a Request whose Client is "": a front door that fills Client only
+	// for the brute-force guard lets a token with allowed_ips ask for it,
+	// so a token without them costs nothing. Nil: Client is the address.
+	ClientOf func(ctx context.Context) string
 }
 
 // Request is what a decision needs of an HTTP request.
@@ -79,7 +84,9 @@ type Request struct {
 	// Authorization holds every Authorization header value, as received.
 	Authorization []string
 	// Client is the client's IP address as the front door determined it;
-	// the brute-force guard counts failures per client.
+	// the brute-force guard counts failures per client, and a token with
+	// allowed_ips is refused from any address outside them (see
+	// Engine.ClientOf for a front door that leaves it empty).
 	Client string
 	// Preflight: the request carries both Origin and
 	// Access-Control-Request-Method (a CORS preflight when Method is OPTIONS).
@@ -149,7 +156,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (out Outcome) {
 	if e.Throttle != nil {
 		client = throttle.ClientKey(req.Client)
 		if ok, retry := e.Throttle.Allow(client, req.Now); !ok {
-			if !e.knownValid(req, &out) {
+			if !e.knownValid(ctx, req, &out) {
 				out = Outcome{Match: out.Match, Refusal: RefuseThrottled, RetryAfter: retry}
 				return out
 			}
@@ -168,7 +175,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (out Outcome) {
 			out.Refusal = refuseMalformedRequest(description)
 			return out
 		}
-		if !e.authenticate(ctx, token, req.Now, &out) {
+		if !e.authenticate(ctx, token, req, &out) {
 			if out.Refusal.Status == http.StatusUnauthorized {
 				e.failed(client, req.Now)
 			}
@@ -188,7 +195,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (out Outcome) {
 // (hash and cache, or the JWT verification cache): it reports whether the
 // credential is one they already hold as valid, and fills out as
 // authenticate would. Nothing else is looked up or verified.
-func (e *Engine) knownValid(req *Request, out *Outcome) bool {
+func (e *Engine) knownValid(ctx context.Context, req *Request, out *Outcome) bool {
 	token, status, _ := bearer.Parse(req.Authorization)
 	if status != bearer.OK {
 		return false
@@ -213,6 +220,10 @@ func (e *Engine) knownValid(req *Request, out *Outcome) bool {
 	if entry == nil || entry.Token.Status(req.Now) != keystore.TokenActive {
 		return false
 	}
+	// A pinned token from elsewhere is no known-valid credential here.
+	if len(entry.Token.AllowedIPs) > 0 && !entry.Token.AllowedFrom(e.client(ctx, req)) {
+		return false
+	}
 	out.Kind, out.Subject = grant.KindAPIKey, entry.Token.ID
 	out.CacheResult, out.CacheUsed = tokencache.Hit, true
 	if e.Usage != nil {
@@ -220,6 +231,14 @@ func (e *Engine) knownValid(req *Request, out *Outcome) bool {
 	}
 	out.Principal = &entry.Principal
 	return true
+}
+
+// client returns the client address of req (see Request.Client).
+func (e *Engine) client(ctx context.Context, req *Request) string {
+	if req.Client == "" && e.ClientOf != nil {
+		return e.ClientOf(ctx)
+	}
+	return req.Client
 }
 
 // failed counts a failed authentication of client against its budget.
@@ -231,7 +250,8 @@ func (e *Engine) failed(client string, now time.Time) {
 
 // authenticate verifies token into out.Principal, or sets out.Refusal: 401
 // when it is not a valid credential, 503 when the store cannot answer.
-func (e *Engine) authenticate(ctx context.Context, token string, now time.Time, out *Outcome) bool {
+func (e *Engine) authenticate(ctx context.Context, token string, req *Request, out *Outcome) bool {
+	now := req.Now
 	if !apikey.HasPrefix(token) {
 		if e.Sessions != nil && jwtauth.LooksLikeJWT(token) {
 			return e.authenticateSession(token, now, out)
@@ -262,6 +282,13 @@ func (e *Engine) authenticate(ctx context.Context, token string, now time.Time, 
 		return false
 	case keystore.TokenExpired:
 		out.Refusal = RefuseExpiredToken
+		return false
+	}
+	// Conditions: a valid token used from an address it is not allowed
+	// from learns nothing of what it could do (403 before the policy). A
+	// token without allowed_ips pays one length check.
+	if len(entry.Token.AllowedIPs) > 0 && !entry.Token.AllowedFrom(e.client(ctx, req)) {
+		out.Refusal = RefuseIPNotAllowed
 		return false
 	}
 	if e.Usage != nil {

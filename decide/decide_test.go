@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -83,6 +84,10 @@ func newFixture(t testing.TB, edit func(*Engine)) *fixture {
 	add("revoked", keystore.Token{ID: "tok_revoked", Workspace: "ws_acme", Scopes: []string{"read"}, RevokedAt: testNow.Add(-time.Second)})
 	add("expired", keystore.Token{ID: "tok_expired", Workspace: "ws_acme", Scopes: []string{"read"}, ExpiresAt: testNow})
 	add("revoked_later", keystore.Token{ID: "tok_later", Workspace: "ws_acme", Scopes: []string{"read"}, RevokedAt: testNow.Add(time.Hour)})
+	add("pinned", keystore.Token{ID: "tok_pinned", Workspace: "ws_acme", Scopes: []string{"read"},
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8::/32")}})
+	add("pinned_revoked", keystore.Token{ID: "tok_pinned_revoked", Workspace: "ws_acme", Scopes: []string{"read"},
+		RevokedAt: testNow.Add(-time.Second), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}})
 	cache, err := tokencache.New(f.store, tokencache.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -333,6 +338,72 @@ func TestDecidePreflight(t *testing.T) {
 
 // TestRefusalSet: IDs are dense, every refusal has a code and description,
 // and each reason has one status.
+// allowed_ips: a pinned token is refused 403 ip_not_allowed from any other
+// address, before the policy says what it lacks (a route it has no scope
+// for, another workspace, no route); from inside it is decided as usual. The
+// address is Request.Client, else Engine.ClientOf; none is never allowed.
+func TestDecideAllowedIPs(t *testing.T) {
+	var asked int
+	f := newFixture(t, func(e *Engine) {
+		e.ClientOf = func(ctx context.Context) string {
+			asked++
+			ip, _ := ctx.Value(clientKey{}).(string)
+			return ip
+		}
+	})
+	projects := "/v1/workspaces/ws_acme/projects"
+	for _, tt := range []struct {
+		name, token, method, path, client, ctxClient string
+		want                                         string // reason; "" = allowed
+	}{
+		{"inside, IPv4", "pinned", "GET", projects, "203.0.113.7", "", ""},
+		{"inside, IPv6", "pinned", "GET", projects, "2001:db8:4::1", "", ""},
+		{"inside, mapped", "pinned", "GET", projects, "::ffff:203.0.113.7", "", ""},
+		{"inside, from ClientOf", "pinned", "GET", projects, "", "203.0.113.8", ""},
+		{"outside", "pinned", "GET", projects, "198.51.100.7", "", ReasonIPNotAllowed},
+		{"outside, IPv6", "pinned", "GET", projects, "2001:db9::1", "", ReasonIPNotAllowed},
+		{"outside, from ClientOf", "pinned", "GET", projects, "", "198.51.100.7", ReasonIPNotAllowed},
+		{"no address at all", "pinned", "GET", projects, "", "", ReasonIPNotAllowed},
+		{"not an address", "pinned", "GET", projects, "203.0.113.7:5000", "", ReasonIPNotAllowed},
+		{"Client wins over ClientOf", "pinned", "GET", projects, "198.51.100.7", "203.0.113.8", ReasonIPNotAllowed},
+		// Before the policy: no scope, workspace or route is revealed.
+		{"outside, route needs more", "pinned", "DELETE", "/v1/workspaces/ws_acme/projects/web", "198.51.100.7", "", ReasonIPNotAllowed},
+		{"outside, another workspace", "pinned", "GET", "/v1/workspaces/ws_other/projects", "198.51.100.7", "", ReasonIPNotAllowed},
+		{"outside, no route", "pinned", "GET", "/nowhere", "198.51.100.7", "", ReasonIPNotAllowed},
+		{"inside, route needs more", "pinned", "DELETE", "/v1/workspaces/ws_acme/projects/web", "203.0.113.7", "", "insufficient_scope"},
+		// Validity first: a revoked pinned token is revoked from anywhere.
+		{"revoked, outside", "pinned_revoked", "GET", projects, "198.51.100.7", "", ReasonRevokedToken},
+		// A token without allowed_ips never asks for the address.
+		{"no condition", "read", "GET", projects, "", "198.51.100.7", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			asked = 0
+			ctx := context.WithValue(context.Background(), clientKey{}, tt.ctxClient)
+			out := f.engine.Decide(ctx, &Request{Method: tt.method, Path: tt.path, Authorization: f.bearer(tt.token),
+				Client: tt.client, Now: testNow})
+			got := ""
+			if out.Refusal != nil {
+				got = out.Refusal.Reason
+			}
+			if got != tt.want {
+				t.Fatalf("reason %q, want %q (%s)", got, tt.want, describe(out.Refusal))
+			}
+			if tt.want == ReasonIPNotAllowed {
+				r := out.Refusal
+				if r.Status != http.StatusForbidden || r.Code != "forbidden" || r.Challenge != ChallengeNone ||
+					r.Description != "the API token is not allowed from this address" || out.Principal != nil || out.Scope != 0 {
+					t.Errorf("refusal %+v, principal %v, scope %v", r, out.Principal, out.Scope)
+				}
+			}
+			if tt.token == "read" && asked != 0 {
+				t.Errorf("a token without allowed_ips asked for the client address %d times", asked)
+			}
+		})
+	}
+}
+
+type clientKey struct{}
+
 func TestRefusalSet(t *testing.T) {
 	status := map[string]int{}
 	for i, r := range All() {
@@ -419,5 +490,34 @@ func BenchmarkDecide(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		f.engine.Decide(context.Background(), req)
+	}
+}
+
+// Past the guard's budget a cached, valid token still passes — but a pinned
+// one from outside its allowed_ips is no known-valid credential: 429.
+func TestDecideThrottledPinnedToken(t *testing.T) {
+	f := newFixture(t, func(e *Engine) {
+		var err error
+		if e.Throttle, err = throttle.New(throttle.Config{Failures: 1, Window: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	const projects = "/v1/workspaces/ws_acme/projects"
+	from := func(client string, auth []string) Outcome {
+		return f.engine.Decide(context.Background(), &Request{Method: "GET", Path: projects, Authorization: auth, Client: client, Now: testNow})
+	}
+	// Cached by a use from inside.
+	if out := from("203.0.113.5", f.bearer("pinned")); out.Refusal != nil {
+		t.Fatal(describe(out.Refusal))
+	}
+	time.Sleep(10 * time.Millisecond) // ristretto admits asynchronously
+	for _, client := range []string{"198.51.100.7", "203.0.113.6"} {
+		from(client, []string{"Bearer " + mustGenerate(t)}) // the budget spent
+	}
+	if out := from("198.51.100.7", f.bearer("pinned")); out.Refusal != RefuseThrottled || out.Principal != nil {
+		t.Errorf("throttled, pinned token from outside: %s", describe(out.Refusal))
+	}
+	if out := from("203.0.113.6", f.bearer("pinned")); out.Refusal != nil {
+		t.Errorf("throttled, pinned token from inside: %s", describe(out.Refusal))
 	}
 }

@@ -63,6 +63,9 @@ func newRefusal(status int, reason, description string) *Refusal {
 		r.Code, r.Challenge = "unauthorized", ChallengeBare
 	case status == http.StatusUnauthorized:
 		r.Code, r.Challenge = "invalid_token", ChallengeInvalidToken
+	case status == http.StatusForbidden && reason == ReasonIPNotAllowed:
+		// Not about the token's validity nor its scopes: no challenge.
+		r.Code = "forbidden"
 	case status == http.StatusForbidden:
 		r.Code, r.Challenge = "insufficient_scope", ChallengeInsufficientScope
 	case status == http.StatusTooManyRequests:
@@ -94,6 +97,9 @@ const (
 	// ReasonBadOriginal: a verify request that names no complete,
 	// well-formed original request (OriginalOf).
 	ReasonBadOriginal = "bad_original"
+	// ReasonIPNotAllowed: a valid API token used from a client address
+	// outside its allowed_ips.
+	ReasonIPNotAllowed = "ip_not_allowed"
 )
 
 // The refusals decided before the policy.
@@ -110,6 +116,9 @@ var (
 	// The refusals of the verify front door, decided before Decide.
 	RefuseUntrustedCaller = newRefusal(http.StatusBadRequest, ReasonUntrustedCaller, "this caller may not ask for a decision")
 	RefuseBadOriginal     = newRefusal(http.StatusBadRequest, ReasonBadOriginal, "the verify request names no complete original request")
+	// RefuseIPNotAllowed: a valid token from an address outside its
+	// allowed_ips, decided before the policy says anything.
+	RefuseIPNotAllowed = newRefusal(http.StatusForbidden, ReasonIPNotAllowed, "the API token is not allowed from this address")
 )
 
 // refuseMalformed holds one 400 per bearer.Parse problem, whose fixed

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -12,6 +13,7 @@ import (
 	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/internal/jsonwire"
 	"github.com/deplo-sh/deplo-auth/internal/redact"
+	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
 // MaxBodyBytes bounds the body of a create request.
@@ -29,6 +31,9 @@ type createInput struct {
 	Scopes    grant.ScopeSet
 	Project   string    // "" = a workspace-scoped token
 	ExpiresAt time.Time // zero = no expiry
+	// AllowedIPs are the normalised prefixes (keystore.ParseAllowedIPs);
+	// nil = usable from anywhere.
+	AllowedIPs []string
 }
 
 // inputError is a 400 invalid_request; its message names the field and
@@ -42,7 +47,7 @@ func invalid(format string, args ...any) *inputError {
 }
 
 // createFields are the body's fields, spelled exactly.
-var createFields = []string{"name", "scopes", "project", "expires_at"}
+var createFields = []string{"name", "scopes", "project", "expires_at", "allowed_ips"}
 
 // parseCreate reads a create request's body strictly: one JSON object of
 // the known fields, each at most once and spelled exactly (package
@@ -74,7 +79,7 @@ func parseCreate(body []byte, now time.Time) (createInput, *inputError) {
 		case jsonwire.NotObject:
 			return in, invalid("body: want a JSON object with name and scopes")
 		case jsonwire.UnknownName:
-			return in, invalid("body: unknown field %s (want name, scopes, project, expires_at)", redact.Name(je.Name))
+			return in, invalid("body: unknown field %s (want name, scopes, project, expires_at, allowed_ips)", redact.Name(je.Name))
 		case jsonwire.RepeatedName:
 			return in, invalid("%s: appears more than once", je.Name)
 		case jsonwire.Trailing:
@@ -125,6 +130,23 @@ func (in *createInput) set(key string, raw []byte, now time.Time) *inputError {
 			return invalid("project: want a slug (lowercase letters, digits and inner hyphens, at most %d) or null", maxProjectLength)
 		}
 		in.Project = s
+	case "allowed_ips":
+		if string(raw) == "null" {
+			return nil
+		}
+		var list []*string
+		if raw[0] != '[' || json.Unmarshal(raw, &list) != nil || len(list) == 0 || slices.Contains(list, nil) {
+			return invalid("allowed_ips: want a non-empty array of CIDR prefixes (at most %d) or null", keystore.MaxAllowedIPs)
+		}
+		strs := make([]string, len(list))
+		for i, p := range list {
+			strs[i] = *p
+		}
+		prefixes, err := keystore.ParseAllowedIPs(strs)
+		if err != nil {
+			return invalid("allowed_ips: %v", err)
+		}
+		in.AllowedIPs = keystore.FormatAllowedIPs(prefixes)
 	case "expires_at":
 		if string(raw) == "null" {
 			return nil

@@ -288,7 +288,8 @@ func shown(e *keystore.TokenEntry) tokenJSON {
 		scopes = []string{}
 	}
 	j := tokenJSON{ID: e.ID, Name: e.Name, Workspace: e.Workspace, Project: e.Project,
-		Scopes: scopes, CreatedAt: e.CreatedAt, ExpiresAt: e.ExpiresAt, CreatedBy: e.CreatedBy}
+		Scopes: scopes, CreatedAt: e.CreatedAt, ExpiresAt: e.ExpiresAt, CreatedBy: e.CreatedBy,
+		AllowedIPs: allowedIPs(e.AllowedIPs)}
 	if e.RotatedFrom != "" {
 		r := e.RotatedFrom
 		j.RotatedFrom = &r

@@ -275,6 +275,7 @@ func (s *Service) create(ctx context.Context, req *Request, who *grant.Principal
 		x := created.Add(s.Limits.MaxLifetime)
 		e.ExpiresAt = keystore.CapExpiry(e.ExpiresAt, &x)
 	}
+	e.AllowedIPs = in.AllowedIPs
 	// The store checks the caller again at the write (and caps the expiry
 	// at an API token caller's), under the lock the write holds.
 	e.CreatedBy = creatorOf(who, req.CallerSession)
@@ -324,13 +325,17 @@ type tokenJSON struct {
 	// CreatedBy is null for a token whose creator was not recorded.
 	CreatedBy   *keystore.Creator `json:"created_by"`
 	RotatedFrom *string           `json:"rotated_from"`
+	// AllowedIPs is [] for a token usable from anywhere.
+	AllowedIPs []string `json:"allowed_ips"`
 }
 
 // listedToken is a token as listed: never the token, never its hash.
 type listedToken struct {
 	tokenJSON
-	RevokedAt  *time.Time `json:"revoked_at"`
-	LastUsedAt *time.Time `json:"last_used_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+	// RevokedReason is why, when known ("leaked"); omitted otherwise.
+	RevokedReason string     `json:"revoked_reason,omitempty"`
+	LastUsedAt    *time.Time `json:"last_used_at"`
 }
 
 // createdToken is the answer to a create: the only time the token is shown.
@@ -340,11 +345,15 @@ type createdToken struct {
 }
 
 func listed(r keystore.TokenRecord) listedToken {
-	scopes := r.Scopes
-	if scopes == nil {
-		scopes = []string{}
+	return listedToken{tokenJSON: shown(&r.TokenEntry), RevokedAt: r.RevokedAt, RevokedReason: r.RevokedReason, LastUsedAt: r.LastUsedAt}
+}
+
+// allowedIPs shows a token's allowed_ips, [] for none.
+func allowedIPs(list []string) []string {
+	if list == nil {
+		return []string{}
 	}
-	return listedToken{tokenJSON: shown(&r.TokenEntry), RevokedAt: r.RevokedAt, LastUsedAt: r.LastUsedAt}
+	return list
 }
 
 func project(r keystore.TokenRecord) string {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,6 +143,14 @@ func TestCreateInputRules(t *testing.T) {
 		{"invalid UTF-8", "{\"name\":\"a\xffb\",\"scopes\":[\"read\"]}", "body: not valid UTF-8"},
 		{"over 16 KiB", `{"name":"x","scopes":["read"]}` + strings.Repeat(" ", MaxBodyBytes), "body: larger than"},
 		{"a token as a field name", `{"sk_live_yhSX5M7demkl9gRluxZepnI4pl0zgQx2":1}`, "(not shown)"},
+		{"allowed_ips empty", `{"name":"x","scopes":["read"],"allowed_ips":[]}`, "allowed_ips:"},
+		{"allowed_ips a string", `{"name":"x","scopes":["read"],"allowed_ips":"10.0.0.0/8"}`, "allowed_ips:"},
+		{"allowed_ips null entry", `{"name":"x","scopes":["read"],"allowed_ips":[null]}`, "allowed_ips:"},
+		{"allowed_ips a number", `{"name":"x","scopes":["read"],"allowed_ips":[10]}`, "allowed_ips:"},
+		{"allowed_ips bad prefix", `{"name":"x","scopes":["read"],"allowed_ips":["10.0.0.0/33"]}`, "allowed_ips: entry 0"},
+		{"allowed_ips a host name", `{"name":"x","scopes":["read"],"allowed_ips":["10.0.0.0/8","ci.example.com"]}`, "allowed_ips: entry 1"},
+		{"allowed_ips a zone", `{"name":"x","scopes":["read"],"allowed_ips":["fe80::1%eth0"]}`, "allowed_ips: entry 0"},
+		{"allowed_ips 33 prefixes", `{"name":"x","scopes":["read"],"allowed_ips":["10.0.0.0/8"` + strings.Repeat(`,"10.0.0.0/8"`, 32) + `]}`, "allowed_ips: at most 32"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,6 +173,50 @@ func TestCreateInputRules(t *testing.T) {
 				t.Fatalf("the key file holds %d tokens, want the 3 it had", n)
 			}
 		})
+	}
+}
+
+// allowed_ips at create: normalised, stored, shown by the 201, list and
+// get; a token without them shows [].
+func TestCreateAllowedIPs(t *testing.T) {
+	f := newFixture(t)
+	const ws = "/v1/workspaces/ws_acme/tokens"
+	a := f.do(t, admin, "POST", ws, `{"name":"ci","scopes":["deploy"],"allowed_ips":["203.0.113.77/24","2001:db8::/32","198.51.100.7","203.0.113.0/24"]}`)
+	if a.Status != 201 {
+		t.Fatalf("create: %d %s", a.Status, a.Body)
+	}
+	want := []string{"203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"}
+	var made struct {
+		ID         string
+		AllowedIPs []string `json:"allowed_ips"`
+	}
+	if err := json.Unmarshal(a.Body, &made); err != nil || !slices.Equal(made.AllowedIPs, want) {
+		t.Fatalf("201 shows allowed_ips %q (%v), want %q", made.AllowedIPs, err, want)
+	}
+	for _, e := range f.tokens(t) {
+		if e.ID == made.ID && !slices.Equal(e.AllowedIPs, want) {
+			t.Errorf("stored %q", e.AllowedIPs)
+		}
+	}
+	g := f.do(t, admin, "GET", ws+"/"+made.ID, "")
+	if !strings.Contains(string(g.Body), `"allowed_ips":["203.0.113.0/24","2001:db8::/32","198.51.100.7/32"]`) {
+		t.Errorf("get: %s", g.Body)
+	}
+	l := f.do(t, admin, "GET", ws, "")
+	var list struct {
+		Tokens []map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(l.Body, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range list.Tokens {
+		want := `[]`
+		if string(tok["id"]) == `"`+made.ID+`"` {
+			want = `["203.0.113.0/24","2001:db8::/32","198.51.100.7/32"]`
+		}
+		if string(tok["allowed_ips"]) != want {
+			t.Errorf("list: %s shows allowed_ips %s, want %s", tok["id"], tok["allowed_ips"], want)
+		}
 	}
 }
 
