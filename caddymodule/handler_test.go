@@ -143,9 +143,10 @@ func fixtureHandler(t testing.TB, configure func(*Handler)) (*fixture, *Handler)
 	f.revoked = testToken{raw: mustToken(t), id: "tok_revoked", workspace: "ws_acme", scopes: []string{"admin"}, revokedAt: &past}
 	f.exp = testToken{raw: mustToken(t), id: "tok_expired", workspace: "ws_acme", scopes: []string{"admin"}, expiresAt: &past}
 	f.future = testToken{raw: mustToken(t), id: "tok_future", workspace: "ws_acme", scopes: []string{"read"}, revokedAt: &later}
-	// Pinned: allowed from newRequest's client address, and elsewhere only.
+	// Pinned: allowed from newRequest's client address (proxy mode) and the
+	// sidecar tests' caller (127.0.0.1), and elsewhere only.
 	f.pinned = testToken{raw: mustToken(t), id: "tok_pinned", workspace: "ws_acme", scopes: []string{"deploy", "read"},
-		allowedIPs: []string{"198.51.100.0/24", "192.0.2.0/24", "2001:db8::/32"}}
+		allowedIPs: []string{"198.51.100.0/24", "192.0.2.0/24", "2001:db8::/32", "127.0.0.0/8"}}
 	f.elsewhere = testToken{raw: mustToken(t), id: "tok_elsewhere", workspace: "ws_acme", scopes: []string{"admin"},
 		allowedIPs: []string{"203.0.113.0/24"}}
 	writeKeyFile(t, f.keys, []testToken{f.read, f.deploy, f.admin, f.project, f.revoked, f.exp, f.future, f.pinned, f.elsewhere})

@@ -574,3 +574,33 @@ func FuzzVerifyMatchesProxy(f *testing.F) {
 		}
 	})
 }
+
+// The sidecar decides allowed_ips on the client it determined: the
+// X-Forwarded-For walk from a trusted caller, never Caddy's client_ip nor
+// the proxy's own address.
+func TestVerifyAllowedIPsFollowsForwardedFor(t *testing.T) {
+	f := newSidecarFixture(t, VerifyConfig{From: "forwarded"}, nil)
+	for _, tt := range []struct {
+		xff    string
+		token  testToken
+		status int
+	}{
+		{"203.0.113.9", f.elsewhere, 200},
+		{"198.51.100.1, 203.0.113.9", f.elsewhere, 200},
+		{"203.0.113.9, 198.51.100.1", f.elsewhere, 403},
+		{"", f.elsewhere, 403}, // the caller, 127.0.0.1
+		{"198.51.100.1", f.pinned, 200},
+		{"203.0.113.9", f.pinned, 403},
+	} {
+		r := verifyRequest("GET", "/")
+		r.Header.Set("X-Forwarded-Method", "GET")
+		r.Header.Set("X-Forwarded-Uri", "/v1/workspaces/ws_acme/projects")
+		if tt.xff != "" {
+			r.Header.Set("X-Forwarded-For", tt.xff)
+		}
+		r.Header.Set("Authorization", "Bearer "+tt.token.raw)
+		if w := f.serveVerify(t, r); w.Code != tt.status {
+			t.Errorf("%s from X-Forwarded-For %q: %d %s, want %d", tt.token.id, tt.xff, w.Code, w.Body, tt.status)
+		}
+	}
+}
