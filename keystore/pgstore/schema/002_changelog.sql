@@ -91,15 +91,16 @@ BEGIN
 		SELECT array_agg(hash) INTO hs FROM old_rows;
 	ELSE
 		-- Every column but last_used_at is compared (columns added later
-		-- included); a row that moved to another hash changed both.
-		SELECT array_agg(h) INTO hs FROM (
-			SELECT n.hash AS h FROM new_rows n JOIN old_rows o ON o.hash = n.hash
-			WHERE (to_jsonb(o) - 'last_used_at') IS DISTINCT FROM (to_jsonb(n) - 'last_used_at')
-			UNION ALL
-			SELECT o.hash FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.hash = o.hash)
-			UNION ALL
-			SELECT n.hash FROM new_rows n WHERE NOT EXISTS (SELECT 1 FROM old_rows o WHERE o.hash = n.hash)
-		) c;
+		-- included); a row that moved to another hash changed both. A FULL
+		-- JOIN, which the planner can only hash or merge: a nested loop
+		-- over two transition tables of a bulk update is quadratic. The
+		-- rows are compared whole first (cheap); only a row whose
+		-- last_used_at changed too is compared without it (to_jsonb).
+		SELECT array_agg(coalesce(n.hash, o.hash)) INTO hs
+		FROM old_rows o FULL JOIN new_rows n ON o.hash = n.hash
+		WHERE o.hash IS NULL OR n.hash IS NULL
+			OR (o IS DISTINCT FROM n AND (o.last_used_at IS NOT DISTINCT FROM n.last_used_at
+				OR (to_jsonb(o) - 'last_used_at') IS DISTINCT FROM (to_jsonb(n) - 'last_used_at')));
 	END IF;
 	PERFORM deplo_record_changes(hs);
 	RETURN NULL;
