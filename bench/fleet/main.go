@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -113,6 +114,9 @@ func startCluster(pgBin, bouncerBin string) (*cluster, error) {
 	}
 	if c.pgPort, err = freePort(); err != nil {
 		return c, err
+	}
+	if p := os.Getenv("FLEET_PG_PORT"); p != "" {
+		c.pgPort, _ = strconv.Atoi(p)
 	}
 	if c.pgbPort, err = freePort(); err != nil {
 		return c, err
@@ -311,7 +315,7 @@ func untilRefused(ctx context.Context, fleet []*instance, hashOf func(int) keyst
 					failed.Do(func() { ferr = fmt.Errorf("%d instances still accept after %v", len(todo), limit) })
 					return
 				}
-				time.Sleep(time.Millisecond)
+				time.Sleep(2 * time.Millisecond)
 			}
 		})
 	}
@@ -434,11 +438,12 @@ FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name
 			id := fmt.Sprintf("tok_single_%d", single+r)
 			h := tokenHash("single", single+r)
 			cpuBefore := c.cpu()
-			start := time.Now()
 			if _, err := cli.RevokeToken(ctx, id, time.Time{}); err != nil {
 				closeAll()
 				return err
 			}
+			start := time.Now() // committed
+
 			ds, err := untilRefused(ctx, fleet, func(int) keystore.Hash { return h }, start, 10*time.Second)
 			if err != nil {
 				closeAll()
@@ -450,18 +455,36 @@ FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name
 		}
 		single += runs
 
+		seen := make([]atomic.Int64, n)
+		for i, in := range fleet {
+			want := bulkHash(i)
+			stop := in.store.Watch(func(h keystore.Hash, _ bool) {
+				if h == want {
+					seen[i].CompareAndSwap(0, time.Now().UnixNano())
+				}
+			})
+			defer stop()
+		}
 		cpuBefore := c.cpu()
-		start := time.Now()
 		if _, err := admin.Exec(ctx, `UPDATE deplo_tokens SET revoked_at = now() WHERE workspace = $1`, bulkWS); err != nil {
 			closeAll()
 			return err
 		}
+		start := time.Now() // committed
+
 		bulks, err := untilRefused(ctx, fleet, bulkHash, start, 30*time.Second)
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("N=%d bulk: %w", n, err)
 		}
 		bulkCPU := c.cpu() - cpuBefore
+		if os.Getenv("FLEET_DEBUG") != "" {
+			var ws []time.Duration
+			for i := range seen {
+				ws = append(ws, time.Duration(seen[i].Load()-start.UnixNano()))
+			}
+			fmt.Printf("debug: bulk invalidation reached the store watchers p50 %v max %v\n", pct(ws, 0.5), slices.Max(ws))
+		}
 		fmt.Printf("| %d | %v / %v | %v / %v | %d (%d + %d) | %v/s | %v | %v |\n", n,
 			pct(singles, 0.5).Round(time.Millisecond), slices.Max(singles).Round(time.Millisecond),
 			pct(bulks, 0.5).Round(time.Millisecond), slices.Max(bulks).Round(time.Millisecond),

@@ -1,10 +1,12 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,11 +37,14 @@ const (
 	pruneLockKey int64 = 0x6465706c6f707275
 )
 
-// pollSQL reads the changes after $1, and how far the log was pruned, in
-// one statement (one snapshot): at least one row, the pruned sequence's.
-const pollSQL = `SELECT p.through, c.seq, c.hash FROM deplo_changes_pruned p
-LEFT JOIN LATERAL (SELECT seq, hash FROM deplo_changes WHERE seq > $1 ORDER BY seq LIMIT 10000) c ON true
-ORDER BY c.seq`
+// pollSQL reads how far the log was pruned (the first row, seq NULL) and
+// the changes after $1, in one statement (one snapshot). Each part is a
+// cheap plan of its own: a join of the two tables, whose one-row table has
+// no statistics, was estimated at millions of rows and JIT-compiled on every
+// poll.
+const pollSQL = `(SELECT NULL::bigint AS seq, NULL::bytea AS hash, through FROM deplo_changes_pruned)
+UNION ALL
+(SELECT seq, hash, NULL::bigint FROM deplo_changes WHERE seq > $1 ORDER BY seq LIMIT 10000)`
 
 // changeFollower is the store's position in the change log.
 type changeFollower struct {
@@ -188,22 +193,38 @@ func (s *Store) catchUp(ctx context.Context) error {
 			return err
 		}
 		var (
-			through, seq   int64
-			seqs           []int64
-			hashes         [][]byte
-			rawSeq, rawRow = new(*int64), new([]byte)
+			through, seq int64
+			seqs         []int64
+			hashes       [][]byte
+			rowSeq       *int64
+			rowHash      []byte
+			rowThrough   *int64
 		)
-		_, err = pgx.ForEachRow(rows, []any{&through, rawSeq, rawRow}, func() error {
-			if *rawSeq == nil {
-				return nil
+		_, err = pgx.ForEachRow(rows, []any{&rowSeq, &rowHash, &rowThrough}, func() error {
+			switch {
+			case rowSeq == nil && rowThrough != nil:
+				through = *rowThrough
+			case rowSeq != nil:
+				seqs = append(seqs, *rowSeq)
+				hashes = append(hashes, rowHash)
 			}
-			seqs = append(seqs, **rawSeq)
-			hashes = append(hashes, *rawRow)
 			return nil
 		})
 		cancel()
 		if err != nil {
 			return err
+		}
+		if !slices.IsSorted(seqs) { // UNION ALL keeps each part's order; be sure
+			idx := make([]int, len(seqs))
+			for i := range idx {
+				idx[i] = i
+			}
+			slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(seqs[a], seqs[b]) })
+			s2, h2 := make([]int64, len(seqs)), make([][]byte, len(seqs))
+			for i, j := range idx {
+				s2[i], h2[i] = seqs[j], hashes[j]
+			}
+			seqs, hashes = s2, h2
 		}
 		f.polls.Add(1)
 		f.polledAt.Store(time.Now().UnixNano())

@@ -411,7 +411,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			}
 			t.Stop()
 		}
-	case reachable || !opts.StartWithoutServer || opts.AdminOnly:
+	case (reachable && isServerError(err)) || !opts.StartWithoutServer || opts.AdminOnly:
 		s.cancel()
 		s.pool.Close()
 		return nil, scrub(err, secrets)
@@ -687,6 +687,14 @@ func (s *Store) Close() error {
 		s.pool.Close()
 	})
 	return nil
+}
+
+// isServerError reports whether err is an error the server answered with
+// (a configuration problem), not a timeout or a lost connection (an
+// outage).
+func isServerError(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe)
 }
 
 // isUndefinedFunction reports whether err is PostgreSQL's undefined_function.

@@ -41,6 +41,8 @@ CREATE TABLE deplo_changes_pruned (
 	through bigint  NOT NULL
 );
 INSERT INTO deplo_changes_pruned (through) VALUES (0);
+-- Statistics at once: without them the planner guesses thousands of rows.
+ANALYZE deplo_changes_pruned;
 
 -- deplo_record_changes records a change to each hash (NULL: every token) and
 -- notifies the range. It must be called in the transaction that makes the
