@@ -43,6 +43,8 @@ instance drops a revoked token from its cache at once, by NOTIFY).
 
   caddy deplo-auth token create (--keys-file <path> | --postgres <dsn>) --name <name> --workspace <ws> [--project <p>] --scopes read,deploy [--expires 720h]
   caddy deplo-auth token revoke (--keys-file <path> | --postgres <dsn>) [--at <RFC 3339 time>] <token id>
+  caddy deplo-auth token revoke (--keys-file <path> | --postgres <dsn>) --workspace <ws> --created-by <tok_id|session:<sid>|user:<sub>>
+  caddy deplo-auth token rotate (--keys-file <path> | --postgres <dsn>) [--grace 1h] (<token id> | --self)
   caddy deplo-auth token list   (--keys-file <path> | --postgres <dsn>) [--json]
   caddy deplo-auth hash         < token
   caddy deplo-auth session revoke (--keys-file <path> | --postgres <dsn>) [--expires <time>] <sid>
@@ -54,7 +56,7 @@ create prints the new token once, on stdout; only its SHA-256 is stored.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			token := &cobra.Command{Use: "token", Short: "Creates, revokes and lists API tokens"}
-			token.AddCommand(tokenCreateCommand(), tokenRevokeCommand(), tokenListCommand())
+			token.AddCommand(tokenCreateCommand(), tokenRevokeCommand(), tokenListCommand(), tokenRotateCommand())
 			jwtCmd := &cobra.Command{Use: "jwt", Short: "Dashboard session tokens for development"}
 			jwtCmd.AddCommand(jwtMintCommand())
 			session := &cobra.Command{Use: "session", Short: "Revokes dashboard sessions"}
@@ -177,13 +179,13 @@ func tokenCreateCommand() *cobra.Command {
 		}
 		now := time.Now().UTC().Truncate(time.Second)
 		entry := keystore.TokenEntry{
-			ID:        id,
-			Name:      *name,
-			Hash:      apikey.Sum(raw).String(),
-			Workspace: *workspace,
-			Scopes:    slices.Compact(slices.Sorted(slices.Values(*scopes))),
-			CreatedAt: now,
-
+			ID:         id,
+			Name:       *name,
+			Hash:       apikey.Sum(raw).String(),
+			Workspace:  *workspace,
+			Scopes:     slices.Compact(slices.Sorted(slices.Values(*scopes))),
+			CreatedAt:  now,
+			CreatedBy:  &keystore.Creator{Kind: keystore.CreatorOperator},
 			AllowedIPs: allowed,
 		}
 		if *project != "" {
@@ -218,16 +220,23 @@ func tokenCreateCommand() *cobra.Command {
 
 func tokenRevokeCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "revoke --keys-file <path> [--at <time>] (<token id> | --value -)",
-		Short: "Revokes a token now, or at a given time",
+		Use:   "revoke --keys-file <path> [--at <time>] (<token id> | --value - | --created-by <tok_id|session:<sid>|user:<sub>> --workspace <ws>)",
+		Short: "Revokes a token (and the tokens it created) now, or at a given time; or everything a credential created",
 		Args:  cobra.MaximumNArgs(1),
 	}
 	store := addStoreFlags(cmd)
 	at := cmd.Flags().String("at", "", "RFC 3339 time the revocation takes effect (default: now; an earlier revocation stands)")
 	value := cmd.Flags().String("value", "", `"-": read the token itself from stdin and revoke it, recording revoked_reason "leaked" (the manual leak response)`)
+	createdBy := cmd.Flags().String("created-by", "", `revoke every token this credential created: a token id, "session:<sid>" or "user:<sub>"`)
 	api := addAPIFlags(cmd)
 	addAdminFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		switch {
+		case *createdBy != "" && (len(args) > 0 || *at != "" || *value != ""):
+			return errors.New("--created-by takes no token id, no --value and no --at")
+		case *createdBy != "":
+			return revokeCreatedBy(cmd, store, api, *createdBy)
+		}
 		when := time.Now().UTC().Truncate(time.Second)
 		if *at != "" {
 			t, err := time.Parse(time.RFC3339, *at)

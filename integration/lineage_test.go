@@ -198,6 +198,20 @@ func runLineageSuite(t *testing.T, s *tokenSuite, prefixes []string) {
 		}
 		took := s.refusedEverywhere(t, prefixes, ci.Token, n2.Token)
 		t.Logf("the rotated family refused after %v", took.Round(time.Millisecond))
+		// The CLI through the API: rotate --self with $DEPLO_KEY prints the
+		// new token once; the old one stops at once.
+		cli := s.post(ws, session, `{"name":"rotated by the CLI","scopes":["read"]}`)
+		t.Setenv("DEPLO_KEY", cli.Token)
+		out, err := runCommand(t, "", "token", "rotate", "--api", base, "--workspace", "ws_acme", "--self")
+		fresh := strings.TrimSpace(out)
+		if err != nil || !strings.HasPrefix(fresh, "sk_live_") || strings.Contains(fresh, "\n") {
+			t.Fatalf("token rotate --self --api: %v %q", err, out)
+		}
+		s.created = append(s.created, fresh)
+		s.refusedEverywhere(t, prefixes, cli.Token)
+		if st := s.works("", fresh); st != 200 {
+			t.Fatalf("the token the CLI rotated into: %d", st)
+		}
 		caddyLog, _ := readFile(filepath.Join(s.logDir, "caddy.log"))
 		if !strings.Contains(caddyLog, `"level":"warn"`) || !strings.Contains(caddyLog, "token reuse") {
 			t.Error("no WARN line for the reuse")
