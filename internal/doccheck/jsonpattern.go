@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -339,6 +340,19 @@ func elemsDiff(want []*JSONPattern, got []any, where string) string {
 				break
 			}
 			if d := w.match(got[i], fmt.Sprintf("%s[%d]", where, i)); d != "" {
+				return d
+			}
+		}
+	}
+	// [first, …, last]: say how the first or the last element differs.
+	if n := len(got); n > 0 && len(want) > 1 && slices.Contains(want, nil) {
+		if w := want[0]; w != nil {
+			if d := w.match(got[0], where+"[0]"); d != "" {
+				return d
+			}
+		}
+		if w := want[len(want)-1]; w != nil {
+			if d := w.match(got[n-1], fmt.Sprintf("%s[%d]", where, n-1)); d != "" {
 				return d
 			}
 		}

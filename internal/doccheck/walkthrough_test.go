@@ -202,3 +202,14 @@ func TestWildcard(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONPatternArrayDiff(t *testing.T) {
+	p, err := ParseJSONPattern(`{"tokens":[{"id":"a",…},…,{"id":"c","n":1}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.MatchText(`{"tokens":[{"id":"a"},{"id":"b"},{"id":"c","n":2}]}`)
+	if !strings.HasPrefix(d, "$.tokens[2].n: want 1, got 2") {
+		t.Errorf("diff = %q, want it to name $.tokens[2].n", d)
+	}
+}
