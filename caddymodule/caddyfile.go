@@ -4,14 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/policy"
 )
 
@@ -117,9 +115,6 @@ func (h *Handler) parseOption(d *caddyfile.Dispenser, block string, routeLines *
 				return d.Errf("unrecognized signed_identity subdirective %q", d.Val())
 			}
 		}
-		if len(si.Keys) == 0 {
-			return d.Err("signed_identity: at least one key <id> <secret> is required")
-		}
 		h.SignedIdentity = si
 	case "throttle":
 		args := d.RemainingArgs()
@@ -127,15 +122,15 @@ func (h *Handler) parseOption(d *caddyfile.Dispenser, block string, routeLines *
 		case len(args) == 1 && args[0] == "off":
 			h.Throttle = &ThrottleConfig{Off: true}
 		case len(args) == 2:
-			n, err := strconv.Atoi(args[0])
-			if err != nil || n < 1 {
-				return d.Errf("throttle: want a positive number of failures, got %q", args[0])
+			n, err := setInt(d, "throttle failures", args[0], strconv.IntSize)
+			if err != nil {
+				return err
 			}
-			win, err := caddy.ParseDuration(args[1])
-			if err != nil || win < time.Second {
-				return d.Errf("throttle: want a window of at least 1s, got %q", args[1])
+			win, err := setDuration(d, "throttle window", args[1])
+			if err != nil {
+				return err
 			}
-			h.Throttle = &ThrottleConfig{Failures: n, Window: caddy.Duration(win)}
+			h.Throttle = &ThrottleConfig{Failures: int(n), Window: win}
 		default:
 			return d.Err("throttle: want <failures> <window> or off")
 		}
@@ -153,27 +148,27 @@ func (h *Handler) parseOption(d *caddyfile.Dispenser, block string, routeLines *
 		if !d.AllArgs(&h.Default) {
 			return d.ArgErr()
 		}
-		if h.Default != "deny" && h.Default != "authenticated" {
-			return d.Errf("default: want deny or authenticated, got %q", h.Default)
-		}
 	default:
 		return d.Errf("unrecognized %s subdirective %q", block, d.Val())
 	}
 	return nil
 }
 
-// checkRoutes compiles the policy, so that a conflict or bad pattern is
-// reported with the Caddyfile line of the route, not only at provision.
+// checkRoutes reports a mistake in a route with its Caddyfile line.
+// Provision validates; the routes are checked by the same code now as well,
+// only so that the line can be named. Every other mistake is left to
+// Provision.
 func (h *Handler) checkRoutes(routeLines []string) error {
-	specs, def, err := h.policySpec()
-	if err == nil {
-		_, err = policy.New(specs, def)
-	}
+	_, err := h.compilePolicy()
 	var re *policy.RouteError
-	if errors.As(err, &re) && re.Index < len(routeLines) {
-		return fmt.Errorf("%s: deplo_auth %w", routeLines[re.Index], err)
+	var rc *routeConfigError
+	switch {
+	case errors.As(err, &re) && re.Index < len(routeLines):
+		return fmt.Errorf("%s: deplo_auth %w", routeLines[re.Index], re)
+	case errors.As(err, &rc) && rc.index < len(routeLines):
+		return fmt.Errorf("%s: deplo_auth %w", routeLines[rc.index], rc)
 	}
-	return err
+	return nil
 }
 
 func (h *Handler) parseKeys(d *caddyfile.Dispenser) error {
@@ -204,9 +199,9 @@ func (h *Handler) parseKeys(d *caddyfile.Dispenser) error {
 				if !d.AllArgs(&v) {
 					return d.ArgErr()
 				}
-				n, err := strconv.ParseInt(v, 10, 32)
-				if err != nil || n <= 0 {
-					return d.Errf("keys postgres max_conns: want a positive integer, got %q", v)
+				n, err := setInt(d, "keys postgres max_conns", v, 32)
+				if err != nil {
+					return err
 				}
 				pg.MaxConns = int32(n)
 			case "listen_dsn":
@@ -218,14 +213,14 @@ func (h *Handler) parseKeys(d *caddyfile.Dispenser) error {
 				if !d.AllArgs(&v) {
 					return d.ArgErr()
 				}
-				dur, err := caddy.ParseDuration(v)
-				if err != nil || dur <= 0 {
-					return d.Errf("keys postgres %s: want a positive duration, got %q", sub, v)
+				dur, err := setDuration(d, "keys postgres "+sub, v)
+				if err != nil {
+					return err
 				}
 				if sub == "poll" {
-					pg.Poll = caddy.Duration(dur)
+					pg.Poll = dur
 				} else {
-					pg.QueryTimeout = caddy.Duration(dur)
+					pg.QueryTimeout = dur
 				}
 			case "record_last_used", "migrate":
 				if d.NextArg() {
@@ -261,22 +256,22 @@ func (h *Handler) parseCache(d *caddyfile.Dispenser) error {
 		}
 		switch sub {
 		case "ttl", "negative_ttl", "stale_if_error":
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("cache %s: want a positive duration, got %q", sub, v)
+			dur, err := setDuration(d, "cache "+sub, v)
+			if err != nil {
+				return err
 			}
 			switch sub {
 			case "ttl":
-				h.Cache.TTL = caddy.Duration(dur)
+				h.Cache.TTL = dur
 			case "negative_ttl":
-				h.Cache.NegativeTTL = caddy.Duration(dur)
+				h.Cache.NegativeTTL = dur
 			default:
-				h.Cache.StaleIfError = caddy.Duration(dur)
+				h.Cache.StaleIfError = dur
 			}
 		case "max_entries":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n <= 0 {
-				return d.Errf("cache max_entries: want a positive integer, got %q", v)
+			n, err := setInt(d, "cache max_entries", v, 64)
+			if err != nil {
+				return err
 			}
 			h.Cache.MaxEntries = n
 		default:
@@ -318,13 +313,6 @@ func (h *Handler) parseJWT(d *caddyfile.Dispenser) error {
 			if len(algs) == 0 {
 				return d.ArgErr()
 			}
-			for _, a := range algs {
-				switch a {
-				case "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA":
-				default:
-					return d.Errf("jwt alg: %q is not one of HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384 EdDSA", a)
-				}
-			}
 			j.Algorithms = append(j.Algorithms, algs...)
 		case "public_key":
 			var v string
@@ -338,7 +326,7 @@ func (h *Handler) parseJWT(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur < 0 {
+			if err != nil {
 				return d.Errf("jwt %s: want a duration, got %q", sub, v)
 			}
 			if sub == "leeway" {
@@ -386,12 +374,6 @@ func (h *Handler) parseJWT(d *caddyfile.Dispenser) error {
 			return d.Errf("unrecognized jwt subdirective %q", sub)
 		}
 	}
-	if len(j.Algorithms) == 0 {
-		return d.Err("jwt: alg is required (an explicit allowlist, e.g. alg ES256)")
-	}
-	if j.Secret == "" && len(j.PublicKeys) == 0 && j.JWKS == "" {
-		return d.Err("jwt: a key is required (secret, public_key or jwks)")
-	}
 	return nil
 }
 
@@ -412,14 +394,8 @@ func parseRoute(d *caddyfile.Dispenser) (RouteConfig, error) {
 		case "authenticated":
 			rc.Authenticated = true
 		default:
-			if _, ok := grant.ParseScope(a); !ok {
-				return rc, d.Errf("route %s %s: unknown scope %q (want read, deploy, delete, admin, public or authenticated)", args[0], args[1], a)
-			}
 			rc.Scopes = append(rc.Scopes, a)
 		}
-	}
-	if (rc.Public || rc.Authenticated) && len(args) != 3 {
-		return rc, d.Errf("route %s %s: public and authenticated stand alone, without scopes", args[0], args[1])
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
@@ -427,11 +403,6 @@ func parseRoute(d *caddyfile.Dispenser) (RouteConfig, error) {
 			kinds := d.RemainingArgs()
 			if len(kinds) == 0 {
 				return rc, d.ArgErr()
-			}
-			for _, k := range kinds {
-				if _, ok := grant.ParseKind(k); !ok {
-					return rc, d.Errf("route %s %s: via: unknown credential kind %q (want api_key or jwt)", args[0], args[1], k)
-				}
 			}
 			rc.Via = append(rc.Via, kinds...)
 		case "project_tokens":
@@ -443,10 +414,29 @@ func parseRoute(d *caddyfile.Dispenser) (RouteConfig, error) {
 			return rc, d.Errf("route %s %s: unrecognized option %q", args[0], args[1], d.Val())
 		}
 	}
-	if rc.Public && (len(rc.Via) > 0 || rc.ProjectTokens) {
-		return rc, d.Errf("route %s %s: a public route takes no credential options", args[0], args[1])
-	}
 	return rc, nil
+}
+
+// setDuration parses the duration of an option whose JSON field reads 0 as
+// "the default": a 0 written in the Caddyfile would silently become the
+// default, so it is refused here; every other rule on the value is
+// Provision's.
+func setDuration(d *caddyfile.Dispenser, option, v string) (caddy.Duration, error) {
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur == 0 {
+		return 0, d.Errf("%s: want a non-zero duration, got %q", option, v)
+	}
+	return caddy.Duration(dur), nil
+}
+
+// setInt parses the integer of an option whose JSON field reads 0 as "the
+// default", as setDuration does a duration.
+func setInt(d *caddyfile.Dispenser, option, v string, bits int) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, bits)
+	if err != nil || n == 0 {
+		return 0, d.Errf("%s: want a non-zero integer, got %q", option, v)
+	}
+	return n, nil
 }
 
 // Interface guard

@@ -147,41 +147,62 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"unknown store", "deplo_auth {\n keys redis x\n}", `unknown key store "redis"`},
 		{"postgres unknown option", "deplo_auth {\n keys postgres dsn {\n pool 3\n }\n}", `unrecognized keys postgres subdirective "pool"`},
 		{"postgres bad timeout", "deplo_auth {\n keys postgres dsn {\n query_timeout 0s\n }\n}", "query_timeout"},
-		{"postgres bad poll", "deplo_auth {\n keys postgres dsn {\n poll -1s\n }\n}", "keys postgres poll"},
+		{"postgres bad poll", "deplo_auth {\n keys postgres dsn {\n poll soon\n }\n}", "keys postgres poll"},
 		{"postgres listen_dsn without value", "deplo_auth {\n keys postgres dsn {\n listen_dsn\n }\n}", "wrong argument count"},
 		{"keys file with block", "deplo_auth {\n keys file k {\n migrate\n }\n}", "takes no block"},
 		{"keys extra argument", "deplo_auth {\n keys file a b\n}", "wrong argument count"},
 		{"two stores", "deplo_auth {\n keys file a\n keys file b\n}", "only one key store"},
 		{"keys without path", "deplo_auth {\n keys file\n}", "wrong argument count"},
 		{"bad ttl", "deplo_auth {\n cache {\n ttl soon\n }\n}", "cache ttl"},
-		{"negative ttl", "deplo_auth {\n cache {\n negative_ttl -1s\n }\n}", "cache negative_ttl"},
 		{"bad max_entries", "deplo_auth {\n cache {\n max_entries 0\n }\n}", "max_entries"},
 		{"unknown cache option", "deplo_auth {\n cache {\n size 1\n }\n}", `unrecognized cache subdirective "size"`},
 		{"unknown scope", "deplo_auth {\n route GET /a write\n}", `unknown scope "write"`},
 		{"route too short", "deplo_auth {\n route GET /a\n}", "route: want"},
-		{"public with scope", "deplo_auth {\n route GET /a public read\n}", "stand alone"},
+		{"public with scope", "deplo_auth {\n route GET /a public read\n}", "Testfile:2: deplo_auth route 1 (GET /a): a public route takes no scopes"},
 		{"bad via", "deplo_auth {\n route GET /a read {\n via cookie\n }\n}", `unknown credential kind "cookie"`},
 		{"unknown route option", "deplo_auth {\n route GET /a read {\n sometimes\n }\n}", `unrecognized option "sometimes"`},
-		{"public with via", "deplo_auth {\n route GET /a public {\n via jwt\n }\n}", "public route takes no credential options"},
-		{"bad default", "deplo_auth {\n default allow\n}", "want deny or authenticated"},
+		{"public with via", "deplo_auth {\n route GET /a public {\n via jwt\n }\n}", "no credential options"},
 		{"checksum typo", "deplo_auth {\n checksum of\n}", "want on or off"},
 		{"conflict names the line", "deplo_auth {\n route GET /a/{x}/c read\n route GET /a/b/{y} read\n}", "Testfile:3: deplo_auth route 2 (GET /a/b/{y})"},
 		{"bad pattern names the line", "deplo_auth {\n route GET /a read\n route GET /b/{ read\n}", "Testfile:3"},
 		{"bad method", "deplo_auth {\n route get /a read\n}", "method"},
-		{"signed identity without keys", "deplo_auth {\n signed_identity {\n }\n}", "at least one key"},
 		{"signed identity key without secret", "deplo_auth {\n signed_identity {\n key k1\n }\n}", "want <id> <secret>"},
-		{"throttle zero", "deplo_auth {\n throttle 0 1m\n}", "positive number of failures"},
-		{"throttle short window", "deplo_auth {\n throttle 5 10ms\n}", "at least 1s"},
+		{"throttle zero", "deplo_auth {\n throttle 0 1m\n}", "throttle failures: want a non-zero integer"},
 		{"throttle one arg", "deplo_auth {\n throttle 5\n}", "want <failures> <window> or off"},
-		{"jwt without alg", "deplo_auth {\n jwt {\n secret x\n }\n}", "alg is required"},
-		{"jwt alg none", "deplo_auth {\n jwt {\n alg none\n secret x\n }\n}", `"none" is not one of`},
-		{"jwt without key", "deplo_auth {\n jwt {\n alg ES256\n }\n}", "a key is required"},
 		{"jwt unknown option", "deplo_auth {\n jwt {\n alg ES256\n jku x\n }\n}", `unrecognized jwt subdirective "jku"`},
 		{"jwt bad claim name", "deplo_auth {\n jwt {\n alg HS256\n secret x\n claims {\n role r\n }\n }\n}", "unrecognized jwt claims subdirective"},
 		{"jwt bad leeway", "deplo_auth {\n jwt {\n alg HS256\n secret x\n leeway soon\n }\n}", "jwt leeway"},
 		{"two jwt blocks", "deplo_auth {\n jwt {\n alg HS256\n secret x\n }\n jwt {\n alg HS256\n secret x\n }\n}", "only one jwt block"},
 	}
 	checkUnmarshalErrors(t, tests)
+}
+
+// TestCheckConfigErrors: what the parser accepts and Provision refuses,
+// with the error naming the field (checkConfig is Provision's validation).
+func TestCheckConfigErrors(t *testing.T) {
+	for _, tt := range []struct{ name, input, want string }{
+		{"negative ttl", "deplo_auth {\n keys file k\n cache {\n negative_ttl -1s\n }\n}", `cache: negative_ttl: must not be negative`},
+		{"bad default", "deplo_auth {\n keys file k\n default allow\n}", `default: "allow" is not deny or authenticated`},
+		{"signed identity without keys", "deplo_auth {\n keys file k\n signed_identity {\n }\n}", `signed_identity: at least one key`},
+		{"throttle short window", "deplo_auth {\n keys file k\n throttle 5 10ms\n}", `throttle: window 10ms out of range [1s`},
+		{"jwt without alg", "deplo_auth {\n keys file k\n jwt {\n secret x\n }\n}", `jwt: alg: an explicit algorithm allowlist is required`},
+		{"jwt alg none", "deplo_auth {\n keys file k\n jwt {\n alg none\n secret x\n }\n}", `jwt: alg: "none" is never accepted`},
+		{"jwt without key", "deplo_auth {\n keys file k\n jwt {\n alg ES256\n }\n}", `jwt: no key configured`},
+		{"negative poll", "deplo_auth {\n keys postgres dsn {\n poll -1s\n }\n}", "keys: postgres: poll: must not be negative"},
+		{"negative max_conns", "deplo_auth {\n keys postgres dsn {\n max_conns -2\n }\n}", "keys: postgres: max_conns: must not be negative"},
+		{"jwt leeway too long", "deplo_auth {\n keys file k\n jwt {\n alg HS256\n secret x\n leeway 1h\n }\n}", "jwt: leeway 1h0m0s is over the maximum"},
+		{"no store", "deplo_auth {\n route GET /a read\n}", "keys: a key store is required"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Handler
+			if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input)); err != nil {
+				t.Fatalf("the parser refused it: %v", err)
+			}
+			if err := h.checkConfig(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("checkConfig: %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
 }
 
 // checkUnmarshalErrors parses each input and wants an error containing want.

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -21,12 +20,9 @@ import (
 
 	_ "github.com/deplo-sh/deplo-auth/cli" // registers "caddy deplo-auth"
 	"github.com/deplo-sh/deplo-auth/decide"
-	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/identity"
-	"github.com/deplo-sh/deplo-auth/internal/httptoken"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
-	"github.com/deplo-sh/deplo-auth/policy"
 	"github.com/deplo-sh/deplo-auth/throttle"
 	"github.com/deplo-sh/deplo-auth/tokencache"
 )
@@ -300,12 +296,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	routes, def, err := h.policySpec()
-	if err != nil {
+	if err := h.checkConfig(); err != nil {
 		return err
 	}
-	if h.engine.Policy, err = policy.New(routes, def); err != nil {
-		return fmt.Errorf("routes: %w", err)
+	var err error
+	if h.engine.Policy, err = h.compilePolicy(); err != nil {
+		return err
 	}
 	for _, w := range h.engine.Policy.Warnings() {
 		h.logger.Warn("route binds {project} without {workspace}", zap.Stringer("route", w))
@@ -315,13 +311,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.realm == "" {
 		h.realm = defaultRealm
 	}
-	if strings.ContainsAny(h.realm, "\"\\\r\n") {
-		return fmt.Errorf("realm: must not contain quotes, backslashes or line breaks")
-	}
 	h.challenge = newChallenges(h.realm)
-	if h.Verify != nil {
-		return errVerifyGone
-	}
 
 	prefix := h.HeaderPrefix
 	if prefix == "" {
@@ -392,9 +382,6 @@ func resolveSecret(raw string) (string, error) {
 }
 
 func newSigner(prefix string, si *SignedIdentityConfig) (*identity.Signer, error) {
-	if len(si.Keys) == 0 {
-		return nil, errors.New("at least one key is required")
-	}
 	keys := make([]identity.Key, 0, len(si.Keys))
 	for i, k := range si.Keys {
 		secret, err := resolveSecret(k.Secret)
@@ -409,6 +396,28 @@ func newSigner(prefix string, si *SignedIdentityConfig) (*identity.Signer, error
 // jwtConfig translates the jwt block into the verifier's configuration.
 func (h *Handler) jwtConfig(store keystore.Store) (jwtauth.Config, error) {
 	c := h.JWT
+	cfg := h.jwtOptions()
+	cfg.Logger = h.logger.Named("jwt")
+	cfg.OnJWKSRefresh = observeJWKSRefresh
+	cfg.OnCacheEvict = observeJWTCacheEviction
+	cfg.Secret = nil
+	if c.Secret != "" {
+		secret, err := resolveSecret(c.Secret)
+		if err != nil {
+			return cfg, fmt.Errorf("secret: %w", err)
+		}
+		cfg.Secret = []byte(secret)
+	}
+	if d, ok := store.(jwtauth.SessionDenylist); ok {
+		cfg.Sessions = d
+	}
+	return cfg, nil
+}
+
+// jwtOptions is the jwt block as the verifier's configuration, the secret
+// as written (a placeholder is resolved by jwtConfig).
+func (h *Handler) jwtOptions() jwtauth.Config {
+	c := h.JWT
 	cfg := jwtauth.Config{
 		Issuer:         c.Issuer,
 		Audience:       c.Audience,
@@ -419,72 +428,12 @@ func (h *Handler) jwtConfig(store keystore.Store) (jwtauth.Config, error) {
 		MaxLifetime:    time.Duration(c.MaxLifetime),
 		Types:          c.Types,
 		TypeOff:        c.TypeOff,
-		Logger:         h.logger.Named("jwt"),
-		OnJWKSRefresh:  observeJWKSRefresh,
-		OnCacheEvict:   observeJWTCacheEviction,
-	}
-	if c.Secret != "" {
-		secret, err := resolveSecret(c.Secret)
-		if err != nil {
-			return cfg, fmt.Errorf("secret: %w", err)
-		}
-		cfg.Secret = []byte(secret)
+		Secret:         []byte(c.Secret),
 	}
 	if cl := c.Claims; cl != nil {
 		cfg.Claims = jwtauth.ClaimNames{Subject: cl.Subject, Workspace: cl.Workspace, Project: cl.Project, Scopes: cl.Scopes}
 	}
-	if d, ok := store.(jwtauth.SessionDenylist); ok {
-		cfg.Sessions = d
-	}
-	return cfg, nil
-}
-
-// policySpec translates the JSON routes into policy specs, naming the route
-// and field of any mistake.
-func (h *Handler) policySpec() ([]policy.RouteSpec, policy.Default, error) {
-	var def policy.Default
-	switch h.Default {
-	case "", "deny":
-		def = policy.DefaultDeny
-	case "authenticated":
-		def = policy.DefaultAuthenticated
-	default:
-		return nil, 0, fmt.Errorf("default: %q is not deny or authenticated", h.Default)
-	}
-	specs := make([]policy.RouteSpec, 0, len(h.Routes))
-	for i, rc := range h.Routes {
-		where := fmt.Sprintf("routes[%d] (%s %s)", i, rc.Method, rc.Path)
-		spec := policy.RouteSpec{Method: rc.Method, Path: rc.Path, ProjectTokens: rc.ProjectTokens}
-		switch {
-		case rc.Public && rc.Authenticated:
-			return nil, 0, fmt.Errorf("%s: public and authenticated are exclusive", where)
-		case rc.Public:
-			spec.Access = policy.AccessPublic
-		case rc.Authenticated:
-			spec.Access = policy.AccessAuthenticated
-		default:
-			spec.Access = policy.AccessScopes
-		}
-		for _, s := range rc.Scopes {
-			bit, ok := grant.ParseScope(s)
-			if !ok {
-				return nil, 0, fmt.Errorf("%s: unknown scope %q (want read, deploy, delete or admin)", where, s)
-			}
-			spec.Scopes |= bit
-		}
-		for _, v := range rc.Via {
-			k, ok := grant.ParseKind(v)
-			if !ok {
-				return nil, 0, fmt.Errorf("%s: via: unknown credential kind %q (want api_key or jwt)", where, v)
-			}
-			spec.Via = spec.Via.With(k)
-		}
-		if rc.Method != "" && rc.Method != "*" && !httptoken.Valid(rc.Method) {
-			return nil, 0, fmt.Errorf("%s: method %q is not an HTTP method token", where, rc.Method)
-		}
-		specs = append(specs, spec)
-	}
-	return specs, def, nil
+	return cfg
 }
 
 // Validate checks the provisioned handler.

@@ -47,13 +47,7 @@ func (c sharedCache) Destruct() error {
 
 // openKeys opens (or shares) the configured key store and its cache.
 func (h *Handler) openKeys(ctx caddy.Context) (keystore.Store, error) {
-	k := h.Keys
-	switch {
-	case k == nil || (k.File == "" && k.Postgres == nil):
-		return nil, errors.New("keys: a key store is required (keys file <path> or keys postgres <dsn>)")
-	case k.File != "" && k.Postgres != nil:
-		return nil, errors.New("keys: configure one key store, file or postgres")
-	}
+	k := h.Keys // checked by checkConfig: one store
 	var store keystore.Store
 	var kind string
 	var err error

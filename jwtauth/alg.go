@@ -48,6 +48,10 @@ func (a alg) String() string {
 	return "invalid"
 }
 
+// Algorithms returns the names of the supported algorithms, in the order
+// of the documentation: what an allowlist may hold.
+func Algorithms() []string { return append([]string(nil), algNames[algHS256:]...) }
+
 // parseAlg maps an algorithm name, exactly as registered by RFC 7518 / 8037,
 // to an alg.
 func parseAlg(s string) (alg, bool) {

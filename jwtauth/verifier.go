@@ -228,7 +228,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	}
 	v.static = append(v.static, cfg.testKeys...)
 	if len(v.static) == 0 && cfg.JWKSURL == "" {
-		return nil, errors.New("jwt: no key configured (secret, public_key or jwks)")
+		return nil, errNoKeyConfigured
 	}
 	v.keys.Store(newKeySet(1, v.static, nil))
 
@@ -277,6 +277,22 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
+// Check reports what New would refuse in cfg before it reads a key file or
+// fetches the JWKS: the algorithm allowlist, the durations, the types and
+// that some key is configured.
+func (cfg Config) Check() error {
+	v := &Verifier{leeway: cfg.Leeway, maxLifetime: cfg.MaxLifetime, names: cfg.Claims}
+	if err := v.configure(&cfg); err != nil {
+		return err
+	}
+	if len(cfg.Secret) == 0 && len(cfg.PublicKeyFiles) == 0 && cfg.JWKSURL == "" && len(cfg.testKeys) == 0 {
+		return errNoKeyConfigured
+	}
+	return nil
+}
+
+var errNoKeyConfigured = errors.New("jwt: no key configured (secret, public_key or jwks)")
+
 // configure checks and normalises everything but the keys.
 func (v *Verifier) configure(cfg *Config) error {
 	if len(cfg.Algorithms) == 0 {
@@ -288,7 +304,8 @@ func (v *Verifier) configure(cfg *Config) error {
 		}
 		a, ok := parseAlg(name)
 		if !ok {
-			return fmt.Errorf("jwt: alg: unsupported algorithm %q (want HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384 or EdDSA)", name)
+			return fmt.Errorf("jwt: alg: unsupported algorithm %q (want %s or %s)", name,
+				strings.Join(algNames[algHS256:algEdDSA], ", "), algNames[algEdDSA])
 		}
 		v.allow |= setOf(a)
 	}

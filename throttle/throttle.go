@@ -152,8 +152,8 @@ type shard struct {
 	_ [128 - unsafe.Sizeof(shardState{})%128]byte
 }
 
-// New returns a Limiter for cfg.
-func New(cfg Config) (*Limiter, error) {
+// withDefaults returns c with its zero fields set to the defaults.
+func (cfg Config) withDefaults() Config {
 	if cfg.Failures == 0 {
 		cfg.Failures = DefaultFailures
 	}
@@ -163,6 +163,12 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.MaxClients == 0 {
 		cfg.MaxClients = DefaultMaxClients
 	}
+	return cfg
+}
+
+// Check reports what New refuses in cfg (a zero field takes its default).
+func (cfg Config) Check() error {
+	cfg = cfg.withDefaults()
 	var errs []error
 	if cfg.Failures < 1 || cfg.Failures > MaxFailures {
 		errs = append(errs, fmt.Errorf("throttle: failures %d out of range [1, %d]", cfg.Failures, MaxFailures))
@@ -173,8 +179,14 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.MaxClients < 1 {
 		errs = append(errs, fmt.Errorf("throttle: max clients %d must be at least 1", cfg.MaxClients))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+// New returns a Limiter for cfg.
+func New(cfg Config) (*Limiter, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Check(); err != nil {
+		return nil, err
 	}
 	// As many shards as possible up to maxShards, each able to hold at
 	// least minPerShard entries: eviction drops the lightest debtor of a
