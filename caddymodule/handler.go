@@ -66,6 +66,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if out.Public {
 		hot.public.Inc()
+		// No caller, but the key store, for a handler after this one that
+		// needs no caller (deplo_auth_tokens' leaks endpoint).
+		caddyhttp.SetVar(r.Context(), publicStoreVar, h.publicStore)
 		return next.ServeHTTP(w, r)
 	}
 	// One allocation holds the decision for handlers after this one

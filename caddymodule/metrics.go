@@ -76,6 +76,10 @@ var (
 		Help: "Entries evicted to make room (not expired) from a full cache, by cache (api_key, api_key_negative, jwt).",
 	}, []string{"cache"})
 
+	metricTokensLeaked = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deplo_auth_tokens_leaked_total",
+		Help: "Tokens reported leaked to deplo_auth_tokens' leaks endpoint, by result (revoked: live and revoked now; inactive: a token already revoked or expired; false_positive: no token of the store).",
+	}, []string{"result"})
 	metricTokenOperations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "deplo_auth_token_operations_total",
 		Help: "Token API creates and revokes (deplo_auth_tokens), by operation (create, revoke) and result (ok, invalid_request, forbidden, not_found, error).",
@@ -101,7 +105,7 @@ var (
 
 	allCollectors = []prometheus.Collector{metricRequests, metricDecision, metricCacheLookups,
 		metricStoreRequests, metricStoreDuration, metricJWKSRefreshes, metricRevocations, metricReconnects, metricListening, metricKeyFile,
-		metricKeyFileReloads, metricCacheEvictions, metricTokenOperations, metricState}
+		metricKeyFileReloads, metricCacheEvictions, metricTokenOperations, metricTokensLeaked, metricState}
 )
 
 // Outcome label values.

@@ -99,14 +99,16 @@ type Handler struct {
 	tokens *tokencache.Cache
 	// tokenAdmin manages the store's tokens, for deplo_auth_tokens.
 	tokenAdmin keystore.Admin
-	jwt        *jwtauth.Verifier
-	storeKey   string // the usage pool key; holds the DSN: never shown
-	storeName  string // for status output: the key file's path, or host:port/db
-	cacheKey   string
-	realm      string
-	challenge  challenges
-	headers    *identity.Headers
-	logger     *zap.Logger
+	// publicStore carries tokenAdmin to handlers after a public route.
+	publicStore *publicStore
+	jwt         *jwtauth.Verifier
+	storeKey    string // the usage pool key; holds the DSN: never shown
+	storeName   string // for status output: the key file's path, or host:port/db
+	cacheKey    string
+	realm       string
+	challenge   challenges
+	headers     *identity.Headers
+	logger      *zap.Logger
 	// storeErrLog rate-limits store failure logs to one a second.
 	storeErrLog *logLimiter
 	// unknownScopeLog rate-limits warnings about unknown JWT scopes.
@@ -342,6 +344,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.tokenAdmin = adminOf(store)
+	h.publicStore = &publicStore{admin: h.tokenAdmin}
 	if h.JWT != nil {
 		if h.jwt, err = h.provisionJWT(ctx, store); err != nil {
 			return fmt.Errorf("jwt: %w", err)

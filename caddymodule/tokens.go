@@ -56,7 +56,11 @@ type TokensHandler struct {
 	// MaxLifetime, if set, caps every new token's expiry at creation +
 	// MaxLifetime. Default: none.
 	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
+	// Leaks, if set, serves GitHub's secret-scanning partner endpoint
+	// (see LeaksConfig). Default: none.
+	Leaks *LeaksConfig `json:"leaks,omitempty"`
 
+	leakLog    *logLimiter
 	limits     tokenapi.Limits
 	base       *tokenapi.Base
 	logger     *zap.Logger
@@ -85,13 +89,22 @@ func (h *TokensHandler) Provision(ctx caddy.Context) error {
 	if h.base, err = tokenapi.ParseBase(h.Base); err != nil {
 		return err
 	}
-	h.limits, err = h.provisionLimits()
-	return err
+	if h.limits, err = h.provisionLimits(); err != nil {
+		return err
+	}
+	h.leakLog = &logLimiter{interval: time.Second}
+	if h.Leaks != nil {
+		return h.Leaks.provision(h.logger, h.base)
+	}
+	return nil
 }
 
 // ServeHTTP answers a request under Base, for the caller deplo_auth
 // verified; without such a decision it answers 500 and logs why.
 func (h *TokensHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.Leaks != nil && r.URL.Path == h.Leaks.Path {
+		return h.serveLeaks(w, r)
+	}
 	target, ok := h.base.Match(r.URL.Path)
 	if !ok {
 		return next.ServeHTTP(w, r)
@@ -210,6 +223,9 @@ func parseTokensCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, 
 //		create_rate <tokens>/<window>
 //		max_tokens <n>
 //		max_lifetime <duration>
+//		leaks <path> {
+//			keys_file <json> | keys_url <url>
+//		}
 //	}
 func (h *TokensHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -236,8 +252,12 @@ func (h *TokensHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := h.unmarshalLimit(d); err != nil {
 				return err
 			}
+		case "leaks":
+			if err := h.unmarshalLeaks(d); err != nil {
+				return err
+			}
 		default:
-			return d.Errf("unknown subdirective %q (want base, create_rate, max_tokens, max_lifetime)", d.Val())
+			return d.Errf("unknown subdirective %q (want base, create_rate, max_tokens, max_lifetime, leaks)", d.Val())
 		}
 	}
 	if h.Base == "" {
