@@ -124,17 +124,9 @@ const maxKeyFile = 1 << 20
 // certificate of a chain). Private keys are refused: the gateway needs only
 // the public half.
 func loadPublicKeyFile(path string, allow algSet) (*verifyKey, error) {
-	f, err := os.Open(path)
+	data, err := readKeyFile("jwt public key", path)
 	if err != nil {
-		return nil, fmt.Errorf("jwt public key: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("jwt public key %s: %w", path, err)
-	}
-	if len(data) > maxKeyFile {
-		return nil, fmt.Errorf("jwt public key %s: file larger than 1 MiB", path)
+		return nil, err
 	}
 	pub, err := parsePublicKeyPEM(data)
 	if err != nil {
@@ -332,4 +324,22 @@ func (s *keySet) lookup(a alg, kid string) (*verifyKey, *verifyError) {
 		return nil, errKIDUnknown
 	}
 	return found, nil
+}
+
+// readKeyFile reads the PEM file at path, of at most maxKeyFile bytes; what
+// names it in errors ("jwt public key", "private key").
+func readKeyFile(what, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	if len(data) > maxKeyFile {
+		return nil, fmt.Errorf("%s %s: file larger than 1 MiB", what, path)
+	}
+	return data, nil
 }

@@ -11,8 +11,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 )
 
 // Mint signs claims as a compact JWS with header typ "at+jwt", alg, and kid
@@ -120,17 +118,9 @@ func mintKey(a alg, key any) (any, error) {
 // KEY", PKCS #1 "RSA PRIVATE KEY" or SEC 1 "EC PRIVATE KEY". Encrypted keys
 // are not supported. Errors never contain key material.
 func LoadPrivateKeyPEM(path string) (crypto.Signer, error) {
-	f, err := os.Open(path)
+	data, err := readKeyFile("private key", path)
 	if err != nil {
-		return nil, fmt.Errorf("private key: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("private key %s: %w", path, err)
-	}
-	if len(data) > maxKeyFile {
-		return nil, fmt.Errorf("private key %s: file larger than 1 MiB", path)
+		return nil, err
 	}
 	for rest := data; ; {
 		var block *pem.Block
