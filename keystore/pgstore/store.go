@@ -318,6 +318,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if !strings.Contains(opts.DSN, "pool_max_conn_idle_time") {
 		cfg.MaxConnIdleTime = idleConnTimeout
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// A server (or pgbouncer) that accepts and never answers must not
+		// hold a connection attempt, and so Close, forever.
+		cfg.ConnConfig.ConnectTimeout = backgroundTimeout
+	}
 	app := cfg.ConnConfig.RuntimeParams["application_name"]
 	if app == "" {
 		app = DefaultApplicationName
@@ -336,6 +341,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			lc.RuntimeParams["application_name"] = app
 		}
 		listenCfg = lc
+	}
+	if listenCfg.ConnectTimeout == 0 {
+		listenCfg.ConnectTimeout = backgroundTimeout
 	}
 	listenName := listenCfg.RuntimeParams["application_name"] + "-listener"
 	if len(listenName) > 63 { // NAMEDATALEN - 1: the server would truncate it
