@@ -53,7 +53,7 @@ var (
 
 	metricRevocations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "deplo_auth_revocations_total",
-		Help: "Token changes pushed to the caches, by source: postgres (one token, NOTIFY), postgres_resync (every entry dropped after a listener reconnect), admin_purge.",
+		Help: "Token changes pushed to the caches, by source: postgres (one token, by NOTIFY or the change-log poll), postgres_resync (every entry dropped: a TRUNCATE, a change log pruned past this instance, a malformed notification; without a change log, a listener reconnect), admin_purge.",
 	}, []string{"source"})
 
 	metricReconnects = prometheus.NewCounterVec(prometheus.CounterOpts{

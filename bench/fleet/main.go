@@ -53,6 +53,7 @@ func main() {
 	bulk := flag.Int("bulk", 5000, "tokens revoked by the bulk UPDATE")
 	pgBin := flag.String("pg-bin", "/usr/lib/postgresql/15/bin", "directory of initdb, pg_ctl, postgres")
 	bouncerBin := flag.String("pgbouncer", "/usr/sbin/pgbouncer", "pgbouncer binary")
+	flag.IntVar(&poolSize, "pool", 5, "pgbouncer default_pool_size")
 	flag.Parse()
 	var ns []int
 	for _, f := range strings.Split(*sizes, ",") {
@@ -68,6 +69,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// poolSize is pgbouncer's default_pool_size (-pool).
+var poolSize = 5
 
 // cluster is the throwaway PostgreSQL and its pgbouncer.
 type cluster struct {
@@ -156,11 +160,11 @@ unix_socket_dir =
 auth_type = trust
 auth_file = %s/users.txt
 pool_mode = transaction
-default_pool_size = 5
+default_pool_size = %d
 max_client_conn = 5000
 logfile = %s/pgbouncer.log
 pidfile = %s/pgbouncer.pid
-`, c.pgPort, c.pgbPort, dir, dir, dir)
+`, c.pgPort, c.pgbPort, dir, poolSize, dir, dir)
 	for name, body := range map[string]string{"pgbouncer.ini": ini, "users.txt": `"postgres" ""` + "\n"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			return c, err
@@ -365,8 +369,8 @@ SELECT sha256(('single' || i)::bytea), 'tok_single_' || i, 'ws_single', '{read}'
 	}
 	defer cli.Close()
 
-	fmt.Printf("throwaway PostgreSQL on 127.0.0.1:%d, pgbouncer (transaction mode, pool 5) on 127.0.0.1:%d; %d single revocations per N, bulk %d\n\n",
-		c.pgPort, c.pgbPort, runs, bulk)
+	fmt.Printf("throwaway PostgreSQL on 127.0.0.1:%d, pgbouncer (transaction mode, pool %d) on 127.0.0.1:%d; %d single revocations per N, bulk %d\n\n",
+		c.pgPort, poolSize, c.pgbPort, runs, bulk)
 	fmt.Println("| N | single revocation p50 / max | bulk (5,000) p50 / max | server conns at rest (listeners + pgbouncer) | PG CPU at rest | PG CPU per single revocation | PG CPU per bulk revocation |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	single := 0
