@@ -89,10 +89,14 @@ http://localhost:%d {
 				project_tokens
 			}
 			route * /v3/{rest...} public
+			route POST /v1/token-leaks/github public
 		}
 		deplo_auth_tokens {
 			base /v1/workspaces/{workspace}/tokens
 			create_rate 1000/1m # the suites create many; /v4 tests the rate
+			leaks /v1/token-leaks/github {
+				keys_file %s/gh-keys.json
+			}
 		}
 		deplo_auth_tokens {
 			base /v2/workspaces/{workspace}/tokens
@@ -113,7 +117,7 @@ http://localhost:%d {
 		respond `+"`"+`{"error":"{http.auth.error}","error_description":"{http.auth.error_description}"}`+"`"+`
 	}
 }
-`, httpPort, logDir, second, store, upstream)
+`, httpPort, logDir, second, store, logDir, upstream)
 }
 
 // tokenSuite is a running Caddy with the token API on one store.
@@ -149,6 +153,7 @@ func startTokens(t *testing.T, store, storeB string, admin keystore.Admin) *toke
 	}
 	t.Setenv("DEPLO_AUTH_IT_JWT_SECRET", jwtSecret)
 	s.tester = caddytest.NewTester(t)
+	writeGitHubKeys(t, s.logDir)
 	s.tester.InitServer(tokensCaddyfile(store, storeB, s.up.addr(), s.logDir), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
@@ -546,6 +551,7 @@ func TestTokenAPIFile(t *testing.T) {
 	s := startTokens(t, "keys file "+keys, "", &keystore.FileAdmin{Path: keys})
 	runTokenSuite(t, s)
 	runLineageSuite(t, s, []string{""})
+	runConditionsSuite(t, s, []string{""})
 
 	t.Run("50 concurrent creates: 50 tokens in the file, all working", func(t *testing.T) {
 		before := s.count()
@@ -614,6 +620,7 @@ func TestTokenAPIPostgres(t *testing.T) {
 	s := startTokens(t, "keys postgres {env.DEPLO_AUTH_IT_PG_DSN}", "keys postgres {env.DEPLO_AUTH_IT_PG_DSN_B}", store)
 	runTokenSuite(t, s)
 	runLineageSuite(t, s, []string{"", "/b"})
+	runConditionsSuite(t, s, []string{"", "/b"})
 
 	t.Run("created through A works on B at once; revoked through A, refused on B within 1s", func(t *testing.T) {
 		session := "Bearer " + mustMint(t, jwtSecret)
