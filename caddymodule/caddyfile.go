@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -40,6 +42,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return h.checkRoutes(routeLines)
+}
+
+// The options of each block, as an unknown one's error lists them; a test
+// parses each, so a list that misses an option (or names a gone one) fails.
+var (
+	handlerOptions = []string{"keys", "cache", "route", "default", "jwt", "realm", "header_prefix",
+		"forward_authorization", "checksum", "preflight", "signed_identity", "throttle"}
+	postgresOptions       = []string{"lookup_query", "max_conns", "listen_dsn", "query_timeout", "poll", "record_last_used", "migrate"}
+	cacheOptions          = []string{"ttl", "negative_ttl", "max_entries", "stale_if_error"}
+	jwtOptions            = []string{"issuer", "audience", "alg", "secret", "public_key", "jwks", "leeway", "max_lifetime", "typ", "claims"}
+	signedIdentityOptions = []string{"key"}
+)
+
+// unrecognized is the error for an unknown option of what (a block's name),
+// listing the valid ones.
+func unrecognized(d *caddyfile.Dispenser, what, name string, valid []string) error {
+	return d.Errf("unrecognized %s subdirective %q (want one of: %s)", what, name, strings.Join(valid, ", "))
 }
 
 // parseOption reads the option at d (one line or block of a deplo_auth or
@@ -112,7 +131,7 @@ func (h *Handler) parseOption(d *caddyfile.Dispenser, block string, routeLines *
 				}
 				si.Keys = append(si.Keys, SigningKey{ID: id, Secret: secret})
 			default:
-				return d.Errf("unrecognized signed_identity subdirective %q", d.Val())
+				return unrecognized(d, "signed_identity", d.Val(), signedIdentityOptions)
 			}
 		}
 		h.SignedIdentity = si
@@ -149,7 +168,11 @@ func (h *Handler) parseOption(d *caddyfile.Dispenser, block string, routeLines *
 			return d.ArgErr()
 		}
 	default:
-		return d.Errf("unrecognized %s subdirective %q", block, d.Val())
+		valid := handlerOptions
+		if block == "deplo_auth_sidecar" {
+			valid = append(slices.Clone(sidecarOptions), handlerOptions...)
+		}
+		return unrecognized(d, block, d.Val(), valid)
 	}
 	return nil
 }
@@ -232,7 +255,7 @@ func (h *Handler) parseKeys(d *caddyfile.Dispenser) error {
 					pg.RecordLastUsed = true
 				}
 			default:
-				return d.Errf("unrecognized keys postgres subdirective %q", sub)
+				return unrecognized(d, "keys postgres", sub, postgresOptions)
 			}
 		}
 	default:
@@ -275,7 +298,7 @@ func (h *Handler) parseCache(d *caddyfile.Dispenser) error {
 			}
 			h.Cache.MaxEntries = n
 		default:
-			return d.Errf("unrecognized cache subdirective %q", sub)
+			return unrecognized(d, "cache", sub, cacheOptions)
 		}
 	}
 	return nil
@@ -371,7 +394,7 @@ func (h *Handler) parseJWT(d *caddyfile.Dispenser) error {
 				}
 			}
 		default:
-			return d.Errf("unrecognized jwt subdirective %q", sub)
+			return unrecognized(d, "jwt", sub, jwtOptions)
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,7 +144,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		name, input, want string
 	}{
 		{"argument on directive", "deplo_auth foo {\n keys file k\n}", "wrong argument count"},
-		{"unknown subdirective", "deplo_auth {\n keys file k\n frobnicate\n}", `unrecognized deplo_auth subdirective "frobnicate"`},
+		{"unknown subdirective", "deplo_auth {\n keys file k\n frobnicate\n}", `unrecognized deplo_auth subdirective "frobnicate" (want one of: keys, cache, route, default, jwt,`},
 		{"unknown store", "deplo_auth {\n keys redis x\n}", `unknown key store "redis"`},
 		{"postgres unknown option", "deplo_auth {\n keys postgres dsn {\n pool 3\n }\n}", `unrecognized keys postgres subdirective "pool"`},
 		{"postgres bad timeout", "deplo_auth {\n keys postgres dsn {\n query_timeout 0s\n }\n}", "query_timeout"},
@@ -202,6 +203,44 @@ func TestCheckConfigErrors(t *testing.T) {
 				t.Errorf("checkConfig: %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestOptionListsComplete: every option an unknown option's error lists is
+// one the parser knows (its own error, if any, is not "unrecognized").
+func TestOptionListsComplete(t *testing.T) {
+	for _, tc := range []struct {
+		list     []string
+		template string // %s: the option
+	}{
+		{handlerOptions, "deplo_auth {\n %s x\n}"},
+		{postgresOptions, "deplo_auth {\n keys postgres dsn {\n %s x\n }\n}"},
+		{cacheOptions, "deplo_auth {\n cache {\n %s x\n }\n}"},
+		{jwtOptions, "deplo_auth {\n jwt {\n %s x\n }\n}"},
+		{signedIdentityOptions, "deplo_auth {\n signed_identity {\n %s x\n }\n}"},
+	} {
+		for _, opt := range tc.list {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(fmt.Sprintf(tc.template, opt)))
+			if err != nil && strings.Contains(err.Error(), "unrecognized") {
+				t.Errorf("%q is listed but not parsed: %v", opt, err)
+			}
+		}
+	}
+	for _, opt := range sidecarOptions {
+		_, err := adaptGlobal(t, "{\n deplo_auth_sidecar {\n "+opt+" x\n }\n}")
+		if err != nil && strings.Contains(err.Error(), "unrecognized") {
+			t.Errorf("sidecar option %q is listed but not parsed: %v", opt, err)
+		}
+	}
+	var h Handler
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("deplo_auth {\n cache {\n size 1\n }\n}"))
+	if err == nil || !strings.Contains(err.Error(), "(want one of: ttl, negative_ttl, max_entries, stale_if_error)") {
+		t.Errorf("unknown cache option: %v", err)
+	}
+	_, err = adaptGlobal(t, "{\n deplo_auth_sidecar {\n listen :1\n allow all\n }\n}")
+	if err == nil || !strings.Contains(err.Error(), "(want one of: listen, from, trusted, trusted_proxies, path_prefix, keys,") {
+		t.Errorf("unknown sidecar option: %v", err)
 	}
 }
 

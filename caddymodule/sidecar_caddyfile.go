@@ -6,6 +6,10 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 )
 
+// sidecarOptions are the options a deplo_auth_sidecar block has beside a
+// deplo_auth block's (see handlerOptions).
+var sidecarOptions = []string{"listen", "from", "trusted", "trusted_proxies", "path_prefix"}
+
 func init() {
 	httpcaddyfile.RegisterGlobalOption("deplo_auth_sidecar", parseSidecarOption)
 }

@@ -8,7 +8,6 @@ package cli
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +22,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deplo-sh/deplo-auth/apikey"
-	"github.com/deplo-sh/deplo-auth/grant"
 	"github.com/deplo-sh/deplo-auth/jwtauth"
 	"github.com/deplo-sh/deplo-auth/keystore"
 	"github.com/deplo-sh/deplo-auth/keystore/pgstore"
@@ -32,29 +30,11 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "deplo-auth",
-		Usage: "token create|revoke|list … | hash",
-		Short: "Manages deplo API tokens in a key store",
-		Long: `
-Manages the API tokens of a deplo_auth key store: the JSON key file named by
-"keys file <path>" (edited under a lock and replaced atomically, so a running
-Caddy picks the change up within two seconds and a crash never leaves a
-truncated file) or the PostgreSQL store of "keys postgres <dsn>" (every
-instance drops a revoked token from its cache at once, by NOTIFY).
-
-  caddy deplo-auth token create (--keys-file <path> | --postgres <dsn>) --name <name> --workspace <ws> [--project <p>] --scopes read,deploy [--expires 720h]
-  caddy deplo-auth token revoke (--keys-file <path> | --postgres <dsn>) [--at <RFC 3339 time>] <token id>
-  caddy deplo-auth token revoke (--keys-file <path> | --postgres <dsn>) --workspace <ws> --created-by <tok_id|session:<sid>|user:<sub>>
-  caddy deplo-auth token rotate (--keys-file <path> | --postgres <dsn>) [--grace 1h] (<token id> | --self)
-  caddy deplo-auth token list   (--keys-file <path> | --postgres <dsn>) [--json]
-  caddy deplo-auth hash         < token
-  caddy deplo-auth session revoke (--keys-file <path> | --postgres <dsn>) [--expires <time>] <sid>
-  caddy deplo-auth migrate      --postgres <dsn>
-  caddy deplo-auth jwt mint     (--secret-env <VAR> | --key <private.pem>) --alg <alg> --sub <user> --workspace <ws> --scopes read,deploy [--ttl 15m]
-
-create prints the new token once, on stdout; only its SHA-256 is stored.
---keys-file defaults to $DEPLO_AUTH_KEYS_FILE, --postgres to $DEPLO_AUTH_POSTGRES.
-`,
+		Usage: "token create|revoke|list … | session revoke … | migrate | hash | jwt mint …",
+		Short: "Manages deplo API tokens: in a key store, or through a gateway's token API",
+		Long:  rootLong,
 		CobraFunc: func(cmd *cobra.Command) {
+			setHelp(cmd)
 			token := &cobra.Command{Use: "token", Short: "Creates, revokes and lists API tokens"}
 			token.AddCommand(tokenCreateCommand(), tokenRevokeCommand(), tokenListCommand(), tokenRotateCommand())
 			jwtCmd := &cobra.Command{Use: "jwt", Short: "Dashboard session tokens for development"}
@@ -66,94 +46,40 @@ create prints the new token once, on stdout; only its SHA-256 is stored.
 	})
 }
 
-// storeFlags are the flags that name the key store a command edits.
-type storeFlags struct{ file, postgres *string }
-
-// The environment variables a store flag falls back to. Their values are
-// read when the command runs, never made flag defaults: --help prints
-// defaults, and a DSN holds a password.
-const (
-	keysFileEnv = "DEPLO_AUTH_KEYS_FILE"
-	postgresEnv = "DEPLO_AUTH_POSTGRES"
-)
-
-func addStoreFlags(cmd *cobra.Command) storeFlags {
-	return storeFlags{
-		file:     cmd.Flags().String("keys-file", "", "path of the JSON key file (default $"+keysFileEnv+")"),
-		postgres: postgresFlag(cmd, "PostgreSQL DSN of the key store"),
-	}
-}
-
-// postgresFlag defines --postgres, with no default value (see postgresEnv).
-func postgresFlag(cmd *cobra.Command, usage string) *string {
-	return cmd.Flags().String("postgres", "", usage+" (default $"+postgresEnv+")")
-}
-
-// orEnv returns the flag's value, or the environment variable's when the
-// flag is empty.
-func orEnv(flag *string, env string) string {
-	if *flag != "" {
-		return *flag
-	}
-	return os.Getenv(env)
-}
-
-// storeAdmin is what the commands need of a key store: its tokens and its
-// revoked sessions.
-type storeAdmin interface {
-	keystore.Admin
-	keystore.SessionAdmin
-}
-
-// open opens the key store the flags name. where names it in messages;
-// closeStore releases it.
-func (f storeFlags) open(ctx context.Context) (admin storeAdmin, where string, closeStore func(), err error) {
-	file, dsn := orEnv(f.file, keysFileEnv), orEnv(f.postgres, postgresEnv)
-	switch {
-	case file != "" && dsn != "":
-		return nil, "", nil, errors.New("give either --keys-file or --postgres, not both")
-	case file != "":
-		return &keystore.FileAdmin{Path: file}, file, func() {}, nil
-	case dsn != "":
-		pg, err := pgstore.Open(ctx, pgstore.Options{DSN: dsn, AdminOnly: true})
-		if err != nil {
-			return nil, "", nil, err
-		}
-		return pg, "PostgreSQL", func() { _ = pg.Close() }, nil
-	}
-	return nil, "", nil, errors.New("--keys-file or --postgres is required (or set DEPLO_AUTH_KEYS_FILE or DEPLO_AUTH_POSTGRES)")
-}
-
 func tokenCreateCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "create --keys-file <path> --name <name> --workspace <ws> [--project <p>] --scopes <s,…> [--expires <duration>] [--allowed-ips <cidr,…>]",
+		Use:   "create " + tokenModes + " --workspace <ws> --scopes <scopes> [--name <name>] [--project <p>] [--expires <duration|time>] [--allowed-ips <cidr,…>]",
 		Short: "Creates a token and prints it once on stdout",
-		Args:  cobra.NoArgs,
+		Long:  "Creates a token and prints it once on stdout (its id on stderr); only its SHA-256 is stored.\n\n" + tokenModesHelp,
+		Args:  cobra.ArbitraryArgs, // the words after --scopes
 	}
 	store := addStoreFlags(cmd)
 	name := cmd.Flags().String("name", "", "human-readable name, e.g. \"CI deploys\"")
 	workspace := cmd.Flags().String("workspace", "", "workspace id the token belongs to (required)")
 	project := cmd.Flags().String("project", "", "project the token is bound to (default: the whole workspace)")
-	scopes := cmd.Flags().StringSlice("scopes", nil, "scopes: read, deploy, delete, admin (comma-separated, required)")
-	expires := cmd.Flags().Duration("expires", 0, "lifetime, e.g. 720h (default: no expiry)")
+	scopeFlag := addScopesFlag(cmd, "scopes the token grants, required")
+	expires := addInstantFlag(cmd, "expires", "when the token expires (default: never)")
 	allowedIPs := cmd.Flags().StringSlice("allowed-ips", nil,
 		"client addresses the token may be used from: CIDR prefixes or addresses, comma-separated, at most 32 (default: anywhere)")
 	api := addAPIFlags(cmd)
 	addAdminFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if *workspace == "" {
 			return errors.New("--workspace is required")
 		}
-		if len(*scopes) == 0 {
+		scopes, err := scopesOf(cmd, *scopeFlag, args)
+		if err != nil {
+			return err
+		}
+		if len(scopes) == 0 {
 			return errors.New("--scopes is required (read, deploy, delete, admin)")
 		}
-		for _, s := range *scopes {
-			if _, ok := grant.ParseScope(s); !ok {
-				return fmt.Errorf("--scopes: unknown scope %q (want read, deploy, delete or admin)", s)
+		now := time.Now().UTC().Truncate(time.Second)
+		var expiresAt time.Time // zero: never
+		if expires.set() {
+			if expiresAt = expires.at(now); !expiresAt.After(now) {
+				return fmt.Errorf("--expires %s: that is not in the future", expires.raw)
 			}
-		}
-		if *expires < 0 {
-			return errors.New("--expires must be positive")
 		}
 		prefixes, err := keystore.ParseAllowedIPs(*allowedIPs)
 		if err != nil {
@@ -167,7 +93,7 @@ func tokenCreateCommand() *cobra.Command {
 			if err := adminWithAPI(cmd); err != nil {
 				return err
 			}
-			return c.create(cmd, *name, *project, *scopes, *expires, allowed)
+			return c.create(cmd, *name, *project, scopes, expiresAt, allowed)
 		}
 		raw, err := apikey.Generate()
 		if err != nil {
@@ -177,13 +103,12 @@ func tokenCreateCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		now := time.Now().UTC().Truncate(time.Second)
 		entry := keystore.TokenEntry{
 			ID:         id,
 			Name:       *name,
 			Hash:       apikey.Sum(raw).String(),
 			Workspace:  *workspace,
-			Scopes:     slices.Compact(slices.Sorted(slices.Values(*scopes))),
+			Scopes:     slices.Sorted(slices.Values(scopes)),
 			CreatedAt:  now,
 			CreatedBy:  &keystore.Creator{Kind: keystore.CreatorOperator},
 			AllowedIPs: allowed,
@@ -191,15 +116,14 @@ func tokenCreateCommand() *cobra.Command {
 		if *project != "" {
 			entry.Project = project
 		}
-		if *expires > 0 {
-			t := now.Add(*expires)
-			entry.ExpiresAt = &t
+		if !expiresAt.IsZero() {
+			entry.ExpiresAt = &expiresAt
 		}
 		gw, err := gatewayOf(cmd)
 		if err != nil {
 			return err
 		}
-		admin, where, closeStore, err := store.open(cmd.Context())
+		admin, where, closeStore, err := store.open(cmd)
 		if err != nil {
 			return err
 		}
@@ -220,30 +144,28 @@ func tokenCreateCommand() *cobra.Command {
 
 func tokenRevokeCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "revoke --keys-file <path> [--at <time>] (<token id> | --value - | --created-by <tok_id|session:<sid>|user:<sub>> --workspace <ws>)",
+		Use:   "revoke " + tokenModes + " [--workspace <ws>] [--at <duration|time>] (<token id> | --value - | --created-by <tok_id|session:<sid>|user:<sub>> --workspace <ws>)",
 		Short: "Revokes a token (and the tokens it created) now, or at a given time; or everything a credential created",
-		Args:  cobra.MaximumNArgs(1),
+		Long: "Revokes a token (and the tokens it created) now, or at a given time (an earlier revocation stands);\n" +
+			"or, with --created-by, every token a credential created.\n\n" + tokenModesHelp,
+		Args: cobra.MaximumNArgs(1),
 	}
 	store := addStoreFlags(cmd)
-	at := cmd.Flags().String("at", "", "RFC 3339 time the revocation takes effect (default: now; an earlier revocation stands)")
+	at := addInstantFlag(cmd, "at", "when the revocation takes effect (default: now; store mode only)")
 	value := cmd.Flags().String("value", "", `"-": read the token itself from stdin and revoke it, recording revoked_reason "leaked" (the manual leak response)`)
 	createdBy := cmd.Flags().String("created-by", "", `revoke every token this credential created: a token id, "session:<sid>" or "user:<sub>"`)
 	api := addAPIFlags(cmd)
 	addAdminFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		switch {
-		case *createdBy != "" && (len(args) > 0 || *at != "" || *value != ""):
+		case *createdBy != "" && (len(args) > 0 || at.set() || *value != ""):
 			return errors.New("--created-by takes no token id, no --value and no --at")
 		case *createdBy != "":
 			return revokeCreatedBy(cmd, store, api, *createdBy)
 		}
 		when := time.Now().UTC().Truncate(time.Second)
-		if *at != "" {
-			t, err := time.Parse(time.RFC3339, *at)
-			if err != nil {
-				return fmt.Errorf("--at: %w", err)
-			}
-			when = t
+		if at.set() {
+			when = at.at(when)
 		}
 		switch {
 		case *value != "" && len(args) > 0:
@@ -306,7 +228,11 @@ func revokeByValue(cmd *cobra.Command, value string, store storeFlags, api apiFl
 	if err := apikey.Check(token, false); err != nil {
 		return fmt.Errorf("stdin: not a deplo API token: %w", err)
 	}
-	admin, where, closeStore, err := store.open(cmd.Context())
+	gw, err := gatewayOf(cmd)
+	if err != nil {
+		return err
+	}
+	admin, where, closeStore, err := store.open(cmd)
 	if err != nil {
 		return err
 	}
@@ -322,6 +248,9 @@ func revokeByValue(cmd *cobra.Command, value string, store storeFlags, api apiFl
 	if err != nil {
 		return err
 	}
+	if err := gw.announce(cmd.Context(), store, rec.Hash); err != nil {
+		return err
+	}
 	if !active {
 		fmt.Fprintf(cmd.OutOrStdout(), "%s was no longer active; revoked at %s\n", printable(rec.ID), rec.RevokedAt.Format(time.RFC3339))
 		return nil
@@ -333,8 +262,9 @@ func revokeByValue(cmd *cobra.Command, value string, store storeFlags, api apiFl
 
 func tokenListCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "list --keys-file <path> [--json]",
+		Use:   "list " + tokenModes + " [--workspace <ws>] [--json]",
 		Short: "Lists tokens (never their secrets)",
+		Long:  "Lists tokens: never a token, never its hash (--json: the stored fields but the hash).\n\n" + tokenModesHelp,
 		Args:  cobra.NoArgs,
 	}
 	store := addStoreFlags(cmd)
@@ -417,15 +347,19 @@ func hashCommand() *cobra.Command {
 
 func jwtMintCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "mint (--secret-env <VAR> | --key <private-key.pem>) --alg <alg> --sub <subject> --workspace <ws> --scopes <s,…> [--project <p>] [--ttl 15m]",
+		Use:   "mint (--secret-env <VAR> | --key <private-key.pem>) --alg <alg> --sub <subject> --workspace <ws> --scopes <scopes> [--issuer <iss>] [--audience <aud>] [--project <p>] [--ttl 15m]",
 		Short: "Mints a development dashboard session JWT and prints it on stdout",
 		Long: `Mints a dashboard session token (JOSE typ at+jwt) for development and
 tests, signed with an HMAC secret read from an environment variable (never
 from the command line, where it would land in the shell history) or with a
 private key PEM file. The claims are iss, aud (when given), sub, workspace,
 project (when given), scope (space-separated), iat, exp = iat + ttl, and a
-random sid.`,
-		Args: cobra.NoArgs,
+random sid.
+
+--issuer and --audience must match the gateway's "jwt { issuer … audience … }"
+(and --alg and the key its keys): the gateway refuses a token with another
+issuer or audience (401 invalid_token).`,
+		Args: cobra.ArbitraryArgs, // the words after --scopes
 	}
 	secretEnv := cmd.Flags().String("secret-env", "", "environment variable holding the HS* secret, e.g. DEPLO_JWT_SECRET")
 	keyFile := cmd.Flags().String("key", "", "private key PEM file (RS*, ES*, EdDSA)")
@@ -434,12 +368,16 @@ random sid.`,
 	sub := cmd.Flags().String("sub", "", "subject, e.g. the user id (required)")
 	workspace := cmd.Flags().String("workspace", "", "workspace claim")
 	project := cmd.Flags().String("project", "", "project claim (a project-scoped session)")
-	scopes := cmd.Flags().StringSlice("scopes", nil, "scopes: read, deploy, delete, admin")
-	issuer := cmd.Flags().String("issuer", "", "iss claim")
-	audience := cmd.Flags().String("audience", "", "aud claim")
+	scopeFlag := addScopesFlag(cmd, "scope claim")
+	issuer := cmd.Flags().String("issuer", "", "iss claim: must be the gateway's jwt issuer, or it refuses the token")
+	audience := cmd.Flags().String("audience", "", "aud claim: must be the gateway's jwt audience, when it sets one")
 	ttl := cmd.Flags().Duration("ttl", 15*time.Minute, "lifetime")
 	typ := cmd.Flags().String("typ", "", "override the typ header (e.g. refresh+jwt, to test a refusal)")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		scopes, err := scopesOf(cmd, *scopeFlag, args)
+		if err != nil {
+			return err
+		}
 		if *alg == "" || *sub == "" {
 			return errors.New("--alg and --sub are required")
 		}
@@ -465,11 +403,6 @@ random sid.`,
 		default:
 			return errors.New("a key is required: --secret-env <VAR> or --key <file>")
 		}
-		for _, s := range *scopes {
-			if _, ok := grant.ParseScope(s); !ok {
-				return fmt.Errorf("--scopes: unknown scope %q", s)
-			}
-		}
 		sid, err := keystore.NewTokenID()
 		if err != nil {
 			return err
@@ -480,7 +413,7 @@ random sid.`,
 			"iat":   now.Unix(),
 			"exp":   now.Add(*ttl).Unix(),
 			"sid":   "sess_" + strings.TrimPrefix(sid, "tok_"),
-			"scope": strings.Join(*scopes, " "),
+			"scope": strings.Join(scopes, " "),
 		}
 		for k, v := range map[string]string{"workspace": *workspace, "project": *project, "iss": *issuer, "aud": *audience} {
 			if v != "" {
@@ -526,27 +459,23 @@ func migrateCommand() *cobra.Command {
 
 func sessionRevokeCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "revoke (--keys-file <path> | --postgres <dsn>) [--expires <RFC 3339 time>] <session id>",
+		Use:   "revoke " + storeModes + " [--expires <duration|time>] <session id>",
 		Short: "Cuts off a dashboard session (its sid or jti) before its token expires",
 		Args:  cobra.ExactArgs(1),
 	}
 	store := addStoreFlags(cmd)
-	expires := cmd.Flags().String("expires", "", "when the session would have expired anyway (the entry may be dropped after it)")
+	expires := addInstantFlag(cmd, "expires", "when the session would have expired anyway (the entry may be dropped after it)")
 	addAdminFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var exp time.Time // zero: none
-		if *expires != "" {
-			t, err := time.Parse(time.RFC3339, *expires)
-			if err != nil {
-				return fmt.Errorf("--expires: %w", err)
-			}
-			exp = t
+		if expires.set() {
+			exp = expires.at(time.Now().UTC().Truncate(time.Second))
 		}
 		gw, err := gatewayOf(cmd)
 		if err != nil {
 			return err
 		}
-		admin, where, closeStore, err := store.open(cmd.Context())
+		admin, where, closeStore, err := store.open(cmd)
 		if err != nil {
 			return err
 		}

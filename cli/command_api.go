@@ -110,7 +110,7 @@ func (a apiFlags) open(cmd *cobra.Command, store storeFlags) (tokenLister, strin
 	case err != nil:
 		return nil, "", nil, err
 	case c == nil:
-		admin, where, closeStore, err := store.open(cmd.Context())
+		admin, where, closeStore, err := store.open(cmd)
 		if workspace, _ := cmd.Flags().GetString("workspace"); err == nil && workspace != "" {
 			return workspaceStore{admin, workspace}, where, closeStore, nil
 		}
@@ -144,7 +144,7 @@ func (w workspaceStore) RevokeToken(ctx context.Context, id string, at time.Time
 }
 
 // create creates a token through the API and prints it once, on stdout.
-func (c *apiClient) create(cmd *cobra.Command, name, project string, scopes []string, expires time.Duration, allowedIPs []string) error {
+func (c *apiClient) create(cmd *cobra.Command, name, project string, scopes []string, expiresAt time.Time, allowedIPs []string) error {
 	body := map[string]any{"name": name, "scopes": scopes}
 	if len(allowedIPs) > 0 {
 		body["allowed_ips"] = allowedIPs
@@ -152,8 +152,8 @@ func (c *apiClient) create(cmd *cobra.Command, name, project string, scopes []st
 	if project != "" {
 		body["project"] = project
 	}
-	if expires > 0 {
-		body["expires_at"] = time.Now().Add(expires).UTC().Format(time.RFC3339)
+	if !expiresAt.IsZero() {
+		body["expires_at"] = expiresAt.UTC().Format(time.RFC3339)
 	}
 	var made struct{ ID, Token string }
 	if err := c.call(cmd.Context(), http.MethodPost, c.tokensURL(""), body, &made); err != nil {

@@ -17,7 +17,9 @@ func runDeploAuth(t *testing.T, args ...string) (string, error) {
 	if !ok {
 		t.Fatal("deplo-auth command not registered")
 	}
-	cmd := &cobra.Command{Use: c.Name}
+	// As Caddy makes it (caddycmd's caddyCmdToCobra), so --help reads as
+	// in the binary.
+	cmd := &cobra.Command{Use: c.Name + " " + c.Usage, Short: c.Short, Long: c.Long}
 	c.CobraFunc(cmd)
 	var out bytes.Buffer
 	cmd.SetOut(&out)

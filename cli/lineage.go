@@ -18,9 +18,11 @@ import (
 // tokenRotateCommand is "token rotate <id> | --self [--grace <duration>]".
 func tokenRotateCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "rotate (--keys-file <path> | --postgres <dsn> | --api <url> --workspace <ws>) [--grace <duration>] (<token id> | --self)",
+		Use:   "rotate " + tokenModes + " [--workspace <ws>] [--grace <duration>] (<token id> | --self)",
 		Short: "Replaces a token with a new one (printed once on stdout); the old one stops now, or after --grace",
-		Args:  cobra.MaximumNArgs(1),
+		Long: "Replaces a token with a new one (printed once on stdout); the old one stops now, or after --grace.\n" +
+			"With --api, --workspace is required.\n\n" + tokenModesHelp,
+		Args: cobra.MaximumNArgs(1),
 	}
 	store := addStoreFlags(cmd)
 	grace := cmd.Flags().Duration("grace", 0, "how long the old token keeps working, at most 168h (default: it stops at once)")
@@ -66,7 +68,7 @@ func rotateInStore(cmd *cobra.Command, store storeFlags, id string, grace time.D
 	if err != nil {
 		return err
 	}
-	admin, where, closeStore, err := store.open(cmd.Context())
+	admin, where, closeStore, err := store.open(cmd)
 	if err != nil {
 		return err
 	}
@@ -157,7 +159,7 @@ func revokeCreatedBy(cmd *cobra.Command, store storeFlags, api apiFlags, by stri
 		if err != nil {
 			return err
 		}
-		admin, _, closeStore, err := store.open(cmd.Context())
+		admin, _, closeStore, err := store.open(cmd)
 		if err != nil {
 			return err
 		}

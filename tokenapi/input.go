@@ -114,7 +114,9 @@ func (in *createInput) set(key string, raw []byte, now time.Time) *inputError {
 			}
 			bit, ok := grant.ParseScope(*n)
 			if !ok {
-				return invalid("scopes: unknown scope (want read, deploy, delete, admin)")
+				// Named as the CLI names it; a value that looks like a
+				// secret (a token pasted in the wrong field) is not echoed.
+				return invalid("scopes: unknown scope %s (want read, deploy, delete or admin)", redact.Name(*n))
 			}
 			if in.Scopes&bit != 0 {
 				return invalid("scopes: %s listed twice", *n)
