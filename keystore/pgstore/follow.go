@@ -50,8 +50,10 @@ UNION ALL
 type changeFollower struct {
 	// enabled: the schema has a change log (deplo_changes); oid is its
 	// table's, which notifications carry.
-	enabled bool
-	oid     int64
+	// Both are set by baseline, which runs in the background when the
+	// store starts without its server, so they are atomic.
+	enabled atomic.Bool
+	oid     atomic.Int64
 	// last is the sequence of the latest change applied; mu serializes
 	// reading and applying (the poll, a notification's catch-up, a write's
 	// own catch-up), so changes are applied in order, once.
@@ -77,16 +79,17 @@ func (f *changeFollower) init() {
 // what came before does not concern them). A schema without the log leaves
 // the follower disabled.
 func (f *changeFollower) baseline(ctx context.Context, pool *pgxpool.Pool) error {
-	var last int64
-	err := pool.QueryRow(ctx, `SELECT 'deplo_changes'::regclass::oid::bigint, (SELECT coalesce(max(seq), 0) FROM deplo_changes)`).Scan(&f.oid, &last)
+	var oid, last int64
+	err := pool.QueryRow(ctx, `SELECT 'deplo_changes'::regclass::oid::bigint, (SELECT coalesce(max(seq), 0) FROM deplo_changes)`).Scan(&oid, &last)
 	switch {
 	case isUndefinedTable(err):
-		f.enabled = false
+		f.enabled.Store(false)
 		return nil
 	case err != nil:
 		return err
 	}
-	f.enabled = true
+	f.oid.Store(oid)
+	f.enabled.Store(true)
 	f.last.Store(last)
 	f.polledAt.Store(time.Now().UnixNano())
 	return nil
@@ -118,7 +121,7 @@ func (s *Store) KeepChangesFor(d time.Duration) {
 // without one, the listener hears. While it is true a change reaches this
 // instance's caches within Poll (see keystore.ListenerHealth).
 func (s *Store) Following() bool {
-	if !s.changes.enabled {
+	if !s.changes.enabled.Load() {
 		return s.Hearing()
 	}
 	if !s.ready.Load() {
@@ -394,7 +397,7 @@ func (s *Store) afterWrite(ctx context.Context, changed []keystore.Hash) {
 	if s.opts.AdminOnly || !s.ready.Load() {
 		return
 	}
-	if s.changes.enabled {
+	if s.changes.enabled.Load() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 		err := s.catchUp(cctx)
 		cancel()

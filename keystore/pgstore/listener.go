@@ -146,7 +146,7 @@ func (s *Store) listen() {
 			// Changes made while nobody listened were not announced: the
 			// change log has them; without one, every cache is dropped.
 			s.triggerSessionReload()
-			if s.changes.enabled {
+			if s.changes.enabled.Load() {
 				s.changes.wake()
 				s.log.Info("postgres key store: listener reconnected; catching up from the change log",
 					zap.String("channel", s.channel), zap.Int64("last_change", s.LastChange()))
@@ -337,9 +337,9 @@ func (s *Store) handle(n *pgconn.Notification) {
 		}
 		if p.To != nil && p.From != nil {
 			switch {
-			case s.changes.enabled && p.Log != nil && *p.Log != s.changes.oid:
+			case s.changes.enabled.Load() && p.Log != nil && *p.Log != s.changes.oid.Load():
 				// Another schema's change log, on the same database.
-			case s.changes.enabled:
+			case s.changes.enabled.Load():
 				s.announced(*p.From, *p.To, p.Hashes)
 			case len(p.Hashes) == 0:
 				s.invalidateAll() // a range, and no log to read it from

@@ -31,7 +31,7 @@ func (s *Store) prepare(ctx context.Context) (reachable bool, err error) {
 	if err := s.changes.baseline(ctx, s.pool); err != nil {
 		return true, fmt.Errorf("keystore: postgres: reading the change log: %w", err)
 	}
-	if !s.changes.enabled {
+	if !s.changes.enabled.Load() {
 		s.log.Info("postgres key store: no deplo_changes table (schema version 1 or a custom one); changes arrive by notification only")
 	}
 	switch err := s.loadSessions(ctx); {
@@ -86,7 +86,7 @@ func (s *Store) run() {
 	if !s.opts.AdminOnly {
 		s.wg.Add(1)
 		go s.listen()
-		if s.changes.enabled {
+		if s.changes.enabled.Load() {
 			s.wg.Add(1)
 			go s.follow()
 		}
@@ -103,7 +103,7 @@ func (s *Store) run() {
 	close(s.started)
 	s.log.Info("postgres key store ready", zap.String("channel", s.channel),
 		zap.Int32("max_conns", s.pool.Config().MaxConns), zap.Int("revoked_sessions", s.sessions.Load().Len()),
-		zap.Bool("change_log", s.changes.enabled), zap.Duration("poll", s.poll),
+		zap.Bool("change_log", s.changes.enabled.Load()), zap.Duration("poll", s.poll),
 		zap.Bool("record_last_used", s.lastUsed.enabled))
 }
 
