@@ -93,7 +93,7 @@ type Handler struct {
 	// still has it fails to load, pointing at the deplo_auth_sidecar app.
 	Verify json.RawMessage `json:"verify,omitempty"`
 
-	// engine decides every request; its stores, caches, verifier and
+	// engine decides every request; its stores, caches, JWT verifier and
 	// guard are set at provision.
 	engine decide.Engine
 	tokens *tokencache.Cache
@@ -396,7 +396,7 @@ func newSigner(prefix string, si *SignedIdentityConfig) (*identity.Signer, error
 	return identity.NewSigner(prefix, keys...)
 }
 
-// jwtConfig translates the jwt block into the verifier's configuration.
+// jwtConfig translates the jwt block into jwtauth.Verifier's configuration.
 func (h *Handler) jwtConfig(store keystore.Store) (jwtauth.Config, error) {
 	c := h.JWT
 	cfg := h.jwtOptions()
@@ -417,7 +417,7 @@ func (h *Handler) jwtConfig(store keystore.Store) (jwtauth.Config, error) {
 	return cfg, nil
 }
 
-// jwtOptions is the jwt block as the verifier's configuration, the secret
+// jwtOptions is the jwt block as jwtauth.Verifier's configuration, the secret
 // as written (a placeholder is resolved by jwtConfig).
 func (h *Handler) jwtOptions() jwtauth.Config {
 	c := h.JWT

@@ -45,7 +45,7 @@ type Sidecar struct {
 	Handler
 
 	ctx      caddy.Context
-	verify   *verifier
+	rules    *sidecarRules
 	servers  []*sidecarServer
 	listened []string // pool keys held by servers
 }
@@ -82,8 +82,9 @@ type VerifyConfig struct {
 // defaultTrusted is trusted when none is given: loopback only.
 var defaultTrusted = []string{"127.0.0.0/8", "::1"}
 
-// verifier is a compiled VerifyConfig.
-type verifier struct {
+// sidecarRules is a compiled VerifyConfig: where the original request is
+// named, which callers may name it, and which hops X-Forwarded-For skips.
+type sidecarRules struct {
 	from    decide.Source
 	trusted decide.Ranges
 	proxies decide.Ranges
@@ -91,8 +92,8 @@ type verifier struct {
 }
 
 // compile checks the configuration, naming the field of any mistake.
-func (c *VerifyConfig) compile() (*verifier, error) {
-	v := &verifier{prefix: c.PathPrefix}
+func (c *VerifyConfig) compile() (*sidecarRules, error) {
+	v := &sidecarRules{prefix: c.PathPrefix}
 	var ok bool
 	if v.from, ok = decide.ParseSource(c.From); !ok {
 		return nil, fmt.Errorf("from: %q is not auto, forwarded, original or envoy", c.From)
@@ -155,7 +156,7 @@ func (s *Sidecar) Provision(ctx caddy.Context) error {
 		return err
 	}
 	var err error
-	if s.verify, err = s.VerifyConfig.compile(); err != nil {
+	if s.rules, err = s.VerifyConfig.compile(); err != nil {
 		return err
 	}
 	return s.Handler.Provision(ctx)

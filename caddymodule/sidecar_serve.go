@@ -30,14 +30,14 @@ func (s *Sidecar) serveVerify(w http.ResponseWriter, r *http.Request) error {
 	hdr["Cache-Control"] = noStore
 	la, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	caller := decide.CallerOf(la != nil && la.Network() == "unix", r.RemoteAddr)
-	if !s.verify.trusted.Trusts(caller) {
+	if !s.rules.trusted.Trusts(caller) {
 		out := decide.Outcome{Refusal: decide.RefuseUntrustedCaller}
 		return h.refuseVerify(w, r, start, &out, nil, addrString(caller.Addr))
 	}
 	// Read the original request before Strip: X-Original-URL is one of the
 	// override headers it removes.
-	orig, err := decide.OriginalOf(s.verify.from, r.Header, r.Method, r.URL.RequestURI(), s.verify.prefix)
-	client := addrString(decide.ClientOf(r.Header, caller, s.verify.proxies))
+	orig, err := decide.OriginalOf(s.rules.from, r.Header, r.Method, r.URL.RequestURI(), s.rules.prefix)
+	client := addrString(decide.ClientOf(r.Header, caller, s.rules.proxies))
 	h.headers.Strip(r)
 	if err != nil {
 		out := decide.Outcome{Refusal: decide.RefuseBadOriginal}
