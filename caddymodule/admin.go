@@ -322,10 +322,10 @@ func sameKeyFile(path, name string, want os.FileInfo) bool {
 func hashesOfID(id string) []keystore.Hash {
 	var out []keystore.Hash
 	stores.Range(func(_, v any) bool {
-		var admin keystore.Admin
+		var admin keystore.TokenManager
 		switch s := v.(type) {
 		case sharedFileStore:
-			admin = &keystore.FileAdmin{Path: s.Path()}
+			admin = &keystore.FileTokenManager{Path: s.Path()}
 		case sharedPostgresStore:
 			admin = s.Store
 		default:

@@ -31,7 +31,7 @@ type Decision struct {
 	Session string
 	// tokens is the admin interface of the key store that verified the
 	// caller: the one deplo_auth_tokens manages.
-	tokens keystore.Admin
+	tokens keystore.TokenManager
 	// headerValues backs the identity headers set on the request.
 	headerValues identity.HeaderValues
 }
@@ -74,7 +74,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// One allocation holds the decision for handlers after this one
 	// (deplo_auth_tokens reads it), the identity header values and the
 	// {http.auth.user.*} placeholders.
-	d := &Decision{Principal: out.Principal, Match: out.Match, Session: out.Session, tokens: h.tokenAdmin}
+	d := &Decision{Principal: out.Principal, Match: out.Match, Session: out.Session, tokens: h.tokenManager}
 	id := identityOf(out.Principal)
 	var path string
 	if h.headers.Signs() { // escaping the path costs more than the rest of Write

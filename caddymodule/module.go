@@ -97,9 +97,9 @@ type Handler struct {
 	// guard are set at provision.
 	engine decide.Engine
 	tokens *tokencache.Cache
-	// tokenAdmin manages the store's tokens, for deplo_auth_tokens.
-	tokenAdmin keystore.Admin
-	// publicStore carries tokenAdmin to handlers after a public route.
+	// tokenManager manages the store's tokens, for deplo_auth_tokens.
+	tokenManager keystore.TokenManager
+	// publicStore carries tokenManager to handlers after a public route.
 	publicStore *publicStore
 	jwt         *jwtauth.Verifier
 	storeKey    string // the usage pool key; holds the DSN: never shown
@@ -343,8 +343,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.tokenAdmin = adminOf(store)
-	h.publicStore = &publicStore{admin: h.tokenAdmin}
+	h.tokenManager = managerOf(store)
+	h.publicStore = &publicStore{admin: h.tokenManager}
 	if h.JWT != nil {
 		if h.jwt, err = h.provisionJWT(ctx, store); err != nil {
 			return fmt.Errorf("jwt: %w", err)

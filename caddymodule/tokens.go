@@ -27,14 +27,14 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("deplo_auth_tokens", httpcaddyfile.Before, "forward_auth")
 }
 
-// adminOf returns the admin interface of a key store deplo_auth opened.
-func adminOf(store keystore.Store) keystore.Admin {
+// managerOf returns the admin interface of a key store deplo_auth opened.
+func managerOf(store keystore.Store) keystore.TokenManager {
 	switch s := store.(type) {
 	case sharedFileStore:
 		// Reloads the store after each change, so that a token created
 		// through the API works at once in this process.
-		return s.Admin()
-	case keystore.Admin:
+		return s.TokenManager()
+	case keystore.TokenManager:
 		return s
 	}
 	return nil

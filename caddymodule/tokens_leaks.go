@@ -153,18 +153,18 @@ func (s *leakKeySource) fetch(ctx context.Context) (tokenapi.LeakKeys, error) {
 const publicStoreVar = "deplo_auth.public_store"
 
 // publicStore is the value under publicStoreVar.
-type publicStore struct{ admin keystore.Admin }
+type publicStore struct{ admin keystore.TokenManager }
 
 // leakStore returns the key store to revoke leaked tokens in: the one of
 // the deplo_auth that let the request through.
-func leakStore(ctx context.Context) keystore.HashAdmin {
-	var admin keystore.Admin
+func leakStore(ctx context.Context) keystore.HashRevoker {
+	var admin keystore.TokenManager
 	if d, ok := DecisionFromContext(ctx); ok {
 		admin = d.tokens
 	} else if p, ok := caddyhttp.GetVar(ctx, publicStoreVar).(*publicStore); ok && p != nil {
 		admin = p.admin
 	}
-	hashes, _ := admin.(keystore.HashAdmin)
+	hashes, _ := admin.(keystore.HashRevoker)
 	return hashes
 }
 

@@ -83,7 +83,7 @@ func TestTokensHandlerLeaks(t *testing.T) {
 	if err := h.Leaks.provision(zap.NewNop(), h.base); err != nil {
 		t.Fatal(err)
 	}
-	admin := &keystore.FileAdmin{Path: filepath.Join(t.TempDir(), "keys.json")}
+	admin := &keystore.FileTokenManager{Path: filepath.Join(t.TempDir(), "keys.json")}
 	raw, _ := apikey.Generate()
 	if err := admin.CreateToken(context.Background(), keystore.TokenEntry{ID: "tok_leaky", Name: "ci", Hash: apikey.Sum(raw).String(),
 		Workspace: "ws_acme", Scopes: []string{"deploy"}}); err != nil {

@@ -237,7 +237,7 @@ func revokeByValue(cmd *cobra.Command, value string, store storeFlags, api apiFl
 		return err
 	}
 	defer closeStore()
-	hashes, ok := admin.(keystore.HashAdmin)
+	hashes, ok := admin.(keystore.HashRevoker)
 	if !ok {
 		return fmt.Errorf("%s cannot revoke a token by its value", where)
 	}

@@ -124,12 +124,12 @@ func (a apiFlags) open(cmd *cobra.Command, store storeFlags) (tokenLister, strin
 // workspaceStore confines list and revoke in store mode to --workspace, as
 // the API confines them to the path's workspace.
 type workspaceStore struct {
-	keystore.Admin
+	keystore.TokenManager
 	workspace string
 }
 
 func (w workspaceStore) ListTokens(ctx context.Context, _ string) ([]keystore.TokenRecord, error) {
-	return w.Admin.ListTokens(ctx, w.workspace)
+	return w.TokenManager.ListTokens(ctx, w.workspace)
 }
 
 func (w workspaceStore) RevokeToken(ctx context.Context, id string, at time.Time) (keystore.TokenRecord, error) {
@@ -140,7 +140,7 @@ func (w workspaceStore) RevokeToken(ctx context.Context, id string, at time.Time
 	if err != nil {
 		return rec, err
 	}
-	return w.Admin.RevokeToken(ctx, id, at)
+	return w.TokenManager.RevokeToken(ctx, id, at)
 }
 
 // create creates a token through the API and prints it once, on stdout.

@@ -22,7 +22,7 @@ func TestTokenCommandsWorkspaceInStoreMode(t *testing.T) {
 	t.Setenv(keysFileEnv, "")
 	t.Setenv(postgresEnv, "")
 	path := filepath.Join(t.TempDir(), "keys.json")
-	admin := &keystore.FileAdmin{Path: path}
+	admin := &keystore.FileTokenManager{Path: path}
 	for i, ws := range []string{"ws_a", "ws_b"} {
 		e := keystore.TokenEntry{ID: "tok_" + ws, Name: ws, Hash: "sha256:" + strings.Repeat(string(rune('a'+i)), 64),
 			Workspace: ws, Scopes: []string{"read"}, CreatedAt: time.Now().UTC().Truncate(time.Second)}

@@ -63,7 +63,7 @@ func TestTokenRevokeByValue(t *testing.T) {
 	t.Setenv(postgresEnv, "")
 	t.Setenv(keysFileEnv, "")
 	path := filepath.Join(t.TempDir(), "keys.json")
-	admin := &keystore.FileAdmin{Path: path}
+	admin := &keystore.FileTokenManager{Path: path}
 	raws := map[string]string{}
 	for _, id := range []string{"tok_leaked", "tok_kept"} {
 		raw, _ := apikey.Generate()

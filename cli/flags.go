@@ -48,23 +48,23 @@ func orEnv(flag *string, env string) string {
 	return os.Getenv(env)
 }
 
-// storeAdmin is what the commands need of a key store: its tokens and its
+// storeManager is what the commands need of a key store: its tokens and its
 // revoked sessions.
-type storeAdmin interface {
-	keystore.Admin
-	keystore.SessionAdmin
+type storeManager interface {
+	keystore.TokenManager
+	keystore.SessionRevoker
 }
 
 // open opens the key store the flags of cmd name. where names it in
 // messages; closeStore releases it. With none named, the error lists every
 // mode cmd has (--api included, where it has it).
-func (f storeFlags) open(cmd *cobra.Command) (admin storeAdmin, where string, closeStore func(), err error) {
+func (f storeFlags) open(cmd *cobra.Command) (admin storeManager, where string, closeStore func(), err error) {
 	file, dsn := orEnv(f.file, keysFileEnv), orEnv(f.postgres, postgresEnv)
 	switch {
 	case file != "" && dsn != "":
 		return nil, "", nil, errors.New("give either --keys-file or --postgres, not both")
 	case file != "":
-		return &keystore.FileAdmin{Path: file}, file, func() {}, nil
+		return &keystore.FileTokenManager{Path: file}, file, func() {}, nil
 	case dsn != "":
 		pg, err := pgstore.Open(cmd.Context(), pgstore.Options{DSN: dsn, AdminOnly: true})
 		if err != nil {

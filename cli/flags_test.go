@@ -89,7 +89,7 @@ func TestScopesForms(t *testing.T) {
 		if out, err := runDeploAuth(t, args...); err != nil {
 			t.Fatalf("%v: %v\n%s", form, err, out)
 		}
-		list, err := (&keystore.FileAdmin{Path: path}).ListTokens(context.Background(), "")
+		list, err := (&keystore.FileTokenManager{Path: path}).ListTokens(context.Background(), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +145,7 @@ func jwtClaims(t *testing.T, tok string) map[string]any {
 func TestInstantForms(t *testing.T) {
 	clearModes(t)
 	path := filepath.Join(t.TempDir(), "keys.json")
-	admin := &keystore.FileAdmin{Path: path}
+	admin := &keystore.FileTokenManager{Path: path}
 	at := time.Date(2031, 1, 31, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		value string
@@ -192,7 +192,7 @@ func TestInstantForms(t *testing.T) {
 	}
 }
 
-func tokenNamed(t *testing.T, admin keystore.Admin, name string) keystore.TokenRecord {
+func tokenNamed(t *testing.T, admin keystore.TokenManager, name string) keystore.TokenRecord {
 	t.Helper()
 	list, err := admin.ListTokens(context.Background(), "")
 	if err != nil {

@@ -112,7 +112,7 @@ func rotateInStore(cmd *cobra.Command, store storeFlags, id string, grace time.D
 }
 
 // tokenOfKey finds the token of $DEPLO_KEY in the store, by its hash.
-func tokenOfKey(ctx context.Context, admin keystore.Admin) (keystore.TokenRecord, error) {
+func tokenOfKey(ctx context.Context, admin keystore.TokenManager) (keystore.TokenRecord, error) {
 	key := os.Getenv("DEPLO_KEY")
 	if apikey.Check(key, false) != nil {
 		return keystore.TokenRecord{}, errors.New("--self: $DEPLO_KEY does not hold an API token (sk_live_…)")
@@ -180,7 +180,7 @@ func revokeCreatedBy(cmd *cobra.Command, store storeFlags, api apiFlags, by stri
 
 // announceIDs tells the gateway of the revoked tokens: a key file once, a
 // PostgreSQL store token by token.
-func announceIDs(ctx context.Context, gw gateway, store storeFlags, admin keystore.Admin, ids []string) error {
+func announceIDs(ctx context.Context, gw gateway, store storeFlags, admin keystore.TokenManager, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}

@@ -18,7 +18,7 @@ func TestCommandRotateAndRevokeCreatedBy(t *testing.T) {
 	path := t.TempDir() + "/keys.json"
 	t.Setenv(keysFileEnv, path)
 	ctx := context.Background()
-	admin := &keystore.FileAdmin{Path: path}
+	admin := &keystore.FileTokenManager{Path: path}
 	out, err := runDeploAuth(t, "token", "create", "--admin", "off", "--workspace", "ws_acme", "--scopes", "admin", "--name", "ci")
 	if err != nil {
 		t.Fatal(err)

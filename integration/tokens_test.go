@@ -123,13 +123,13 @@ http://localhost:%d {
 // tokenSuite is a running Caddy with the token API on one store.
 type tokenSuite struct {
 	*env
-	admin    keystore.Admin // the same store, read directly to check effects
+	admin    keystore.TokenManager // the same store, read directly to check effects
 	seeded   map[string]token
 	created  []string // every token the API showed, for the log sweep
 	createMu sync.Mutex
 }
 
-func startTokens(t *testing.T, store, storeB string, admin keystore.Admin) *tokenSuite {
+func startTokens(t *testing.T, store, storeB string, admin keystore.TokenManager) *tokenSuite {
 	t.Helper()
 	s := &tokenSuite{env: &env{t: t, up: newRecorder(t), logDir: t.TempDir()}, admin: admin, seeded: map[string]token{}}
 	for _, tk := range []token{
@@ -548,7 +548,7 @@ func sweepLogs(t *testing.T, logDir string, raws []string) {
 
 func TestTokenAPIFile(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "keys.json")
-	s := startTokens(t, "keys file "+keys, "", &keystore.FileAdmin{Path: keys})
+	s := startTokens(t, "keys file "+keys, "", &keystore.FileTokenManager{Path: keys})
 	runTokenSuite(t, s)
 	runLineageSuite(t, s, []string{""})
 	runConditionsSuite(t, s, []string{""})

@@ -8,10 +8,10 @@ import (
 	"github.com/deplo-sh/deplo-auth/internal/redact"
 )
 
-// Admin creates, revokes and lists the API tokens of one key store. The CLI
-// (caddy deplo-auth token …) and the token API call it; FileAdmin (the key
+// TokenManager creates, revokes and lists the API tokens of one key store. The CLI
+// (caddy deplo-auth token …) and the token API call it; FileTokenManager (the key
 // file) and pgstore.Store (PostgreSQL) implement it.
-type Admin interface {
+type TokenManager interface {
 	// CreateToken stores e (e.Hash in the stored form, see FormatHash; a
 	// zero CreatedAt means now). The token works at once on every instance
 	// that reads the store: the key file is replaced atomically under its
@@ -60,10 +60,10 @@ type Admin interface {
 	RevokeCreatedBy(ctx context.Context, workspace, project string, f Creator, at time.Time) ([]string, error)
 }
 
-// HashAdmin revokes a token known by its value (its hash) rather than its
+// HashRevoker revokes a token known by its value (its hash) rather than its
 // id: the answer to a leak, where what is in hand is the token itself.
-// FileAdmin and pgstore.Store implement it.
-type HashAdmin interface {
+// FileTokenManager and pgstore.Store implement it.
+type HashRevoker interface {
 	// RevokeHash revokes, from at on (now if zero), the token whose hash
 	// is h, as RevokeToken does, and records reason as its revoked_reason
 	// when this call is what revokes it (an earlier revocation and its
@@ -73,8 +73,8 @@ type HashAdmin interface {
 	RevokeHash(ctx context.Context, h Hash, at time.Time, reason string) (rec TokenRecord, wasActive bool, err error)
 }
 
-// SessionAdmin revokes dashboard sessions (see SessionDenylist).
-type SessionAdmin interface {
+// SessionRevoker revokes dashboard sessions (see SessionDenylist).
+type SessionRevoker interface {
 	// RevokeSession revokes the session id now. expiresAt, if not zero, is
 	// when the session would expire anyway (the entry may be dropped after
 	// it). Revoking a revoked session keeps the earlier revoked_at.

@@ -76,7 +76,7 @@ func TestTokenAllowedFrom(t *testing.T) {
 // written back as read; a bad list names the entry and field.
 func TestKeyFileAllowedIPs(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
-	admin := &FileAdmin{Path: path}
+	admin := &FileTokenManager{Path: path}
 	e := newEntry("tok_pinned", "")
 	e.AllowedIPs = []string{"203.0.113.0/24"}
 	if err := admin.CreateToken(context.Background(), e); err != nil {

@@ -7,13 +7,13 @@ import (
 	"time"
 )
 
-// FileAdmin edits the key file at Path: each change is one UpdateKeyFile
+// FileTokenManager edits the key file at Path: each change is one UpdateKeyFile
 // (the file lock held, the file replaced atomically), so concurrent admins
 // in any number of processes never lose a change and a reader never sees a
 // half-written file. Every FileStore polling the file picks the change up
-// within its poll interval; the store returned by FileStore.Admin has it in
+// within its poll interval; the store returned by FileStore.TokenManager has it in
 // force at once.
-type FileAdmin struct {
+type FileTokenManager struct {
 	Path string
 	// store, if set, is the FileStore of Path: it gets each change as
 	// written, and its document stands for the file's bytes while they are
@@ -26,27 +26,27 @@ type FileAdmin struct {
 }
 
 var (
-	_ Admin        = (*FileAdmin)(nil)
-	_ HashAdmin    = (*FileAdmin)(nil)
-	_ SessionAdmin = (*FileAdmin)(nil)
+	_ TokenManager   = (*FileTokenManager)(nil)
+	_ HashRevoker    = (*FileTokenManager)(nil)
+	_ SessionRevoker = (*FileTokenManager)(nil)
 )
 
-// Admin returns a FileAdmin for the store's file that hands each change to
+// TokenManager returns a FileTokenManager for the store's file that hands each change to
 // the store, so a token created through it works in this process at once.
-func (s *FileStore) Admin() *FileAdmin {
-	return &FileAdmin{Path: s.path, store: s}
+func (s *FileStore) TokenManager() *FileTokenManager {
+	return &FileTokenManager{Path: s.path, store: s}
 }
 
 // update runs UpdateKeyFile, through the store if there is one. fn must
 // replace an entry's pointers and scopes, never write through them (see
 // updateKeyFile).
-func (a *FileAdmin) update(create bool, fn func(*KeyFile) error) error {
+func (a *FileTokenManager) update(create bool, fn func(*KeyFile) error) error {
 	return updateKeyFile(a.Path, create, fn, a.store)
 }
 
 // read reads and validates the file as ReadKeyFile does; the document may
 // be the store's, shared: see copyEntry.
-func (a *FileAdmin) read() (*KeyFile, error) {
+func (a *FileTokenManager) read() (*KeyFile, error) {
 	data, _, _, err := readFile(a.Path)
 	if err != nil {
 		return nil, err
@@ -82,15 +82,15 @@ func copyEntry(e *TokenEntry) TokenEntry {
 // CreateToken appends e to the key file, creating the file (mode 0600) if
 // it does not exist. The entry is validated with the key file's rules, and
 // its creator checked as Create does.
-func (a *FileAdmin) CreateToken(ctx context.Context, e TokenEntry) error {
+func (a *FileTokenManager) CreateToken(ctx context.Context, e TokenEntry) error {
 	_, err := a.Create(ctx, e, CreateOptions{})
 	return err
 }
 
 // RevokeToken sets the revoked_at of the token and of every token in its
 // subtree (its children, theirs, …) to the earlier of its current one and
-// at (now if zero), in one write. See Admin.
-func (a *FileAdmin) RevokeToken(_ context.Context, id string, at time.Time) (TokenRecord, error) {
+// at (now if zero), in one write. See TokenManager.
+func (a *FileTokenManager) RevokeToken(_ context.Context, id string, at time.Time) (TokenRecord, error) {
 	at = nowOr(at)
 	var out TokenRecord
 	err := a.update(false, func(kf *KeyFile) error {
@@ -108,8 +108,8 @@ func (a *FileAdmin) RevokeToken(_ context.Context, id string, at time.Time) (Tok
 	return out, nil
 }
 
-// RevokeHash revokes the token whose hash is h. See HashAdmin.
-func (a *FileAdmin) RevokeHash(_ context.Context, h Hash, at time.Time, reason string) (TokenRecord, bool, error) {
+// RevokeHash revokes the token whose hash is h. See HashRevoker.
+func (a *FileTokenManager) RevokeHash(_ context.Context, h Hash, at time.Time, reason string) (TokenRecord, bool, error) {
 	if at.IsZero() {
 		at = time.Now().UTC().Truncate(time.Second)
 	}
@@ -150,8 +150,8 @@ func revokeEntry(kf *KeyFile, e *TokenEntry, at time.Time, reason string) []stri
 	return changed
 }
 
-// Token returns the entry with the given id. See Admin.
-func (a *FileAdmin) Token(_ context.Context, id string) (TokenRecord, error) {
+// Token returns the entry with the given id. See TokenManager.
+func (a *FileTokenManager) Token(_ context.Context, id string) (TokenRecord, error) {
 	kf, err := a.read()
 	if err != nil {
 		return TokenRecord{}, err
@@ -165,7 +165,7 @@ func (a *FileAdmin) Token(_ context.Context, id string) (TokenRecord, error) {
 
 // ListTokens returns the file's entries of workspace ("" = all), in file
 // order. LastUsedAt is always nil: the key file records no use.
-func (a *FileAdmin) ListTokens(_ context.Context, workspace string) ([]TokenRecord, error) {
+func (a *FileTokenManager) ListTokens(_ context.Context, workspace string) ([]TokenRecord, error) {
 	kf, err := a.read()
 	if err != nil {
 		return nil, err
@@ -180,8 +180,8 @@ func (a *FileAdmin) ListTokens(_ context.Context, workspace string) ([]TokenReco
 }
 
 // RevokeSession adds the session to the file's "revoked_sessions". See
-// SessionAdmin.
-func (a *FileAdmin) RevokeSession(_ context.Context, id string, expiresAt time.Time) error {
+// SessionRevoker.
+func (a *FileTokenManager) RevokeSession(_ context.Context, id string, expiresAt time.Time) error {
 	if id == "" {
 		return errors.New("keystore: revoke session: empty session id")
 	}

@@ -15,11 +15,11 @@ import (
 )
 
 func TestFileAdmin(t *testing.T) {
-	admintest.Run(t, &keystore.FileAdmin{Path: filepath.Join(t.TempDir(), "keys.json")})
+	admintest.Run(t, &keystore.FileTokenManager{Path: filepath.Join(t.TempDir(), "keys.json")})
 }
 
 // openIdleStore opens a key file store whose poller never runs during the
-// test, so only FileStore.Admin's reload can bring a change in.
+// test, so only FileStore.TokenManager's reload can bring a change in.
 func openIdleStore(t *testing.T) *keystore.FileStore {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "keys.json")
@@ -36,7 +36,7 @@ func openIdleStore(t *testing.T) *keystore.FileStore {
 
 func TestFileStoreAdminInForceAtOnce(t *testing.T) {
 	s := openIdleStore(t)
-	admin := s.Admin()
+	admin := s.TokenManager()
 	ctx := context.Background()
 	e, h := admintest.NewEntry(t, "tok_new", "ws_acme")
 	if err := admin.CreateToken(ctx, e); err != nil {
@@ -58,7 +58,7 @@ func TestFileStoreAdminInForceAtOnce(t *testing.T) {
 }
 
 // TestFileAdminConcurrentCreates creates tokens from many goroutines, each
-// with its own FileAdmin (as separate CLI processes would be): the file
+// with its own FileTokenManager (as separate CLI processes would be): the file
 // lock keeps every one.
 func TestFileAdminConcurrentCreates(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
@@ -68,7 +68,7 @@ func TestFileAdminConcurrentCreates(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			e, _ := admintest.NewEntry(t, fmt.Sprintf("tok_%02d", i), "ws_acme")
-			errs <- (&keystore.FileAdmin{Path: path}).CreateToken(context.Background(), e)
+			errs <- (&keystore.FileTokenManager{Path: path}).CreateToken(context.Background(), e)
 		})
 	}
 	wg.Wait()
@@ -78,7 +78,7 @@ func TestFileAdminConcurrentCreates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	list, err := (&keystore.FileAdmin{Path: path}).ListTokens(context.Background(), "")
+	list, err := (&keystore.FileTokenManager{Path: path}).ListTokens(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestFileAdminConcurrentCreates(t *testing.T) {
 }
 
 func TestFileStoreAdmin(t *testing.T) {
-	admintest.Run(t, openIdleStore(t).Admin())
+	admintest.Run(t, openIdleStore(t).TokenManager())
 }
 
 // TestFileStoreAdminParsesHandEdits checks that the store's admin, which
@@ -96,7 +96,7 @@ func TestFileStoreAdmin(t *testing.T) {
 // parsed from, still applies every rule to a file changed by hand since.
 func TestFileStoreAdminParsesHandEdits(t *testing.T) {
 	s := openIdleStore(t)
-	admin := s.Admin()
+	admin := s.TokenManager()
 	ctx := context.Background()
 	first, firstHash := admintest.NewEntry(t, "tok_first", "ws_acme")
 	if err := admin.CreateToken(ctx, first); err != nil {
@@ -115,7 +115,7 @@ func TestFileStoreAdminParsesHandEdits(t *testing.T) {
 	if err := admin.CreateToken(ctx, next); err != nil {
 		t.Fatal(err)
 	}
-	list, err := (&keystore.FileAdmin{Path: s.Path()}).ListTokens(ctx, "")
+	list, err := (&keystore.FileTokenManager{Path: s.Path()}).ListTokens(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestFileStoreAdminParsesHandEdits(t *testing.T) {
 // returns does not share memory with the document it reuses.
 func TestFileStoreAdminRecordsAreCopies(t *testing.T) {
 	s := openIdleStore(t)
-	admin := s.Admin()
+	admin := s.TokenManager()
 	ctx := context.Background()
 	e, _ := admintest.NewEntry(t, "tok_a", "ws_acme")
 	project := "weekly-report"
@@ -208,7 +208,7 @@ func TestFileStoreAdminInvalidUTF8(t *testing.T) {
 	ctx := context.Background()
 	e, h := admintest.NewEntry(t, "tok_a", "ws_acme")
 	e.Name = "bad \xff name"
-	if err := s.Admin().CreateToken(ctx, e); err != nil {
+	if err := s.TokenManager().CreateToken(ctx, e); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := s.Lookup(ctx, h)
@@ -221,7 +221,7 @@ func TestFileStoreAdminInvalidUTF8(t *testing.T) {
 }
 
 // TestFileStoreAdminsConcurrentCreates creates tokens through the admins of
-// two stores of the same file (two gateway processes) and a plain FileAdmin
+// two stores of the same file (two gateway processes) and a plain FileTokenManager
 // (the CLI) at once: each admin may reuse its store's document only while
 // the file holds the bytes the store loaded, so no token is lost.
 func TestFileStoreAdminsConcurrentCreates(t *testing.T) {
@@ -231,7 +231,7 @@ func TestFileStoreAdminsConcurrentCreates(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	admins := []keystore.Admin{a.Admin(), b.Admin(), &keystore.FileAdmin{Path: a.Path()}}
+	admins := []keystore.TokenManager{a.TokenManager(), b.TokenManager(), &keystore.FileTokenManager{Path: a.Path()}}
 	const n = 30
 	hashes := make([]keystore.Hash, n)
 	var wg sync.WaitGroup
@@ -248,7 +248,7 @@ func TestFileStoreAdminsConcurrentCreates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	list, err := (&keystore.FileAdmin{Path: a.Path()}).ListTokens(context.Background(), "")
+	list, err := (&keystore.FileTokenManager{Path: a.Path()}).ListTokens(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestFileStoreAdminsConcurrentCreates(t *testing.T) {
 }
 
 func TestFileAdminLineage(t *testing.T) {
-	admintest.RunLineage(t, func(t *testing.T) keystore.Admin {
-		return &keystore.FileAdmin{Path: filepath.Join(t.TempDir(), "keys.json")}
+	admintest.RunLineage(t, func(t *testing.T) keystore.TokenManager {
+		return &keystore.FileTokenManager{Path: filepath.Join(t.TempDir(), "keys.json")}
 	})
 }

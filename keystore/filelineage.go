@@ -12,8 +12,8 @@ import (
 // Create stores e after checking, under the file lock, that its creator
 // still works (a parent token neither revoked nor expired, a session not
 // revoked) and that the workspace is below opt.MaxLive; e's expiry is
-// capped at its parent's end. It returns the entry as stored. See Admin.
-func (a *FileAdmin) Create(_ context.Context, e TokenEntry, opt CreateOptions) (TokenEntry, error) {
+// capped at its parent's end. It returns the entry as stored. See TokenManager.
+func (a *FileTokenManager) Create(_ context.Context, e TokenEntry, opt CreateOptions) (TokenEntry, error) {
 	now := nowOr(opt.Now)
 	if e.CreatedAt.IsZero() {
 		e.CreatedAt = now
@@ -33,8 +33,8 @@ func (a *FileAdmin) Create(_ context.Context, e TokenEntry, opt CreateOptions) (
 	return copyEntry(&out), nil
 }
 
-// Rotate replaces a token (see Admin).
-func (a *FileAdmin) Rotate(_ context.Context, r RotateRequest) (TokenEntry, error) {
+// Rotate replaces a token (see TokenManager).
+func (a *FileTokenManager) Rotate(_ context.Context, r RotateRequest) (TokenEntry, error) {
 	now := nowOr(r.Now)
 	var (
 		out    TokenEntry
@@ -54,8 +54,8 @@ func (a *FileAdmin) Rotate(_ context.Context, r RotateRequest) (TokenEntry, erro
 	return copyEntry(&out), nil
 }
 
-// RevokeCreatedBy revokes everything a credential created (see Admin).
-func (a *FileAdmin) RevokeCreatedBy(_ context.Context, workspace, project string, f Creator, at time.Time) ([]string, error) {
+// RevokeCreatedBy revokes everything a credential created (see TokenManager).
+func (a *FileTokenManager) RevokeCreatedBy(_ context.Context, workspace, project string, f Creator, at time.Time) ([]string, error) {
 	at = nowOr(at)
 	var out []string
 	err := a.update(false, func(kf *KeyFile) error {

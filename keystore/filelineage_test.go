@@ -43,8 +43,8 @@ func TestFileCreateRevokeInterleaved(t *testing.T) {
 		t.Skip("the barrier reads /proc/locks (Linux only)")
 	}
 	path := filepath.Join(t.TempDir(), "keys.json")
-	creator := &keystore.FileAdmin{Path: path}
-	admintest.CreateRevokeInterleaved(t, creator, &keystore.FileAdmin{Path: path},
+	creator := &keystore.FileTokenManager{Path: path}
+	admintest.CreateRevokeInterleaved(t, creator, &keystore.FileTokenManager{Path: path},
 		func(f func()) { keystore.SetBeforeInsert(creator, f) },
 		func() bool { return blockedOn(t, path+".lock") })
 }

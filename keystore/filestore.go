@@ -79,7 +79,7 @@ type snapshot struct {
 	sessions *SessionSet // revoked dashboard sessions, see SessionRevoked
 	gen      uint64
 	// doc is the validated document of the file whose bytes hash to sum;
-	// FileAdmin reuses it instead of parsing those bytes again. Read-only.
+	// FileTokenManager reuses it instead of parsing those bytes again. Read-only.
 	doc *KeyFile
 	sum [sha256.Size]byte
 }
@@ -184,7 +184,7 @@ func (s *FileStore) Close() error {
 }
 
 // Reload checks the file now, as the poller does, and swaps in its new
-// contents if it changed; it returns when that is done. FileAdmin calls it
+// contents if it changed; it returns when that is done. FileTokenManager calls it
 // after a write, so the change is in force in this process at once.
 func (s *FileStore) Reload() {
 	s.pollMu.Lock()
@@ -264,7 +264,7 @@ func (s *FileStore) install(kf *KeyFile, tokens map[Hash]*Token, sum [sha256.Siz
 	}
 }
 
-// adopt puts in force what FileAdmin has just written to the file (under
+// adopt puts in force what FileTokenManager has just written to the file (under
 // the file lock): the validated document, its tokens and the status of the
 // file written, so the poller does not read it again. A nil store does
 // nothing.

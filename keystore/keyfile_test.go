@@ -372,10 +372,10 @@ func TestUpdateKeyFileCreates(t *testing.T) {
 }
 
 // The key file is written 0600 whatever its old mode, through the API's
-// FileAdmin as through UpdateKeyFile (the CLI).
+// FileTokenManager as through UpdateKeyFile (the CLI).
 func TestUpdateKeyFileWrites0600(t *testing.T) {
 	for _, old := range []os.FileMode{0o644, 0o640, 0o666, 0o604, 0o600} {
-		for _, via := range []string{"UpdateKeyFile", "FileAdmin"} {
+		for _, via := range []string{"UpdateKeyFile", "FileTokenManager"} {
 			path := filepath.Join(t.TempDir(), "keys.json")
 			if err := os.WriteFile(path, []byte(`{"tokens": []}`), old); err != nil {
 				t.Fatal(err)
@@ -390,7 +390,7 @@ func TestUpdateKeyFileWrites0600(t *testing.T) {
 					return nil
 				})
 			} else {
-				err = (&FileAdmin{Path: path}).CreateToken(context.Background(), newEntry("tok_a", ""))
+				err = (&FileTokenManager{Path: path}).CreateToken(context.Background(), newEntry("tok_a", ""))
 			}
 			if err != nil {
 				t.Fatal(err)

@@ -69,7 +69,7 @@ func seedEntries(b *testing.B, n int) []keystore.TokenEntry {
 
 // fileStore is a key file of n tokens opened as deplo_auth opens it, and
 // the admin deplo_auth_tokens gets from it (which reloads the store).
-func fileStore(b *testing.B, n int) keystore.Admin {
+func fileStore(b *testing.B, n int) keystore.TokenManager {
 	path := filepath.Join(b.TempDir(), "keys.json")
 	seed := seedEntries(b, n)
 	if err := keystore.UpdateKeyFile(path, true, func(kf *keystore.KeyFile) error {
@@ -83,11 +83,11 @@ func fileStore(b *testing.B, n int) keystore.Admin {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = fs.Close() })
-	return fs.Admin()
+	return fs.TokenManager()
 }
 
 // postgresStore is a fresh schema holding n tokens.
-func postgresStore(b *testing.B, n int) keystore.Admin {
+func postgresStore(b *testing.B, n int) keystore.TokenManager {
 	base := os.Getenv("DEPLO_AUTH_TEST_POSTGRES")
 	if base == "" {
 		b.Skip("DEPLO_AUTH_TEST_POSTGRES is not set; skipping the PostgreSQL benchmarks")
@@ -133,7 +133,7 @@ func postgresStore(b *testing.B, n int) keystore.Admin {
 
 // benchOps times b.N creates (POST) or revokes (DELETE, of distinct tokens
 // among the seeded ones) through Serve, and reports p50 and p99.
-func benchOps(b *testing.B, store keystore.Admin, seeded int, method string) {
+func benchOps(b *testing.B, store keystore.TokenManager, seeded int, method string) {
 	svc := &Service{Store: store}
 	admin := &grant.Principal{Kind: grant.KindJWT, Subject: "user_42", Workspace: "ws_acme", Scopes: grant.ScopeAdmin}
 	ids := seededIDs(b.N)

@@ -155,7 +155,7 @@ type LeakOutcome struct {
 // false positive (the store is not asked about a value that cannot be a
 // token). A store failure stops and is returned: the sender retries, and
 // revocations already made stand.
-func RevokeLeaked(ctx context.Context, store keystore.HashAdmin, reports []LeakReport, now time.Time) ([]LeakLabel, []LeakOutcome, error) {
+func RevokeLeaked(ctx context.Context, store keystore.HashRevoker, reports []LeakReport, now time.Time) ([]LeakLabel, []LeakOutcome, error) {
 	labels := make([]LeakLabel, 0, len(reports))
 	outcomes := make([]LeakOutcome, 0, len(reports))
 	for _, r := range reports {

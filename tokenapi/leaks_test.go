@@ -123,7 +123,7 @@ func TestVerifyLeak(t *testing.T) {
 // every report, and leaves every other token alone.
 func TestRevokeLeaked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
-	admin := &keystore.FileAdmin{Path: path}
+	admin := &keystore.FileTokenManager{Path: path}
 	raws := map[string]string{}
 	now := time.Now().UTC().Truncate(time.Second)
 	for _, id := range []string{"tok_live", "tok_revoked", "tok_bystander"} {
@@ -170,7 +170,7 @@ func TestRevokeLeaked(t *testing.T) {
 		t.Error("a token not reported was revoked")
 	}
 	// A failing store: an error, and the sender retries.
-	broken := &keystore.FileAdmin{Path: filepath.Join(t.TempDir(), "missing.json")}
+	broken := &keystore.FileTokenManager{Path: filepath.Join(t.TempDir(), "missing.json")}
 	if _, _, err := RevokeLeaked(context.Background(), broken, reports[:1], now); err == nil {
 		t.Error("a store failure was not reported")
 	}
@@ -210,7 +210,7 @@ func FuzzLeaks(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte, includeKnown bool, flip uint8) {
 		path := filepath.Join(t.TempDir(), "keys.json")
-		admin := &keystore.FileAdmin{Path: path}
+		admin := &keystore.FileTokenManager{Path: path}
 		raw, _ := apikey.Generate()
 		if err := admin.CreateToken(context.Background(), keystore.TokenEntry{ID: "tok_k", Name: "k", Hash: apikey.Sum(raw).String(),
 			Workspace: "ws", Scopes: []string{"read"}}); err != nil {

@@ -120,16 +120,16 @@ func TestLineageRecordedAndCapped(t *testing.T) {
 // revokingStore revokes the caller's own token just before the write: the
 // instant between deplo_auth's check of the caller and the store's.
 type revokingStore struct {
-	keystore.Admin
+	keystore.TokenManager
 	caller string
 	at     time.Time
 }
 
 func (r revokingStore) Create(ctx context.Context, e keystore.TokenEntry, opt keystore.CreateOptions) (keystore.TokenEntry, error) {
-	if _, err := r.Admin.RevokeToken(ctx, r.caller, r.at); err != nil {
+	if _, err := r.TokenManager.RevokeToken(ctx, r.caller, r.at); err != nil {
 		return keystore.TokenEntry{}, err
 	}
-	return r.Admin.Create(ctx, e, opt)
+	return r.TokenManager.Create(ctx, e, opt)
 }
 
 func TestCreatorRevokedBeforeTheWrite(t *testing.T) {

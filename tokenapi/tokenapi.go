@@ -32,7 +32,7 @@ import (
 // Service answers token API requests from one key store.
 type Service struct {
 	// Store is the key store's admin interface. Required.
-	Store keystore.Admin
+	Store keystore.TokenManager
 	// Now, NewToken and NewID default to time.Now, apikey.Generate and
 	// keystore.NewTokenID; tests replace them.
 	Now      func() time.Time
@@ -301,7 +301,7 @@ func (s *Service) revoke(ctx context.Context, who *grant.Principal, t Target, op
 		return refuse(op, http.StatusForbidden, ResultForbidden, codeForbidden,
 			"a credential revokes only tokens whose scopes it holds ("+who.Scopes.String()+"); admin revokes any")
 	}
-	// An earlier revocation stands (keystore.Admin), so a second DELETE
+	// An earlier revocation stands (keystore.TokenManager), so a second DELETE
 	// is a 204 that changes nothing.
 	if _, err := s.Store.RevokeToken(ctx, t.ID, s.now().UTC().Truncate(time.Second)); err != nil {
 		if errors.Is(err, keystore.ErrNotFound) { // removed in between

@@ -38,7 +38,7 @@ type fixture struct {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "keys.json")
-	admin := &keystore.FileAdmin{Path: path}
+	admin := &keystore.FileTokenManager{Path: path}
 	p := "weekly-report"
 	for _, e := range []keystore.TokenEntry{
 		{ID: "tok_ws", Name: "workspace token", Workspace: "ws_acme", Scopes: []string{"read"}},
@@ -441,7 +441,7 @@ func TestContentTypeAndStoreFailure(t *testing.T) {
 		}
 	}
 	// A store that fails: 503 with Retry-After, the error for the log only.
-	broken := &Service{Store: &keystore.FileAdmin{Path: t.TempDir()}}
+	broken := &Service{Store: &keystore.FileTokenManager{Path: t.TempDir()}}
 	for _, m := range []string{"GET", "POST"} {
 		a := broken.Serve(context.Background(), &Request{Method: m, Target: target, Caller: admin, ContentType: "application/json",
 			Body: strings.NewReader(`{"name":"x","scopes":["read"]}`)})

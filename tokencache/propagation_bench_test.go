@@ -26,7 +26,7 @@ import (
 //     saving in place or a script does.
 //   - atomic_rename: a complete file renamed over it; the clock starts at
 //     the rename.
-//   - cli: keystore.FileAdmin, as `caddy deplo-auth token create|revoke
+//   - cli: keystore.FileTokenManager, as `caddy deplo-auth token create|revoke
 //     --keys-file` writes (lock, write, fsync, rename) when it cannot reach
 //     the gateway's admin endpoint; the clock starts at the call.
 //   - poll_only: hand_edit with the directory watch off, as where the system
@@ -91,7 +91,7 @@ func benchPropagation(b *testing.B, how string, n int) {
 		b.Fatal(err)
 	}
 	defer cache.Close()
-	admin := &keystore.FileAdmin{Path: path} // another process's: no store to hand the change to
+	admin := &keystore.FileTokenManager{Path: path} // another process's: no store to hand the change to
 
 	state := 0
 	lookup := func() int { // the state a request sees

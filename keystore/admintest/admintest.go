@@ -1,4 +1,4 @@
-// Package admintest is the behaviour every keystore.Admin must have, as one
+// Package admintest is the behaviour every keystore.TokenManager must have, as one
 // test that each backend's tests run against a fresh, empty store.
 package admintest
 
@@ -29,8 +29,8 @@ func NewEntry(t testing.TB, id, workspace string) (keystore.TokenEntry, keystore
 }
 
 // Run checks admin, which must start with no token, against the contract of
-// keystore.Admin (and keystore.SessionAdmin when admin implements it).
-func Run(t *testing.T, admin keystore.Admin) {
+// keystore.TokenManager (and keystore.SessionRevoker when admin implements it).
+func Run(t *testing.T, admin keystore.TokenManager) {
 	ctx := context.Background()
 	a, _ := NewEntry(t, "tok_a", "ws_acme")
 	project := "weekly-report"
@@ -192,7 +192,7 @@ func Run(t *testing.T, admin keystore.Admin) {
 		}
 	})
 
-	if hashes, ok := admin.(keystore.HashAdmin); ok {
+	if hashes, ok := admin.(keystore.HashRevoker); ok {
 		t.Run("revoke by hash records the reason", func(t *testing.T) {
 			e, h := NewEntry(t, "tok_leaked", "ws_acme")
 			if err := admin.CreateToken(ctx, e); err != nil {
@@ -221,7 +221,7 @@ func Run(t *testing.T, admin keystore.Admin) {
 		})
 	}
 
-	sessions, ok := admin.(keystore.SessionAdmin)
+	sessions, ok := admin.(keystore.SessionRevoker)
 	if !ok {
 		return
 	}

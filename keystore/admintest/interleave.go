@@ -17,7 +17,7 @@ import (
 // barrier observed in the store, never a sleep). The revocation must wait
 // for the create and then take the new child with it; a create after it is
 // refused.
-func CreateRevokeInterleaved(t *testing.T, creator, revoker keystore.Admin, setHook func(func()), waiting func() bool) {
+func CreateRevokeInterleaved(t *testing.T, creator, revoker keystore.TokenManager, setHook func(func()), waiting func() bool) {
 	ctx := context.Background()
 	parent, _ := NewEntry(t, "tok_parent", "ws_acme")
 	if err := creator.CreateToken(ctx, parent); err != nil {

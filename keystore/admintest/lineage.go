@@ -11,17 +11,17 @@ import (
 )
 
 // RunLineage checks admin's lineage operations (Create, Rotate,
-// RevokeCreatedBy and the cascade of RevokeToken) against keystore.Admin's
+// RevokeCreatedBy and the cascade of RevokeToken) against keystore.TokenManager's
 // contract. newAdmin returns a fresh, empty store each call; when it
-// implements keystore.SessionAdmin, a revoked session's creates are checked
+// implements keystore.SessionRevoker, a revoked session's creates are checked
 // too.
-func RunLineage(t *testing.T, newAdmin func(t *testing.T) keystore.Admin) {
+func RunLineage(t *testing.T, newAdmin func(t *testing.T) keystore.TokenManager) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
 	at := func(d time.Duration) *time.Time { x := now.Add(d); return &x }
 	byKey := func(id string) *keystore.Creator { return &keystore.Creator{Kind: keystore.CreatorAPIKey, ID: id} }
 	// seed creates a root token with the given end of life.
-	seed := func(t *testing.T, a keystore.Admin, id, ws string, expires, revoked *time.Time) {
+	seed := func(t *testing.T, a keystore.TokenManager, id, ws string, expires, revoked *time.Time) {
 		t.Helper()
 		e, _ := NewEntry(t, id, ws)
 		e.CreatedAt = now.Add(-time.Hour)
@@ -33,13 +33,13 @@ func RunLineage(t *testing.T, newAdmin func(t *testing.T) keystore.Admin) {
 	}
 	// child creates id, created by the API token parent, asking for
 	// expires; it returns the stored entry.
-	child := func(t *testing.T, a keystore.Admin, id, parent string, expires *time.Time) (keystore.TokenEntry, error) {
+	child := func(t *testing.T, a keystore.TokenManager, id, parent string, expires *time.Time) (keystore.TokenEntry, error) {
 		t.Helper()
 		e, _ := NewEntry(t, id, "ws_acme")
 		e.CreatedAt, e.ExpiresAt, e.CreatedBy = now, expires, byKey(parent)
 		return a.Create(ctx, e, keystore.CreateOptions{Now: now})
 	}
-	get := func(t *testing.T, a keystore.Admin, id string) keystore.TokenRecord {
+	get := func(t *testing.T, a keystore.TokenManager, id string) keystore.TokenRecord {
 		t.Helper()
 		rec, err := a.Token(ctx, id)
 		if err != nil {
@@ -47,7 +47,7 @@ func RunLineage(t *testing.T, newAdmin func(t *testing.T) keystore.Admin) {
 		}
 		return rec
 	}
-	live := func(t *testing.T, a keystore.Admin, id string) bool {
+	live := func(t *testing.T, a keystore.TokenManager, id string) bool {
 		t.Helper()
 		rec := get(t, a, id)
 		return rec.Live(now)
@@ -97,7 +97,7 @@ func RunLineage(t *testing.T, newAdmin func(t *testing.T) keystore.Admin) {
 				t.Errorf("created by %s: the child was stored", parent)
 			}
 		}
-		sa, ok := a.(keystore.SessionAdmin)
+		sa, ok := a.(keystore.SessionRevoker)
 		if !ok {
 			return
 		}

@@ -15,9 +15,9 @@ import (
 	"github.com/deplo-sh/deplo-auth/keystore"
 )
 
-var _ keystore.HashAdmin = (*Store)(nil)
+var _ keystore.HashRevoker = (*Store)(nil)
 
-// CreateToken inserts a token (see keystore.Admin) as Create does, with no
+// CreateToken inserts a token (see keystore.TokenManager) as Create does, with no
 // limit. e.Hash is the stored form "sha256:<hex>"; a zero CreatedAt means
 // now. The entry is checked like a key-file entry; a duplicate id or hash
 // is an error that does not show the hash.
@@ -107,7 +107,7 @@ const tokenColumns = `hash, id, name, workspace, project, scopes, created_at, ex
 // RevokeToken sets the revoked_at of the token with the given id, and of
 // every token in its subtree, to the earlier of its current value and at
 // (now if zero; a future time schedules the revocation), in one transaction
-// holding the workspace's lock, and returns the row. See keystore.Admin.
+// holding the workspace's lock, and returns the row. See keystore.TokenManager.
 func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) (keystore.TokenRecord, error) {
 	if at.IsZero() {
 		at = time.Now()
@@ -149,7 +149,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) (keyst
 }
 
 // RevokeHash revokes the token whose hash is h, recording reason when this
-// call revokes it. See keystore.HashAdmin.
+// call revokes it. See keystore.HashRevoker.
 func (s *Store) RevokeHash(ctx context.Context, h keystore.Hash, at time.Time, reason string) (keystore.TokenRecord, bool, error) {
 	if at.IsZero() {
 		at = time.Now().UTC().Truncate(time.Second)
@@ -205,7 +205,7 @@ WHERE hash = $1 RETURNING `+tokenColumns, h[:], at, why)
 	return rec, active, nil
 }
 
-// Token returns the token with the given id. See keystore.Admin.
+// Token returns the token with the given id. See keystore.TokenManager.
 func (s *Store) Token(ctx context.Context, id string) (keystore.TokenRecord, error) {
 	return s.queryOne(ctx, "token", id, `SELECT `+tokenColumns+` FROM deplo_tokens WHERE id = $1`, id)
 }

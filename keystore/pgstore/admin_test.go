@@ -84,7 +84,7 @@ func TestPostgresAdminLastUsed(t *testing.T) {
 }
 
 func TestPostgresAdminLineage(t *testing.T) {
-	admintest.RunLineage(t, func(t *testing.T) keystore.Admin {
+	admintest.RunLineage(t, func(t *testing.T) keystore.TokenManager {
 		return newPGEnv(t, true).open(t, Options{})
 	})
 }

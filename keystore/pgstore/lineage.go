@@ -158,7 +158,7 @@ func ids(cs []changed) []string {
 }
 
 // Create inserts e after the lineage checks, in one transaction holding the
-// workspace's lock (see keystore.Admin).
+// workspace's lock (see keystore.TokenManager).
 func (s *Store) Create(ctx context.Context, e keystore.TokenEntry, opt keystore.CreateOptions) (keystore.TokenEntry, error) {
 	h, err := checkNew(&e)
 	if err != nil {
@@ -213,7 +213,7 @@ func wrapLineage(what string, err error) error {
 }
 
 // Rotate replaces a token in one transaction holding the workspace's lock
-// (see keystore.Admin).
+// (see keystore.TokenManager).
 func (s *Store) Rotate(ctx context.Context, r keystore.RotateRequest) (keystore.TokenEntry, error) {
 	now := r.Now
 	if now.IsZero() {
@@ -327,7 +327,7 @@ func reuseFamily(ctx context.Context, tx pgx.Tx, id string, now time.Time) ([]ch
 }
 
 // RevokeCreatedBy revokes everything a credential created, in one
-// transaction holding the workspace's lock (see keystore.Admin).
+// transaction holding the workspace's lock (see keystore.TokenManager).
 func (s *Store) RevokeCreatedBy(ctx context.Context, workspace, project string, f keystore.Creator, at time.Time) ([]string, error) {
 	if at.IsZero() {
 		at = time.Now().UTC().Truncate(time.Second)

@@ -128,8 +128,8 @@ var (
 	_ keystore.Watcher         = (*Store)(nil)
 	_ keystore.ListenerHealth  = (*Store)(nil)
 	_ keystore.SessionDenylist = (*Store)(nil)
-	_ keystore.Admin           = (*Store)(nil)
-	_ keystore.SessionAdmin    = (*Store)(nil)
+	_ keystore.TokenManager    = (*Store)(nil)
+	_ keystore.SessionRevoker  = (*Store)(nil)
 )
 
 // Open connects to PostgreSQL and returns a store once it is ready: the
