@@ -35,7 +35,7 @@ var (
 // Citations returns every markdown document text mentions: link targets
 // (markdown only: markdown is true) and bare mentions such as
 // `docs/reference.md` in prose or a comment. Mentions inside a URL
-// (preceded by "/" or ":", e.g. https://host/x.md) are not citations of
+// (preceded by "/" or ":", e.g. a web address ending in .md) are not citations of
 // this repository's files and are left out; so are in-page links (#anchor).
 func Citations(text string, markdown bool) []Citation {
 	var out []Citation
