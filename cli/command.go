@@ -119,11 +119,7 @@ func tokenCreateCommand() *cobra.Command {
 		if !expiresAt.IsZero() {
 			entry.ExpiresAt = &expiresAt
 		}
-		gw, err := gatewayOf(cmd)
-		if err != nil {
-			return err
-		}
-		admin, where, closeStore, err := store.open(cmd)
+		admin, where, gw, closeStore, err := store.openTold(cmd)
 		if err != nil {
 			return err
 		}
@@ -228,11 +224,7 @@ func revokeByValue(cmd *cobra.Command, value string, store storeFlags, api apiFl
 	if err := apikey.Check(token, false); err != nil {
 		return fmt.Errorf("stdin: not a deplo API token: %w", err)
 	}
-	gw, err := gatewayOf(cmd)
-	if err != nil {
-		return err
-	}
-	admin, where, closeStore, err := store.open(cmd)
+	admin, where, gw, closeStore, err := store.openTold(cmd)
 	if err != nil {
 		return err
 	}
@@ -471,11 +463,7 @@ func sessionRevokeCommand() *cobra.Command {
 		if expires.set() {
 			exp = expires.at(time.Now().UTC().Truncate(time.Second))
 		}
-		gw, err := gatewayOf(cmd)
-		if err != nil {
-			return err
-		}
-		admin, where, closeStore, err := store.open(cmd)
+		admin, where, gw, closeStore, err := store.openTold(cmd)
 		if err != nil {
 			return err
 		}

@@ -79,6 +79,17 @@ func (f storeFlags) open(cmd *cobra.Command) (admin storeManager, where string, 
 	return nil, "", nil, errors.New("--keys-file or --postgres is required (or set " + keysFileEnv + " or " + postgresEnv + ")")
 }
 
+// openTold is open for a command that changes the store: it first reads
+// which gateway to tell of the change (--admin), so a bad --admin fails
+// before the store is opened.
+func (f storeFlags) openTold(cmd *cobra.Command) (admin storeManager, where string, gw gateway, closeStore func(), err error) {
+	if gw, err = gatewayOf(cmd); err != nil {
+		return nil, "", gateway{}, nil, err
+	}
+	admin, where, closeStore, err = f.open(cmd)
+	return admin, where, gw, closeStore, err
+}
+
 // instantFlag is a flag that names an instant as the CLI does everywhere
 // (--expires, --at): a duration from now (720h, 30d, 90m) or an RFC 3339
 // time (2027-01-31T00:00:00Z).

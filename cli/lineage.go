@@ -64,11 +64,7 @@ func tokenRotateCommand() *cobra.Command {
 
 // rotateInStore rotates in the key store the flags name, as the operator.
 func rotateInStore(cmd *cobra.Command, store storeFlags, id string, grace time.Duration) error {
-	gw, err := gatewayOf(cmd)
-	if err != nil {
-		return err
-	}
-	admin, where, closeStore, err := store.open(cmd)
+	admin, where, gw, closeStore, err := store.openTold(cmd)
 	if err != nil {
 		return err
 	}
@@ -155,11 +151,7 @@ func revokeCreatedBy(cmd *cobra.Command, store storeFlags, api apiFlags, by stri
 		}
 		ids = out.Revoked
 	} else {
-		gw, err := gatewayOf(cmd)
-		if err != nil {
-			return err
-		}
-		admin, _, closeStore, err := store.open(cmd)
+		admin, _, gw, closeStore, err := store.openTold(cmd)
 		if err != nil {
 			return err
 		}
