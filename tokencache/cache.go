@@ -378,13 +378,25 @@ func (c *Cache) lookupClosed(ctx context.Context, h keystore.Hash) (*Entry, Resu
 	return c.newEntry(tok, h, c.store.Generation()), Miss, nil
 }
 
-// drop removes h from both caches.
+// drop removes h from both caches. Only a held entry is deleted: a
+// deletion costs a trip through ristretto's buffer and its policy
+// goroutine, and a bulk revocation tells every instance of thousands of
+// hashes it never cached. Looking first is safe because the one write to
+// the caches (cacheUnlessChanged) finishes (Wait) under the change-log lock
+// that Invalidate's record takes before calling drop: an entry written
+// before the change is visible here, and one written after it was read
+// after the change.
 func (c *Cache) drop(h keystore.Hash) {
 	if c.closed.Load() {
 		return
 	}
-	c.positive.Del(key(h))
-	c.negative.Del(key(h))
+	k := key(h)
+	if _, held := c.positive.GetTTL(k); held {
+		c.positive.Del(k)
+	}
+	if _, held := c.negative.GetTTL(k); held {
+		c.negative.Del(k)
+	}
 }
 
 // PurgeAll drops every entry, and keeps lookups already in flight from

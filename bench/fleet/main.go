@@ -32,6 +32,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,7 +55,20 @@ func main() {
 	pgBin := flag.String("pg-bin", "/usr/lib/postgresql/15/bin", "directory of initdb, pg_ctl, postgres")
 	bouncerBin := flag.String("pgbouncer", "/usr/sbin/pgbouncer", "pgbouncer binary")
 	flag.IntVar(&poolSize, "pool", 5, "pgbouncer default_pool_size")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fleet:", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "fleet:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var ns []int
 	for _, f := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -65,6 +79,7 @@ func main() {
 		ns = append(ns, n)
 	}
 	if err := run(ns, *runs, *bulk, *pgBin, *bouncerBin); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "fleet:", err)
 		os.Exit(1)
 	}
@@ -495,7 +510,13 @@ FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name
 			conns, listeners, conns-listeners, rest.Round(time.Millisecond),
 			(singleCPU / time.Duration(runs)).Round(time.Millisecond), bulkCPU.Round(time.Millisecond))
 		closeAll()
-		time.Sleep(time.Second)
+		if round < len(ns)-1 {
+			// A closed cache releases its ristretto memory (clearing
+			// megabytes of sketch) 15 s after Close (tokencache's grace
+			// plus its lookup timeout): let that pass before measuring the
+			// next fleet, or N closes are measured with it.
+			time.Sleep(17 * time.Second)
+		}
 	}
 	return nil
 }

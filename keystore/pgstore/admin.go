@@ -238,9 +238,10 @@ func (s *Store) queryRecords(ctx context.Context, what, sql string, args ...any)
 	return queryRecords(ctx, s.pool, what, sql, args...)
 }
 
-// querier is a pool or a transaction.
+// querier is a pool, a transaction or a connection (the listener's).
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // queryRecords is Store.queryRecords on q.

@@ -1,12 +1,10 @@
 package pgstore
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,14 +35,18 @@ const (
 	pruneLockKey int64 = 0x6465706c6f707275
 )
 
-// pollSQL reads how far the log was pruned (the first row, seq NULL) and
-// the changes after $1, in one statement (one snapshot). Each part is a
-// cheap plan of its own: a join of the two tables, whose one-row table has
-// no statistics, was estimated at millions of rows and JIT-compiled on every
-// poll.
-const pollSQL = `(SELECT NULL::bigint AS seq, NULL::bytea AS hash, through FROM deplo_changes_pruned)
-UNION ALL
-(SELECT seq, hash, NULL::bigint FROM deplo_changes WHERE seq > $1 ORDER BY seq LIMIT 10000)`
+// pollSQL reads how far the log was pruned and the changes after $1, in one
+// statement (one snapshot), as ONE row: the number of changes read, the
+// last sequence, how many carry a hash (the others are NULL: every token),
+// and their hashes packed end to end. A bulk revocation read by a whole
+// fleet at once then costs each instance one row to decode, not thousands,
+// and the server one aggregate, not thousands of rows to send. The pruned
+// mark is a scalar subquery of its own: a join of the two tables, whose
+// one-row table has no statistics, was estimated at millions of rows and
+// JIT-compiled on every poll.
+const pollSQL = `SELECT (SELECT through FROM deplo_changes_pruned), count(*), coalesce(max(seq), 0), count(hash),
+	coalesce(string_agg(hash, ''::bytea), ''::bytea)
+FROM (SELECT seq, hash FROM deplo_changes WHERE seq > $1 ORDER BY seq LIMIT 10000) AS c`
 
 // changeFollower is the store's position in the change log.
 type changeFollower struct {
@@ -54,6 +56,9 @@ type changeFollower struct {
 	// store starts without its server, so they are atomic.
 	enabled atomic.Bool
 	oid     atomic.Int64
+	// ranges: the schema stores a bulk change's hashes as one row too
+	// (deplo_change_ranges, version 5); set by baseline.
+	ranges atomic.Bool
 	// last is the sequence of the latest change applied; mu serializes
 	// reading and applying (the poll, a notification's catch-up, a write's
 	// own catch-up), so changes are applied in order, once.
@@ -65,9 +70,10 @@ type changeFollower struct {
 	now chan struct{}
 	// retention: see KeepChangesFor.
 	retention atomic.Int64
-	// applied counts changes applied, polls the reads of the log (tests,
+	// applied counts changes applied, polls the reads of the log, and
+	// listenerReads those made over the listener's connection (tests,
 	// status).
-	applied, polls atomic.Uint64
+	applied, polls, listenerReads atomic.Uint64
 }
 
 func (f *changeFollower) init() {
@@ -80,7 +86,9 @@ func (f *changeFollower) init() {
 // the follower disabled.
 func (f *changeFollower) baseline(ctx context.Context, pool *pgxpool.Pool) error {
 	var oid, last int64
-	err := pool.QueryRow(ctx, `SELECT 'deplo_changes'::regclass::oid::bigint, (SELECT coalesce(max(seq), 0) FROM deplo_changes)`).Scan(&oid, &last)
+	var ranges bool
+	err := pool.QueryRow(ctx, `SELECT 'deplo_changes'::regclass::oid::bigint, (SELECT coalesce(max(seq), 0) FROM deplo_changes),
+	to_regclass('deplo_change_ranges') IS NOT NULL`).Scan(&oid, &last, &ranges)
 	switch {
 	case isUndefinedTable(err):
 		f.enabled.Store(false)
@@ -89,6 +97,7 @@ func (f *changeFollower) baseline(ctx context.Context, pool *pgxpool.Pool) error
 		return err
 	}
 	f.oid.Store(oid)
+	f.ranges.Store(ranges)
 	f.enabled.Store(true)
 	f.last.Store(last)
 	f.polledAt.Store(time.Now().UnixNano())
@@ -180,100 +189,130 @@ func (s *Store) follow() {
 	}
 }
 
-// catchUp reads and applies every change after the last one applied. When
-// the log was pruned past it (the instance was away longer than the
-// retention) every cached entry is dropped instead.
-func (s *Store) catchUp(ctx context.Context) error {
+// catchUp reads and applies every change after the last one applied,
+// through the pool. When the log was pruned past it (the instance was away
+// longer than the retention) every cached entry is dropped instead.
+func (s *Store) catchUp(ctx context.Context) error { return s.catchUpVia(ctx, s.pool) }
+
+// catchUpVia is catchUp over q. The listener reads what a notification
+// announced over its own connection, so that a bulk change read by a whole
+// fleet at once does not queue for the pool (through pgbouncer, a few
+// server connections shared by every instance).
+func (s *Store) catchUpVia(ctx context.Context, q querier) error {
 	f := &s.changes
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for {
-		ctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 		last := f.last.Load()
-		rows, err := s.pool.Query(ctx, pollSQL, last)
-		if err != nil {
-			cancel()
-			return err
-		}
 		var (
-			through, seq int64
-			seqs         []int64
-			hashes       [][]byte
-			rowSeq       *int64
-			rowHash      []byte
-			rowThrough   *int64
+			through, read, newest, hashed int64
+			packed                        []byte
 		)
-		_, err = pgx.ForEachRow(rows, []any{&rowSeq, &rowHash, &rowThrough}, func() error {
-			switch {
-			case rowSeq == nil && rowThrough != nil:
-				through = *rowThrough
-			case rowSeq != nil:
-				seqs = append(seqs, *rowSeq)
-				hashes = append(hashes, rowHash)
-			}
-			return nil
-		})
+		qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
+		err := q.QueryRow(qctx, pollSQL, last).Scan(&through, &read, &newest, &hashed, &packed)
 		cancel()
 		if err != nil {
 			return err
 		}
-		if !slices.IsSorted(seqs) { // UNION ALL keeps each part's order; be sure
-			idx := make([]int, len(seqs))
-			for i := range idx {
-				idx[i] = i
-			}
-			slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(seqs[a], seqs[b]) })
-			s2, h2 := make([]int64, len(seqs)), make([][]byte, len(seqs))
-			for i, j := range idx {
-				s2[i], h2[i] = seqs[j], hashes[j]
-			}
-			seqs, hashes = s2, h2
-		}
 		f.polls.Add(1)
 		f.polledAt.Store(time.Now().UnixNano())
-		if through > last {
+		switch {
+		case through > last:
 			s.log.Warn("postgres key store: the change log was pruned past this instance's last change; dropping every cached token",
 				zap.Int64("last_change", last), zap.Int64("pruned_through", through))
-			seq = max(through, last)
-			if n := len(seqs); n > 0 {
-				seq = max(seq, seqs[n-1])
-			}
-			f.last.Store(seq)
+			f.last.Store(max(through, newest))
 			s.invalidateAll()
-			if len(seqs) < changeBatch {
-				return nil
-			}
-			continue
+		case read > 0:
+			s.applyChanges(read, hashed, packed)
+			f.last.Store(newest)
+			f.applied.Add(uint64(read))
 		}
-		for i, raw := range hashes {
-			if raw == nil {
-				s.invalidateAll()
-			} else if h, ok := hashOf(raw); ok {
-				s.broadcast(h, false)
-			} else {
-				s.log.Warn("postgres key store: a change-log row has a malformed hash; dropping every cached token")
-				s.invalidateAll()
-			}
-			f.last.Store(seqs[i])
-			f.applied.Add(1)
-		}
-		if len(seqs) < changeBatch {
+		if read < changeBatch {
 			return nil
 		}
 	}
 }
 
+// applyChanges tells the caches of read change-log rows, hashed of which
+// carry a hash, packed end to end.
+func (s *Store) applyChanges(read, hashed int64, packed []byte) {
+	switch {
+	case hashed < read: // a TRUNCATE: every token may have changed
+		s.invalidateAll()
+		return
+	case int64(len(packed)) != hashed*int64(len(keystore.Hash{})):
+		s.log.Warn("postgres key store: a change-log row has a malformed hash; dropping every cached token",
+			zap.Int64("rows", read), zap.Int("bytes", len(packed)))
+		s.invalidateAll()
+		return
+	}
+	hs := make([]keystore.Hash, hashed)
+	for i := range hs {
+		copy(hs[i][:], packed[i*len(hs[i]):])
+	}
+	s.broadcastEach(hs)
+}
+
+// rangeSQL reads a bulk change's hashes, packed, from its one row.
+const rangeSQL = `SELECT hashes FROM deplo_change_ranges WHERE first_seq = $1 AND last_seq = $2`
+
+// packedRangeMin is the smallest change announced without its hashes, and
+// so stored as one row of deplo_change_ranges (deplo_record_changes lists up
+// to 64 in the notification).
+const packedRangeMin = 65
+
+// changeRange is a range of the log a notification announced and this
+// instance must read.
+type changeRange struct {
+	from, to int64
+	// packed: announced without hashes and long enough to have one row of
+	// deplo_change_ranges.
+	packed bool
+}
+
+// applyRange applies the announced range r from its one row of
+// deplo_change_ranges when this instance's position is just before it, over
+// q. It reports whether the range is applied now (read already included);
+// false means the log must be read.
+func (s *Store) applyRange(ctx context.Context, q querier, r changeRange) bool {
+	f := &s.changes
+	if !r.packed || !f.ranges.Load() {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch last := f.last.Load(); {
+	case last >= r.to:
+		return true
+	case last != r.from-1:
+		return false
+	}
+	var packed []byte
+	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
+	err := q.QueryRow(qctx, rangeSQL, r.from, r.to).Scan(&packed)
+	cancel()
+	n := r.to - r.from + 1
+	if err != nil || int64(len(packed)) != n*int64(len(keystore.Hash{})) {
+		return false // no such row (another writer took a sequence within it): read the log
+	}
+	s.applyChanges(n, n, packed)
+	f.last.Store(r.to)
+	f.applied.Add(uint64(n))
+	return true
+}
+
 // announced applies a notification of the log's range [from, to] with its
 // hashes: when it follows the last change applied and lists every entry of
 // the range, it is applied as the poll would (no read of the log);
-// otherwise the listed hashes are dropped at once and the log is read.
-func (s *Store) announced(from, to int64, hashes []string) {
+// otherwise the listed hashes are dropped at once and it returns true: the
+// log must be read.
+func (s *Store) announced(from, to int64, hashes []string) (read bool) {
 	f := &s.changes
 	f.mu.Lock()
 	last := f.last.Load()
 	if to <= last {
 		f.mu.Unlock()
-		return // read already
+		return false // read already
 	}
 	complete := from == last+1 && int64(len(hashes)) == to-from+1
 	for _, x := range hashes {
@@ -288,19 +327,7 @@ func (s *Store) announced(from, to int64, hashes []string) {
 		f.applied.Add(uint64(len(hashes)))
 	}
 	f.mu.Unlock()
-	if !complete {
-		f.wake()
-	}
-}
-
-// hashOf reads a 32-byte hash column.
-func hashOf(b []byte) (keystore.Hash, bool) {
-	var h keystore.Hash
-	if len(b) != len(h) {
-		return h, false
-	}
-	copy(h[:], b)
-	return h, true
+	return !complete
 }
 
 // prune deletes change-log rows older than the retention, recording how far
@@ -318,6 +345,10 @@ func (s *Store) prune() {
 	DELETE FROM deplo_changes WHERE changed_at < now() - make_interval(secs => $1) RETURNING seq
 ) UPDATE deplo_changes_pruned SET through = greatest(through, (SELECT max(seq) FROM gone))
 WHERE EXISTS (SELECT 1 FROM gone)`, keep.Seconds())
+		if err != nil || !s.changes.ranges.Load() {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM deplo_change_ranges WHERE changed_at < now() - make_interval(secs => $1)`, keep.Seconds())
 		return err
 	})
 	if err != nil && s.ctx.Err() == nil {

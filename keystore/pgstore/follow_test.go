@@ -2,10 +2,13 @@ package pgstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,12 +60,14 @@ func (e *pgEnv) ownNotifications(t *testing.T, conn *pgx.Conn, wait time.Duratio
 
 // TestPostgresBulkRevocation: 5,000 tokens revoked by one statement are one
 // change-log notification carrying the range (no hashes), and every hash
-// reaches the store's watchers.
+// reaches the store's watchers, read over the listener's own connection
+// (the poll is an hour away).
 func TestPostgresBulkRevocation(t *testing.T) {
 	e := newPGEnv(t, true)
 	e.exec(t, `INSERT INTO deplo_tokens (hash, id, workspace, scopes)
 SELECT sha256(('bulk' || i)::bytea), 'tok_bulk_' || i, 'ws_bulk', '{read}' FROM generate_series(1, 5000) i`)
-	s := e.open(t, Options{})
+	s := e.open(t, Options{Poll: time.Hour})
+	testwait.For(t, time.Second, "hearing", s.Hearing)
 	raw := e.listenRaw(t)
 	got := make(chan keystore.Hash, 6000)
 	stop := s.Watch(func(h keystore.Hash, all bool) {
@@ -84,7 +89,14 @@ SELECT sha256(('bulk' || i)::bytea), 'tok_bulk_' || i, 'ws_bulk', '{read}' FROM 
 			t.Fatalf("%d of 5000 revoked hashes reached the watcher", len(seen))
 		}
 	}
-	t.Logf("5000 revocations reached the watcher in %v, %d log reads", time.Since(start).Round(time.Millisecond), s.changes.polls.Load()-polls)
+	reads := s.changes.polls.Load() - polls
+	t.Logf("5000 revocations reached the watcher in %v, %d log reads", time.Since(start).Round(time.Millisecond), reads)
+	if s.changes.listenerReads.Load() == 0 {
+		t.Error("the announced range was not read over the listener's connection")
+	}
+	if reads != 0 {
+		t.Errorf("%d reads of the log rows for a bulk change that follows the position, want 0 (its one row of deplo_change_ranges)", reads)
+	}
 	ns := e.ownNotifications(t, raw, 300*time.Millisecond)
 	if len(ns) != 1 {
 		t.Fatalf("%d notifications for one bulk UPDATE, want 1", len(ns))
@@ -99,6 +111,92 @@ SELECT sha256(('bulk' || i)::bytea), 'tok_bulk_' || i, 'ws_bulk', '{read}' FROM 
 	if s.LastChange() < *ns[0].To {
 		t.Errorf("last change %d, want at least %d", s.LastChange(), *ns[0].To)
 	}
+}
+
+// TestPostgresBulkWithoutRangeRow: a bulk change whose one row is missing
+// (as when another writer took a sequence within its range) is read from the
+// log rows, whole.
+func TestPostgresBulkWithoutRangeRow(t *testing.T) {
+	e := newPGEnv(t, true)
+	e.exec(t, `INSERT INTO deplo_tokens (hash, id, workspace, scopes)
+SELECT sha256(('norow' || i)::bytea), 'tok_norow_' || i, 'ws_norow', '{read}' FROM generate_series(1, 300) i`)
+	s := e.open(t, Options{Poll: time.Hour})
+	testwait.For(t, time.Second, "hearing", s.Hearing)
+	seen := make(map[keystore.Hash]bool)
+	var mu sync.Mutex
+	stop := s.Watch(func(h keystore.Hash, all bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[h] = true
+	})
+	defer stop()
+	polls := s.changes.polls.Load()
+	tx, err := e.admin.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	for _, sql := range []string{
+		`UPDATE deplo_tokens SET revoked_at = now() WHERE workspace = 'ws_norow'`,
+		`DELETE FROM deplo_change_ranges`,
+	} {
+		if _, err := tx.Exec(context.Background(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 3*time.Second, "every revoked hash told", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == 300
+	})
+	if s.changes.polls.Load() == polls {
+		t.Error("the log rows were not read")
+	}
+	if _, err := e.admin.Exec(context.Background(), `INSERT INTO deplo_change_ranges (first_seq, last_seq, hashes) VALUES (1, 2, '\x00')`); err == nil {
+		t.Error("a range row of the wrong length was accepted")
+	}
+}
+
+// TestPostgresBulkOverOneBatch: a change of more rows than one read of the
+// log takes (changeBatch) reaches the watchers whole, by the poll alone, and
+// the position ends at its last row.
+func TestPostgresBulkOverOneBatch(t *testing.T) {
+	e := newPGEnv(t, true)
+	const n = changeBatch + 2500
+	e.exec(t, `INSERT INTO deplo_tokens (hash, id, workspace, scopes)
+SELECT sha256(('big' || i)::bytea), 'tok_big_' || i, 'ws_big', '{read}' FROM generate_series(1, $1) i`, n)
+	// Deaf: the poll carries it.
+	s := e.open(t, Options{Poll: 50 * time.Millisecond, deafen: func() bool { return true }})
+	seen := make(map[keystore.Hash]bool, n)
+	var mu sync.Mutex
+	stop := s.Watch(func(h keystore.Hash, all bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if all {
+			t.Error("every token dropped for a change the log holds")
+		}
+		seen[h] = true
+	})
+	defer stop()
+	e.exec(t, `UPDATE deplo_tokens SET revoked_at = now() WHERE workspace = 'ws_big'`)
+	testwait.For(t, 5*time.Second, "every revoked hash told", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == n
+	})
+	for i := 1; i <= n; i += 997 {
+		if h := keystore.Hash(sha256.Sum256([]byte("big" + strconv.Itoa(i)))); !seen[h] {
+			t.Fatalf("the hash of big%d was not told", i)
+		}
+	}
+	var last int64
+	if err := e.admin.QueryRow(context.Background(), `SELECT max(seq) FROM deplo_changes`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, time.Second, "the position at the log's end", func() bool { return s.LastChange() == last })
 }
 
 // TestPostgresSingleChangeNoRead: a single change arrives with its hash and
@@ -174,14 +272,21 @@ func TestPostgresPrune(t *testing.T) {
 	events := watch(t, s)
 	h := e.insertToken(t, "tok_prune")
 	waitEvent(t, events, 3*time.Second, "the insert", forHash(h))
+	e.exec(t, `INSERT INTO deplo_tokens (hash, id, workspace, scopes)
+SELECT sha256(('prune' || i)::bytea), 'tok_prune_' || i, 'ws_prune', '{read}' FROM generate_series(1, 100) i`)
+	if e.exec(t, `SELECT 1 FROM deplo_change_ranges`) != 1 {
+		t.Fatal("a bulk insert of 100 tokens left no range row")
+	}
+	testwait.For(t, 3*time.Second, "the bulk insert read", func() bool { return s.LastChange() >= 101 })
 	e.exec(t, `UPDATE deplo_changes SET changed_at = now() - interval '2 hours'`)
+	e.exec(t, `UPDATE deplo_change_ranges SET changed_at = now() - interval '2 hours'`)
 	s.prune()
-	var left, through int64
-	if err := e.admin.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM deplo_changes), through FROM deplo_changes_pruned`).Scan(&left, &through); err != nil {
+	var left, leftRanges, through int64
+	if err := e.admin.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM deplo_changes), (SELECT count(*) FROM deplo_change_ranges), through FROM deplo_changes_pruned`).Scan(&left, &leftRanges, &through); err != nil {
 		t.Fatal(err)
 	}
-	if left != 0 || through < s.LastChange() {
-		t.Fatalf("after pruning: %d rows left, pruned through %d (last change %d)", left, through, s.LastChange())
+	if left != 0 || leftRanges != 0 || through < s.LastChange() {
+		t.Fatalf("after pruning: %d rows and %d range rows left, pruned through %d (last change %d)", left, leftRanges, through, s.LastChange())
 	}
 	// Kept when younger than the retention asked for.
 	s.KeepChangesFor(3 * time.Hour)

@@ -49,15 +49,29 @@ func (s *Store) Watch(fn func(h keystore.Hash, all bool)) (stop func()) {
 
 // broadcast calls every subscriber.
 func (s *Store) broadcast(h keystore.Hash, all bool) {
+	for _, fn := range s.subscribers() {
+		fn(h, all)
+	}
+}
+
+// broadcastEach tells every subscriber of each of hs (a bulk change: the
+// subscribers are listed once, not once per hash).
+func (s *Store) broadcastEach(hs []keystore.Hash) {
+	for _, fn := range s.subscribers() {
+		for _, h := range hs {
+			fn(h, false)
+		}
+	}
+}
+
+func (s *Store) subscribers() []func(keystore.Hash, bool) {
 	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
 	fns := make([]func(keystore.Hash, bool), 0, len(s.subs))
 	for _, fn := range s.subs {
 		fns = append(fns, fn)
 	}
-	s.subsMu.Unlock()
-	for _, fn := range fns {
-		fn(h, all)
-	}
+	return fns
 }
 
 // invalidateAll says every token may have changed.
@@ -190,12 +204,17 @@ func (s *Store) listen() {
 
 // receive handles notifications on conn until the connection fails, is
 // found deaf, or the store closes. A listener that has heard nothing for
-// half its heartbeat notifies itself; if nothing arrives within the other
-// half, it is deaf. Any notification proves it hears (another instance's
-// heartbeat too), so a fleet sends about one heartbeat per period.
+// a quarter to a half of its heartbeat (drawn anew each time) notifies
+// itself; if nothing arrives within another half, it is deaf. Any
+// notification proves it hears (another instance's heartbeat too), and the
+// draw keeps a fleet's listeners, which all heard the same last
+// notification, from probing together: a fleet sends about one heartbeat per
+// quarter period, not one per instance (each is delivered to every listener
+// of the database).
 func (s *Store) receive(conn *pgx.Conn) error {
 	half := s.heartbeat / 2
-	lastHeard := time.Now()
+	quiet := func() time.Duration { return half/2 + rand.N(half/2+1) }
+	lastHeard, allowed := time.Now(), quiet()
 	var probeAt time.Time // zero: no probe pending
 	probe := func() {
 		probeAt = time.Now()
@@ -205,7 +224,7 @@ func (s *Store) receive(conn *pgx.Conn) error {
 	}
 	probe() // prove at once that the new connection hears
 	for {
-		deadline := lastHeard.Add(half)
+		deadline := lastHeard.Add(allowed)
 		if !probeAt.IsZero() {
 			deadline = probeAt.Add(half)
 		}
@@ -213,10 +232,12 @@ func (s *Store) receive(conn *pgx.Conn) error {
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		if n != nil && (s.deafen == nil || !s.deafen()) {
-			lastHeard, probeAt = time.Now(), time.Time{}
+			lastHeard, allowed, probeAt = time.Now(), quiet(), time.Time{}
 			s.setHearing(true)
 			if n.Channel == s.channel {
-				s.handle(n)
+				if r := s.handle(n); r != nil {
+					s.readAnnounced(conn, *r)
+				}
 			}
 		}
 		if err == nil {
@@ -240,6 +261,28 @@ func (s *Store) receive(conn *pgx.Conn) error {
 			return err // a dead connection, not a deaf one
 		}
 		return errDeaf
+	}
+}
+
+// readAnnounced reads the announced range r over the listener's own
+// connection: from its one row when it is a bulk change that follows this
+// instance's position, else from the change log. Every instance of a fleet
+// reads a bulk change at the same moment, and through the pool they would
+// queue for pgbouncer's few server connections. If it fails (a listen_dsn
+// that reaches no change log), the follower reads through the pool; a
+// broken connection is found by the next wait.
+func (s *Store) readAnnounced(conn *pgx.Conn, r changeRange) {
+	if s.applyRange(s.ctx, conn, r) {
+		s.changes.listenerReads.Add(1)
+		return
+	}
+	err := s.catchUpVia(s.ctx, conn)
+	if err == nil {
+		s.changes.listenerReads.Add(1)
+	} else if s.ctx.Err() == nil {
+		s.log.Debug("postgres key store: reading the change log over the listener connection failed; reading it through the pool",
+			zap.Error(scrub(err, s.secrets)))
+		s.changes.wake()
 	}
 }
 
@@ -319,28 +362,32 @@ type notification struct {
 	Hashes []string `json:"hashes"`
 }
 
-// handle acts on one notification.
-func (s *Store) handle(n *pgconn.Notification) {
+// handle acts on one notification. It returns the range of the change log
+// to read when the notification announced changes it did not list, nil
+// otherwise.
+func (s *Store) handle(n *pgconn.Notification) *changeRange {
 	if n.Channel != s.channel {
-		return
+		return nil
 	}
 	var p notification
 	if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
 		s.malformed(n, "not a JSON object")
-		return
+		return nil
 	}
 	switch p.Table {
 	case "tokens":
 		if p.All {
 			s.invalidateAll()
-			return
+			return nil
 		}
 		if p.To != nil && p.From != nil {
 			switch {
 			case s.changes.enabled.Load() && p.Log != nil && *p.Log != s.changes.oid.Load():
 				// Another schema's change log, on the same database.
 			case s.changes.enabled.Load():
-				s.announced(*p.From, *p.To, p.Hashes)
+				if s.announced(*p.From, *p.To, p.Hashes) {
+					return &changeRange{from: *p.From, to: *p.To, packed: len(p.Hashes) == 0 && *p.To-*p.From+1 >= packedRangeMin}
+				}
 			case len(p.Hashes) == 0:
 				s.invalidateAll() // a range, and no log to read it from
 			default:
@@ -350,16 +397,16 @@ func (s *Store) handle(n *pgconn.Notification) {
 					}
 				}
 			}
-			return
+			return nil
 		}
 		if p.Hash == nil {
 			s.malformed(n, `"hash" missing`)
-			return
+			return nil
 		}
 		h, ok := parseHexHash(*p.Hash)
 		if !ok {
 			s.malformed(n, `"hash" is not 64 hex characters`)
-			return
+			return nil
 		}
 		s.broadcast(h, false)
 	case "sessions":
@@ -367,6 +414,7 @@ func (s *Store) handle(n *pgconn.Notification) {
 	default:
 		s.malformed(n, `"table" is neither "tokens" nor "sessions"`)
 	}
+	return nil
 }
 
 // malformed handles a payload that cannot be understood: the safe side is to
