@@ -27,9 +27,6 @@ const (
 	// DefaultRetention is how long change-log rows are kept at least; the
 	// store keeps them longer when a cache asks (KeepChangesFor).
 	DefaultRetention = time.Hour
-	// deafSessionReload is how often the revoked-session set is reloaded
-	// while the listener does not hear.
-	deafSessionReload = 5 * time.Second
 	// pruneLockKey is the pg_try_advisory_xact_lock key of pruning
 	// ("deplopru").
 	pruneLockKey int64 = 0x6465706c6f707275
@@ -171,9 +168,11 @@ func (s *Store) follow() {
 			continue
 		}
 		err := s.catchUp(s.ctx)
-		if s.sessionsEnabled && !s.Hearing() && time.Since(sessionsAt) >= deafSessionReload {
+		if s.sessionsEnabled && !s.Hearing() && time.Since(sessionsAt) >= s.poll/2 {
 			// Session revocations have no change log: while notifications
-			// are not heard, the set is reloaded every few seconds.
+			// are not heard, the set (sessions revoked within their 15
+			// minutes: small) is reloaded every poll, the same bound as a
+			// token's.
 			sessionsAt = time.Now()
 			s.triggerSessionReload()
 		}

@@ -49,5 +49,24 @@ func TestPostgresSessions(t *testing.T) {
 	// Deleted: no longer revoked.
 	e.exec(t, `DELETE FROM deplo_revoked_sessions WHERE session_id = 'sess_1'`)
 	testwait.For(t, time.Second, "deleted session dropped", func() bool { return !s.SessionRevoked("sess_1") })
+}
 
+// TestPostgresSessionsDeaf: while the listener hears nothing, a session
+// revoked elsewhere is in force within the poll interval, as a token is.
+func TestPostgresSessionsDeaf(t *testing.T) {
+	e := newPGEnv(t, true)
+	const poll = 200 * time.Millisecond
+	s := e.open(t, Options{Poll: poll, deafen: func() bool { return true }})
+	admin := e.open(t, Options{AdminOnly: true})
+	for i := range 3 {
+		start := time.Now()
+		id := "sess_deaf_" + string(rune('a'+i))
+		if err := admin.RevokeSession(context.Background(), id, time.Now().Add(15*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		// Ten polls: room for a loaded machine, and far below the old
+		// five-second reload.
+		testwait.For(t, 10*poll, "session revoked with a deaf listener", func() bool { return s.SessionRevoked(id) })
+		t.Logf("in force after %v", time.Since(start).Round(time.Millisecond))
+	}
 }
