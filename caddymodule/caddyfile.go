@@ -353,7 +353,8 @@ func (h *Handler) parseJWT(d *caddyfile.Dispenser) error {
 				return d.Errf("jwt %s: want a duration, got %q", sub, v)
 			}
 			if sub == "leeway" {
-				j.Leeway = caddy.Duration(dur)
+				l := caddy.Duration(dur)
+				j.Leeway = &l
 			} else {
 				j.MaxLifetime = caddy.Duration(dur)
 			}

@@ -24,6 +24,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			want:  `{"keys":{"file":"keys.json"}}`,
 		},
 		{
+			// 0 is kept (no clock skew), not dropped as if absent (30s).
+			name:  "jwt leeway 0",
+			input: "deplo_auth {\n keys file keys.json\n jwt {\n alg HS256\n secret x\n leeway 0s\n }\n}",
+			want:  `{"keys":{"file":"keys.json"},"jwt":{"algorithms":["HS256"],"secret":"x","leeway":0}}`,
+		},
+		{
 			name: "everything",
 			input: `deplo_auth {
 				keys file /etc/deplo/keys.json
@@ -191,6 +197,7 @@ func TestCheckConfigErrors(t *testing.T) {
 		{"jwt without key", "deplo_auth {\n keys file k\n jwt {\n alg ES256\n }\n}", `jwt: no key configured`},
 		{"negative poll", "deplo_auth {\n keys postgres dsn {\n poll -1s\n }\n}", "keys: postgres: poll: must not be negative"},
 		{"negative max_conns", "deplo_auth {\n keys postgres dsn {\n max_conns -2\n }\n}", "keys: postgres: max_conns: must not be negative"},
+		{"jwt negative leeway", "deplo_auth {\n keys file k\n jwt {\n alg HS256\n secret x\n leeway -1s\n }\n}", "jwt: leeway must not be negative"},
 		{"jwt leeway too long", "deplo_auth {\n keys file k\n jwt {\n alg HS256\n secret x\n leeway 1h\n }\n}", "jwt: leeway 1h0m0s is over the maximum"},
 		{"no store", "deplo_auth {\n route GET /a read\n}", "keys: a key store is required"},
 	} {

@@ -47,6 +47,9 @@ func (h *Handler) checkConfig() error {
 		}
 	}
 	if h.JWT != nil {
+		if l := h.JWT.Leeway; l != nil && *l < 0 {
+			return errors.New("jwt: leeway must not be negative (0 allows no clock skew)")
+		}
 		if err := h.jwtOptions().Check(); err != nil {
 			return err // "jwt: …"
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/deplo-sh/deplo-auth/jwtauth"
@@ -123,6 +124,42 @@ func TestServeHTTPJWT(t *testing.T) {
 			t.Errorf("unexpected headers %v", up.header)
 		}
 	})
+}
+
+// TestJWTLeeway: a token expired 10 s ago passes within the default 30 s
+// leeway and with leeway 20s, and is refused with leeway 0 (as written in
+// the Caddyfile: none, not the default).
+func TestJWTLeeway(t *testing.T) {
+	expired := mintJWT(t, "at+jwt", 15*time.Minute, map[string]any{
+		"exp": time.Now().Add(-10 * time.Second).Unix(), "iat": time.Now().Add(-10 * time.Minute).Unix()})
+	for _, tt := range []struct {
+		name   string
+		leeway *caddy.Duration
+		status int
+	}{
+		{"default", nil, 200},
+		{"20s", durationOf(20 * time.Second), 200},
+		{"0", durationOf(0), 401},
+		{"5s", durationOf(5 * time.Second), 401},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, func(h *Handler) {
+				withJWT(h)
+				h.JWT.Leeway = tt.leeway
+			})
+			r, _ := newRequest("GET", "/v1/workspaces/ws_acme/projects")
+			r.Header.Set("Authorization", "Bearer "+expired)
+			_, up, err := f.serve(r)
+			if got := statusOf(err); got != tt.status || up.called != (tt.status == 200) {
+				t.Fatalf("status %d (%v), upstream called %v; want %d", got, err, up.called, tt.status)
+			}
+		})
+	}
+}
+
+func durationOf(d time.Duration) *caddy.Duration {
+	c := caddy.Duration(d)
+	return &c
 }
 
 func TestJWTNotConfigured(t *testing.T) {

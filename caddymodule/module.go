@@ -175,8 +175,9 @@ type JWTConfig struct {
 	// JWKS is a URL of a JSON Web Key Set, fetched at provision, refreshed
 	// every 5m, and refetched (at most every 30s) for an unknown kid.
 	JWKS string `json:"jwks,omitempty"`
-	// Leeway for exp, nbf and iat. Default 30s.
-	Leeway caddy.Duration `json:"leeway,omitempty"`
+	// Leeway is the clock skew allowed on exp, nbf and iat. Default 30s
+	// when absent; 0 allows none; at most 5m.
+	Leeway *caddy.Duration `json:"leeway,omitempty"`
 	// MaxLifetime refuses tokens whose exp - iat exceeds it (iat is then
 	// required). Default: off; 15m suits the dashboard.
 	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
@@ -421,13 +422,20 @@ func (h *Handler) jwtConfig(store keystore.Store) (jwtauth.Config, error) {
 // as written (a placeholder is resolved by jwtConfig).
 func (h *Handler) jwtOptions() jwtauth.Config {
 	c := h.JWT
+	var leeway time.Duration // absent: jwtauth's default
+	if c.Leeway != nil {
+		leeway = time.Duration(*c.Leeway)
+		if leeway == 0 {
+			leeway = -1 // jwtauth: negative is none
+		}
+	}
 	cfg := jwtauth.Config{
 		Issuer:         c.Issuer,
 		Audience:       c.Audience,
 		Algorithms:     c.Algorithms,
 		PublicKeyFiles: c.PublicKeys,
 		JWKSURL:        c.JWKS,
-		Leeway:         time.Duration(c.Leeway),
+		Leeway:         leeway,
 		MaxLifetime:    time.Duration(c.MaxLifetime),
 		Types:          c.Types,
 		TypeOff:        c.TypeOff,
