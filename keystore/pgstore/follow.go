@@ -56,9 +56,13 @@ type changeFollower struct {
 	// ranges: the schema stores a bulk change's hashes as one row too
 	// (deplo_change_ranges, version 5); set by baseline.
 	ranges atomic.Bool
-	// last is the sequence of the latest change applied; mu serializes
-	// reading and applying (the poll, a notification's catch-up, a write's
-	// own catch-up), so changes are applied in order, once.
+	// last is the sequence up to which every change is applied. Readers
+	// (the poll, the listener's read of an announced change, a write's own
+	// catch-up) query without holding mu, so that one stalled connection
+	// does not hold up the others (the poll is the bound); each covers the
+	// changes after the position it started from, and mu serializes
+	// applying and moving last, which only grows. A change applied twice
+	// costs a second invalidation, nothing else.
 	mu   sync.Mutex
 	last atomic.Int64
 	// polledAt is when a poll last succeeded (Unix ns; see Following).
@@ -199,8 +203,6 @@ func (s *Store) catchUp(ctx context.Context) error { return s.catchUpVia(ctx, s.
 // server connections shared by every instance).
 func (s *Store) catchUpVia(ctx context.Context, q querier) error {
 	f := &s.changes
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	for {
 		last := f.last.Load()
 		var (
@@ -215,20 +217,30 @@ func (s *Store) catchUpVia(ctx context.Context, q querier) error {
 		}
 		f.polls.Add(1)
 		f.polledAt.Store(time.Now().UnixNano())
+		f.mu.Lock()
 		switch {
 		case through > last:
 			s.log.Warn("postgres key store: the change log was pruned past this instance's last change; dropping every cached token",
 				zap.Int64("last_change", last), zap.Int64("pruned_through", through))
-			f.last.Store(max(through, newest))
+			f.advance(max(through, newest))
 			s.invalidateAll()
 		case read > 0:
 			s.applyChanges(read, hashed, packed)
-			f.last.Store(newest)
+			f.advance(newest)
 			f.applied.Add(uint64(read))
 		}
+		f.mu.Unlock()
 		if read < changeBatch {
 			return nil
 		}
+	}
+}
+
+// advance moves the position to seq unless it is there already; the
+// caller holds mu.
+func (f *changeFollower) advance(seq int64) {
+	if seq > f.last.Load() {
+		f.last.Store(seq)
 	}
 }
 
@@ -278,14 +290,15 @@ func (s *Store) applyRange(ctx context.Context, q querier, r changeRange) bool {
 	if !r.packed || !f.ranges.Load() {
 		return false
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	switch last := f.last.Load(); {
 	case last >= r.to:
 		return true
-	case last != r.from-1:
-		return false
+	case last < r.from-1:
+		return false // changes before the range are missing: read the log
 	}
+	// Everything up to from-1 is applied and last only grows: applying the
+	// range's rows, whatever was read meanwhile, leaves every change up to
+	// r.to applied.
 	var packed []byte
 	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	err := q.QueryRow(qctx, rangeSQL, r.from, r.to).Scan(&packed)
@@ -294,8 +307,10 @@ func (s *Store) applyRange(ctx context.Context, q querier, r changeRange) bool {
 	if err != nil || int64(len(packed)) != n*int64(len(keystore.Hash{})) {
 		return false // no such row (another writer took a sequence within it): read the log
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	s.applyChanges(n, n, packed)
-	f.last.Store(r.to)
+	f.advance(r.to)
 	f.applied.Add(uint64(n))
 	return true
 }
@@ -322,7 +337,7 @@ func (s *Store) announced(from, to int64, hashes []string) (read bool) {
 		}
 	}
 	if complete {
-		f.last.Store(to)
+		f.advance(to)
 		f.applied.Add(uint64(len(hashes)))
 	}
 	f.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,6 +159,45 @@ SELECT sha256(('norow' || i)::bytea), 'tok_norow_' || i, 'ws_norow', '{read}' FR
 	if _, err := e.admin.Exec(context.Background(), `INSERT INTO deplo_change_ranges (first_seq, last_seq, hashes) VALUES (1, 2, '\x00')`); err == nil {
 		t.Error("a range row of the wrong length was accepted")
 	}
+}
+
+// TestPostgresStalledListenerRead: while the listener's read of an
+// announced bulk change is stalled (its connection hangs), the poll goes on:
+// a revocation made meanwhile reaches the caches within the poll interval,
+// and the bulk change once the read returns.
+func TestPostgresStalledListenerRead(t *testing.T) {
+	e := newPGEnv(t, true)
+	e.exec(t, `INSERT INTO deplo_tokens (hash, id, workspace, scopes)
+SELECT sha256(('stall' || i)::bytea), 'tok_stall_' || i, 'ws_stall', '{read}' FROM generate_series(1, 100) i`)
+	single := e.insertToken(t, "tok_during_stall")
+	const poll = 100 * time.Millisecond
+	release := make(chan struct{})
+	var stalled atomic.Bool
+	s := e.open(t, Options{Poll: poll, stallListenerRead: func() {
+		if stalled.CompareAndSwap(false, true) {
+			<-release // the first read hangs until released
+		}
+	}})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	testwait.For(t, time.Second, "hearing", s.Hearing)
+	events := watch(t, s)
+	e.exec(t, `UPDATE deplo_tokens SET revoked_at = now() WHERE workspace = 'ws_stall'`)
+	testwait.For(t, 2*time.Second, "the listener's read stalled", stalled.Load)
+	e.exec(t, `UPDATE deplo_tokens SET revoked_at = now() WHERE id = 'tok_during_stall'`)
+	// The poll reads both changes while the listener hangs.
+	waitEvent(t, events, 10*poll, "event for the revocation made while the listener's read hangs", forHash(single))
+	close(release)
+	var last int64
+	if err := e.admin.QueryRow(context.Background(), `SELECT max(seq) FROM deplo_changes`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 2*time.Second, "the position at the log's end", func() bool { return s.LastChange() == last })
 }
 
 // TestPostgresBulkOverOneBatch: a change of more rows than one read of the

@@ -272,11 +272,15 @@ func (s *Store) receive(conn *pgx.Conn) error {
 // that reaches no change log), the follower reads through the pool; a
 // broken connection is found by the next wait.
 func (s *Store) readAnnounced(conn *pgx.Conn, r changeRange) {
-	if s.applyRange(s.ctx, conn, r) {
+	var q querier = conn
+	if s.stallRead != nil {
+		q = stalledQuerier{conn, s.stallRead}
+	}
+	if s.applyRange(s.ctx, q, r) {
 		s.changes.listenerReads.Add(1)
 		return
 	}
-	err := s.catchUpVia(s.ctx, conn)
+	err := s.catchUpVia(s.ctx, q)
 	if err == nil {
 		s.changes.listenerReads.Add(1)
 	} else if s.ctx.Err() == nil {
@@ -284,6 +288,17 @@ func (s *Store) readAnnounced(conn *pgx.Conn, r changeRange) {
 			zap.Error(scrub(err, s.secrets)))
 		s.changes.wake()
 	}
+}
+
+// stalledQuerier calls stall before each query (tests).
+type stalledQuerier struct {
+	querier
+	stall func()
+}
+
+func (q stalledQuerier) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	q.stall()
+	return q.querier.QueryRow(ctx, sql, args...)
 }
 
 // sendHeartbeat notifies the heartbeat channel through the pool (the path

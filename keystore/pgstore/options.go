@@ -145,4 +145,8 @@ type Options struct {
 	// deafen, if set and true, makes the listener drop what it receives,
 	// as a LISTEN through pgbouncer in transaction mode would (tests).
 	deafen func() bool
+	// stallListenerRead, if set, is called inside each read the listener
+	// makes over its own connection, where the query waits for the server
+	// (tests: a stalled listener connection).
+	stallListenerRead func()
 }

@@ -86,6 +86,7 @@ type Store struct {
 	// to let a revocation arrive exactly then).
 	beforeInsert func()
 	deafen       func() bool
+	stallRead    func()
 
 	gen atomic.Uint64
 
@@ -222,6 +223,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		onHearing:       opts.OnHearing,
 		beforeReconnect: opts.beforeReconnect,
 		deafen:          opts.deafen,
+		stallRead:       opts.stallListenerRead,
 		opts:            opts,
 		secrets:         secrets,
 		subs:            make(map[uint64]func(keystore.Hash, bool)),
