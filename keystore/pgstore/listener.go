@@ -21,7 +21,7 @@ import (
 // TRUNCATE, a log pruned past this instance's position). Notifications are
 // JSON payloads on the store's channel:
 //
-//	{"table": "tokens", "from": 7, "to": 9, "hashes": [...]}  the change log grew: the listed hashes at once, then the log is read
+//	{"table": "tokens", "from": 7, "to": 9, "hashes": [...]}  the change log grew: the listed hashes at once; unless they are the whole range, which follows this instance's position, the range is read (one row of deplo_change_ranges for a bulk change, else the log), over the listener's connection
 //	{"table": "tokens", "hash": "<64 hex chars>"}            fn(hash, false) (a schema without a change log, custom triggers)
 //	{"table": "tokens", "all": true}                         fn(_, true)
 //	{"table": "sessions", ...}                               the session set is reloaded
