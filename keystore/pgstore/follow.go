@@ -267,10 +267,14 @@ func (s *Store) applyChanges(read, hashed int64, packed []byte) {
 // rangeSQL reads a bulk change's hashes, packed, from its one row.
 const rangeSQL = `SELECT hashes FROM deplo_change_ranges WHERE first_seq = $1 AND last_seq = $2`
 
-// packedRangeMin is the smallest change announced without its hashes, and
-// so stored as one row of deplo_change_ranges (deplo_record_changes lists up
-// to 64 in the notification).
-const packedRangeMin = 65
+// packedRangeMin and packedRangeMax bound the changes stored as one row of
+// deplo_change_ranges: deplo_record_changes lists up to 64 hashes in the
+// notification instead, and leaves a change of more than 100,000 to the log
+// (read in batches).
+const (
+	packedRangeMin = 65
+	packedRangeMax = 100_000
+)
 
 // changeRange is a range of the log a notification announced and this
 // instance must read.
@@ -279,6 +283,13 @@ type changeRange struct {
 	// packed: announced without hashes and long enough to have one row of
 	// deplo_change_ranges.
 	packed bool
+}
+
+// announcedRange is the range [from, to] a notification listing listed
+// hashes announced.
+func announcedRange(from, to int64, listed int) *changeRange {
+	n := to - from + 1
+	return &changeRange{from: from, to: to, packed: listed == 0 && n >= packedRangeMin && n <= packedRangeMax}
 }
 
 // applyRange applies the announced range r from its one row of

@@ -114,6 +114,30 @@ SELECT sha256(('bulk' || i)::bytea), 'tok_bulk_' || i, 'ws_bulk', '{read}' FROM 
 	}
 }
 
+// TestPostgresRangeRowBounds: the schema writes a range row exactly for
+// the changes the store reads one for (announcedRange): none for 64 hashes
+// (the notification lists them), one for 65.
+func TestPostgresRangeRowBounds(t *testing.T) {
+	e := newPGEnv(t, true)
+	for _, n := range []int{64, 65} {
+		ws := "ws_bound_" + strconv.Itoa(n)
+		e.exec(t, `INSERT INTO deplo_tokens (hash, id, workspace, scopes)
+SELECT sha256(($1 || i)::bytea), $1 || '_' || i, $1, '{read}' FROM generate_series(1, $2) i`, ws, n)
+		var first, last int64
+		if err := e.admin.QueryRow(context.Background(), `SELECT min(seq), max(seq) FROM deplo_changes
+WHERE seq > coalesce((SELECT max(seq) FROM deplo_changes) - $1, 0)`, n).Scan(&first, &last); err != nil {
+			t.Fatal(err)
+		}
+		rows := e.exec(t, `SELECT 1 FROM deplo_change_ranges WHERE first_seq = $1 AND last_seq = $2`, first, last)
+		if want := announcedRange(first, last, 0).packed; (rows == 1) != want {
+			t.Errorf("%d hashes: %d range rows; the store reads one: %v", n, rows, want)
+		}
+	}
+	if announcedRange(1, packedRangeMax+1, 0).packed {
+		t.Error("a change over packedRangeMax is read from its range row")
+	}
+}
+
 // TestPostgresBulkWithoutRangeRow: a bulk change whose one row is missing
 // (as when another writer took a sequence within its range) is read from the
 // log rows, whole.

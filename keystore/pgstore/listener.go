@@ -401,7 +401,7 @@ func (s *Store) handle(n *pgconn.Notification) *changeRange {
 				// Another schema's change log, on the same database.
 			case s.changes.enabled.Load():
 				if s.announced(*p.From, *p.To, p.Hashes) {
-					return &changeRange{from: *p.From, to: *p.To, packed: len(p.Hashes) == 0 && *p.To-*p.From+1 >= packedRangeMin}
+					return announcedRange(*p.From, *p.To, len(p.Hashes))
 				}
 			case len(p.Hashes) == 0:
 				s.invalidateAll() // a range, and no log to read it from

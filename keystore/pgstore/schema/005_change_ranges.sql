@@ -13,7 +13,9 @@
 --
 -- The row is written only when the range holds exactly the call's rows (no
 -- other writer of deplo_changes took a sequence in between), so its length
--- is always 32 bytes per sequence of the range. The hashes are random: the
+-- is always 32 bytes per sequence of the range, and for at most 100,000
+-- hashes (3.2 MB): a larger change is read from the log in batches, so that
+-- no instance holds tens of megabytes at once. The hashes are random: the
 -- column is stored out of line without compression (STORAGE EXTERNAL), which
 -- pglz would try on every write and fail.
 
@@ -48,7 +50,7 @@ BEGIN
 		PERFORM pg_notify('deplo_auth', json_build_object('table', 'tokens', 'log', log_oid, 'from', first_seq, 'to', last_seq,
 			'hashes', (SELECT json_agg(encode(h, 'hex')) FROM unnest(hashes) AS u(h)))::text);
 	ELSE
-		IF array_position(hashes, NULL) IS NULL AND last_seq - first_seq + 1 = n THEN
+		IF array_position(hashes, NULL) IS NULL AND last_seq - first_seq + 1 = n AND n <= 100000 THEN
 			INSERT INTO deplo_change_ranges (first_seq, last_seq, hashes) VALUES (first_seq, last_seq, packed);
 		END IF;
 		PERFORM pg_notify('deplo_auth', json_build_object('table', 'tokens', 'log', log_oid, 'from', first_seq, 'to', last_seq)::text);
