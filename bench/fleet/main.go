@@ -12,7 +12,10 @@
 // instances of every run); a 5,000-token bulk revocation (one UPDATE) until
 // every instance refuses the token of the bulk it had cached; server
 // connections at rest; PostgreSQL CPU (all its processes, /proc) at rest
-// and per revocation.
+// and per revocation; and this process's CPU from the bulk UPDATE until
+// every instance has applied all of it (the instances' share, with the
+// refusal checks and what the fleet does at rest meanwhile), and that
+// divided by N.
 //
 // Usage (from the repository root, as root or as a user that can run
 // initdb; loopback only; everything it starts is stopped at exit):
@@ -260,6 +263,16 @@ func (c *cluster) cpu() time.Duration {
 	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ 100
 }
 
+// processCPU is this process's CPU time (user + system): the fleet's
+// instances' share.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // instance is one gateway: a store and a cache, as Caddy builds them.
 type instance struct {
 	store *pgstore.Store
@@ -386,8 +399,8 @@ SELECT sha256(('single' || i)::bytea), 'tok_single_' || i, 'ws_single', '{read}'
 
 	fmt.Printf("throwaway PostgreSQL on 127.0.0.1:%d, pgbouncer (transaction mode, pool %d) on 127.0.0.1:%d; %d single revocations per N, bulk %d\n\n",
 		c.pgPort, poolSize, c.pgbPort, runs, bulk)
-	fmt.Println("| N | single revocation p50 / max | bulk (5,000) p50 / max | server conns at rest (listeners + pgbouncer) | PG CPU at rest | PG CPU per single revocation | PG CPU per bulk revocation |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| N | single revocation p50 / max | bulk (5,000) p50 / max | server conns at rest (listeners + pgbouncer) | PG CPU at rest | PG CPU per single revocation | PG CPU per bulk revocation | instances' CPU per bulk revocation (per instance) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	single := 0
 	for round, n := range ns {
 		_ = maxN
@@ -484,12 +497,17 @@ FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name
 			})
 			defer stop()
 		}
-		cpuBefore := c.cpu()
+		cpuBefore, clientBefore := c.cpu(), processCPU()
 		if _, err := admin.Exec(ctx, `UPDATE deplo_tokens SET revoked_at = now() WHERE workspace = $1`, bulkWS); err != nil {
 			closeAll()
 			return err
 		}
 		start := time.Now() // committed
+		var bulkEnd int64
+		if err := admin.QueryRow(ctx, `SELECT max(seq) FROM deplo_changes`).Scan(&bulkEnd); err != nil {
+			closeAll()
+			return err
+		}
 
 		bulks, err := untilRefused(ctx, fleet, bulkHash, start, 30*time.Second)
 		if err != nil {
@@ -497,6 +515,15 @@ FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name
 			return fmt.Errorf("N=%d bulk: %w", n, err)
 		}
 		bulkCPU := c.cpu() - cpuBefore
+		// Wait for every instance to have applied the whole bulk (the
+		// refusal above needs only its own token), then take the
+		// instances' CPU: what the bulk cost them, divided by N.
+		for _, in := range fleet {
+			for in.store.LastChange() < bulkEnd {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		clientCPU := processCPU() - clientBefore
 		if os.Getenv("FLEET_DEBUG") != "" {
 			var ws []time.Duration
 			for i := range seen {
@@ -504,11 +531,12 @@ FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name
 			}
 			fmt.Printf("debug: bulk invalidation reached the store watchers p50 %v max %v\n", pct(ws, 0.5), slices.Max(ws))
 		}
-		fmt.Printf("| %d | %v / %v | %v / %v | %d (%d + %d) | %v/s | %v | %v |\n", n,
+		fmt.Printf("| %d | %v / %v | %v / %v | %d (%d + %d) | %v/s | %v | %v | %v (%v) |\n", n,
 			pct(singles, 0.5).Round(time.Millisecond), slices.Max(singles).Round(time.Millisecond),
 			pct(bulks, 0.5).Round(time.Millisecond), slices.Max(bulks).Round(time.Millisecond),
 			conns, listeners, conns-listeners, rest.Round(time.Millisecond),
-			(singleCPU / time.Duration(runs)).Round(time.Millisecond), bulkCPU.Round(time.Millisecond))
+			(singleCPU / time.Duration(runs)).Round(time.Millisecond), bulkCPU.Round(time.Millisecond),
+			clientCPU.Round(time.Millisecond), (clientCPU / time.Duration(n)).Round(10*time.Microsecond))
 		closeAll()
 		if round < len(ns)-1 {
 			// A closed cache releases its ristretto memory (clearing
