@@ -42,6 +42,7 @@ type walkthrough struct {
 var walkthroughs = []walkthrough{
 	{doc: "README.md", heading: "Walk-through", setup: startQuickStart},
 	{doc: "docs/tokens.md", heading: "Walk-through", setup: startQuickStart},
+	{doc: "docs/tokens.md", heading: "IP conditions (`allowed_ips`)", setup: startQuickStart},
 	{doc: "examples/sidecar/README.md", heading: "Walk-through", setup: sidecarWalkthroughSetup},
 }
 
@@ -95,7 +96,7 @@ func TestWalkthroughs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, w := range walkthroughs {
-		t.Run(w.doc, func(t *testing.T) { runWalkthrough(t, root, w) })
+		t.Run(w.doc+"#"+w.heading, func(t *testing.T) { runWalkthrough(t, root, w) })
 	}
 }
 
