@@ -43,7 +43,18 @@ var walkthroughs = []walkthrough{
 	{doc: "README.md", heading: "Walk-through", setup: startQuickStart},
 	{doc: "docs/tokens.md", heading: "Walk-through", setup: startQuickStart},
 	{doc: "docs/tokens.md", heading: "IP conditions (`allowed_ips`)", setup: startQuickStart},
+	{doc: "docs/tokens.md", heading: "Leak response (GitHub secret scanning)", setup: leakWalkthroughSetup},
 	{doc: "examples/sidecar/README.md", heading: "Walk-through", setup: sidecarWalkthroughSetup},
+}
+
+// leakWalkthroughSetup is the quick start's Caddy (Caddyfile.example serves
+// the leaks endpoint with the demo key that plays GitHub) and openssl, which
+// signs the report as the document shows.
+func leakWalkthroughSetup(t *testing.T, dir string) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl is not installed: the leak walk-through signs its report with it")
+	}
+	startQuickStart(t, dir)
 }
 
 // sidecarWalkthroughSetup checks what examples/sidecar's walk-through needs
