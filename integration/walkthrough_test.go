@@ -44,6 +44,7 @@ var walkthroughs = []walkthrough{
 	{doc: "docs/tokens.md", heading: "Walk-through", setup: startQuickStart},
 	{doc: "docs/tokens.md", heading: "IP conditions (`allowed_ips`)", setup: startQuickStart},
 	{doc: "docs/tokens.md", heading: "Leak response (GitHub secret scanning)", setup: leakWalkthroughSetup},
+	{doc: "docs/reference.md", heading: "Admin API", setup: startQuickStart},
 	{doc: "examples/sidecar/README.md", heading: "Walk-through", setup: sidecarWalkthroughSetup},
 }
 
