@@ -207,6 +207,17 @@ func parseOriginal(method, uri string, absolute bool) (Original, string, error) 
 	if !validMethod(method) {
 		return Original{}, "", noOriginal("the method is not an HTTP token")
 	}
+	if !absolute {
+		if path, query, ok := plainOriginForm(uri); ok {
+			return Original{Method: method, Path: path, EscapedPath: path}, query, nil
+		}
+	}
+	return parseURI(method, uri, absolute)
+}
+
+// parseURI is parseOriginal's general path, through url.ParseRequestURI:
+// every request-target plainOriginForm leaves to it, and X-Original-URL.
+func parseURI(method, uri string, absolute bool) (Original, string, error) {
 	for i := 0; i < len(uri); i++ {
 		if c := uri[i]; c <= ' ' || c == 0x7f || c == '#' {
 			return Original{}, "", noOriginal("the URI holds a space, a control character or a fragment")
@@ -234,4 +245,90 @@ func parseOriginal(method, uri string, absolute bool) (Original, string, error) 
 // deals with methods that differ from a route's only in case).
 func validMethod(m string) bool {
 	return len(m) <= 32 && httptoken.Valid(m)
+}
+
+// plainPathByte marks the bytes plainOriginForm accepts in a path: those
+// url.URL's path escaping leaves as they are (unreserved, and "$&+,=:@/"),
+// less ';' (a path-parameter separator to some upstreams) and '%' (an
+// escape, which makes Path and RawPath differ). A path of these bytes is
+// its own unescaped and escaped form.
+var plainPathByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~$&+,=:@/" {
+		t[c] = true
+	}
+	return t
+}()
+
+// plainQueryByte marks the bytes plainOriginForm accepts in a query:
+// printable ASCII but '#' (url.ParseRequestURI keeps a query as it is, so
+// only what parseURI refuses before parsing is left out, and non-ASCII to
+// stay conservative).
+var plainQueryByte = func() (t [256]bool) {
+	for c := '!'; c <= '~'; c++ {
+		t[c] = c != '#'
+	}
+	return t
+}()
+
+// plainOriginForm splits uri into path and raw query when it is a plain
+// origin-form request-target, the form proxies send nearly always
+// ("/v1/workspaces/ws_acme/projects?x=1"): a path that starts with "/",
+// holds only plainPathByte bytes, no empty segment ("//") and no "." or
+// ".." segment, then optionally "?" and a query of plainQueryByte bytes.
+// For such a target url.ParseRequestURI gives that path as Path and as
+// EscapedPath, no RawPath, and that query as RawQuery (FuzzPlainOriginForm
+// checks this), so parseOriginal skips the parse and its allocation. Any
+// other target (ok false) goes through parseURI as before; in particular
+// every path Decide refuses as non-canonical (dot and empty segments,
+// escapes, ';') is one plainOriginForm leaves to parseURI.
+func plainOriginForm(uri string) (path, query string, ok bool) {
+	if uri == "" || uri[0] != '/' {
+		return "", "", false
+	}
+	end := len(uri)
+	segment := 1 // where the segment being read starts
+	for i := 1; i < len(uri); i++ {
+		c := uri[i]
+		if c == '?' {
+			end = i
+			break
+		}
+		if !plainPathByte[c] {
+			return "", "", false
+		}
+		if c == '/' {
+			if dotSegment(uri[segment:i]) {
+				return "", "", false
+			}
+			segment = i + 1
+		}
+	}
+	if last := uri[segment:end]; last == "." || last == ".." {
+		return "", "", false
+	}
+	for i := end + 1; i < len(uri); i++ {
+		if !plainQueryByte[uri[i]] {
+			return "", "", false
+		}
+	}
+	path = uri[:end]
+	if end < len(uri) {
+		query = uri[end+1:]
+	}
+	return path, query, true
+}
+
+// dotSegment reports whether a segment before a "/" is empty (the "//" of
+// "/a//b"), "." or "..". Only the last segment may be empty ("/a/").
+func dotSegment(s string) bool {
+	return s == "" || s == "." || s == ".."
 }

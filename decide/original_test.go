@@ -1,11 +1,14 @@
 package decide
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/deplo-sh/deplo-auth/policy"
 )
 
 func TestOriginalOf(t *testing.T) {
@@ -144,6 +147,159 @@ func FuzzOriginalOf(f *testing.F) {
 			if raw, err := url.PathUnescape(o.RawPath); err != nil || raw != o.Path {
 				t.Fatalf("%+v: RawPath unescapes to %q (%v)", o, raw, err)
 			}
+		}
+	})
+}
+
+// TestPlainOriginForm: the fast path takes the plain targets proxies send
+// and leaves every other one — escapes, dot and empty segments, ';',
+// bytes url.URL would escape, control bytes, fragments, non-ASCII — to the
+// url.ParseRequestURI path.
+func TestPlainOriginForm(t *testing.T) {
+	const projects = "/v1/workspaces/ws_acme/projects"
+	taken := []struct{ uri, path, query string }{
+		{projects, projects, ""},
+		{projects + "?x=1", projects, "x=1"},
+		{projects + "/", projects + "/", ""},
+		{"/", "/", ""},
+		{"/?", "/", ""},
+		{"/a??", "/a", "?"},
+		{"/a?b?c", "/a", "b?c"},
+		{"/a?q=%2F..%2F&r=/../", "/a", "q=%2F..%2F&r=/../"},
+		{"/a.b/.c/..d/c..", "/a.b/.c/..d/c..", ""},
+		{"/v1/a:b@c$d&e+f,g=h~i_j-k", "/v1/a:b@c$d&e+f,g=h~i_j-k", ""},
+	}
+	for _, tt := range taken {
+		path, query, ok := plainOriginForm(tt.uri)
+		if !ok || path != tt.path || query != tt.query {
+			t.Errorf("plainOriginForm(%q) = %q, %q, %v; want %q, %q, true", tt.uri, path, query, ok, tt.path, tt.query)
+		}
+	}
+	left := []string{
+		"", "v1/x", "*", "http://h/v1", "//h/v1", "/v1//x", projects + "//",
+		"/.", "/..", "/./v1", "/../v1", "/v1/.", "/v1/..", "/v1/./x", "/v1/../x", "/v1/../x?y",
+		"/v1/%2e%2e/x", "/v1/a%2Fb", "/v1/%252F", "/v1/%zz", "/v1/%",
+		"/v1;x", "/v1/a;b=c", "/v1\\x", "/v1/(x)", "/v1/a!b", "/v1/a*b", "/v1/a'b", "/v1/[::1]", "/v1/a\"b", "/v1/a<b>", "/v1/a|b",
+		"/v1/\u00e9", "/v1/x?\u00e9", "/v1/\xff",
+		"/v1/a b", "/v1/a\x00", "/v1/a\x7f", "/v1/a\tb", "/v1?a b", "/v1?a\x00", "/v1?\x7f",
+		"/v1#frag", "/v1?x#frag",
+	}
+	for _, uri := range left {
+		if path, query, ok := plainOriginForm(uri); ok {
+			t.Errorf("plainOriginForm(%q) took it: %q, %q", uri, path, query)
+		}
+	}
+}
+
+// TestOriginalPathRefusals: a traversal, an encoded slash or another
+// non-canonical path named by a proxy is refused — by OriginalOf or by
+// Decide's path check — under every way of naming it, even with an admin
+// token, while the canonical path itself passes (so that the table would
+// fail if any of them got through).
+func TestOriginalPathRefusals(t *testing.T) {
+	f := newFixture(t, nil)
+	const canonical = "/v1/workspaces/ws_acme/projects/web"
+	refused := []string{
+		"/v1/workspaces/ws_other/../ws_acme/projects/web",
+		"/v1/workspaces/ws_acme/projects/web/x/..",
+		"/v1/workspaces/ws_acme/projects/./web",
+		"/v1/workspaces/ws_acme/projects/web/.",
+		"/v1/workspaces//ws_acme/projects/web",
+		"//v1/workspaces/ws_acme/projects/web",
+		"/v1/workspaces/ws_acme/projects/web%2F..%2F..%2Fws_other",
+		"/v1/workspaces/ws_acme/projects/web%2f",
+		"/v1/workspaces/ws_acme/projects/%2e%2e/web",
+		"/v1/workspaces/ws_acme/projects/web%252F..",
+		"/v1/workspaces/ws_acme/projects/web%5C..",
+		"/v1/workspaces/ws_acme/projects/web;x=..",
+		"/v1/workspaces/ws_acme/projects/web\\..\\x",
+		"/v1/workspaces/ws_acme/projects/web%00",
+		"/v1/workspaces/ws_acme/projects/web\x00",
+		"/v1/workspaces/ws_acme/projects/web#x",
+		"v1/workspaces/ws_acme/projects/web",
+	}
+	named := map[string]func(uri string) (Source, http.Header, string){
+		"X-Forwarded-Uri": func(uri string) (Source, http.Header, string) {
+			return SourceForwarded, http.Header{HeaderForwardedMethod: {"DELETE"}, HeaderForwardedURI: {uri}}, "/verify"
+		},
+		"X-Original-Uri": func(uri string) (Source, http.Header, string) {
+			return SourceOriginal, http.Header{HeaderOriginalMethod: {"DELETE"}, HeaderOriginalURI: {uri}}, "/auth"
+		},
+		"X-Original-Url": func(uri string) (Source, http.Header, string) {
+			if strings.HasPrefix(uri, "/") { // else as it is: "https://api.deplo.shv1/…" would be another host's path
+				uri = "https://api.deplo.sh" + uri
+			}
+			return SourceOriginal, http.Header{HeaderOriginalMethod: {"DELETE"}, HeaderOriginalURL: {uri}}, "/auth"
+		},
+		"envoy": func(uri string) (Source, http.Header, string) { return SourceEnvoy, nil, "/p" + uri },
+	}
+	decide := func(name, uri string) *Refusal {
+		src, h, target := named[name](uri)
+		o, err := OriginalOf(src, h, "DELETE", target, "/p")
+		if err != nil {
+			return RefuseBadOriginal
+		}
+		out := f.engine.Decide(context.Background(), &Request{Method: o.Method, Path: o.Path, RawPath: o.RawPath,
+			Authorization: f.bearer("admin"), Client: "198.51.100.7", Now: testNow})
+		return out.Refusal
+	}
+	for name := range named {
+		if r := decide(name, canonical); r != nil {
+			t.Fatalf("%s: the canonical path is refused: %s", name, describe(r))
+		}
+		if r := decide(name, canonical+"?x=1"); r != nil {
+			t.Fatalf("%s: the canonical path with a query is refused: %s", name, describe(r))
+		}
+		for _, uri := range refused {
+			if r := decide(name, uri); r != RefuseBadPath && r != RefuseBadOriginal {
+				t.Errorf("%s %q: %s, want refused for its path", name, uri, describe(r))
+			}
+		}
+	}
+}
+
+// FuzzPlainOriginForm: whatever the target, parseOriginal gives what the
+// url.ParseRequestURI path (parseURI) gives, refusals and their text
+// included; a target the fast path takes is one parseURI accepts with that
+// very path and query, no RawPath, and a path Decide's check passes.
+func FuzzPlainOriginForm(f *testing.F) {
+	for _, uri := range []string{
+		"/v1/workspaces/ws_acme/projects?x=1", "/", "/?", "/??", "/a?", "/a??b", "/a?b?", "?", "?x", "",
+		"/v1/%2e%2e/x", "/v1/%2E./x", "/v1/a%2Fb", "/v1/a%2fb", "/v1/%252F", "/v1/%", "/v1/%z", "/v1/%zz", "/v1?%zz",
+		"//", "//h/x", "///x", "/a//b", "/./", "/../", "/a/.", "/a/..", "/a/./b", "/a/../b", "/.a/..b/...", "/a/.?x", "/a/..?",
+		"/a;b", "/a;b=c/d", ";", "/a\\b", "/a+b", "/a:b@c", "/a$b&c,d=e", "/a!b", "/a*b", "/a'b", "/a(b)", "/[::1]",
+		"/ä", "/\u00e9t\u00e9?q=\u00e9", "/\xff\xfe", "/\xc0\xaf", "/a?\x80",
+		"/a\x00", "/a\x1f", "/a\x7f", "/a b", "/a\tb", "/a?b c", "/a?\r\n", "/a#b", "/a?b#c", "#", "/#",
+		"*", "http://h/x", "https://h", "HTTP://h/x", "mailto:x", "/:x", "/a:80",
+		"/" + strings.Repeat("a/", 4096) + "?" + strings.Repeat("q=1&", 4096),
+		"/" + strings.Repeat("../", 512),
+	} {
+		f.Add(uri)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		slow, slowQuery, slowErr := parseURI("GET", uri, false)
+		got, gotQuery, gotErr := parseOriginal("GET", uri, false)
+		if got != slow || gotQuery != slowQuery || (gotErr == nil) != (slowErr == nil) ||
+			(gotErr != nil && gotErr.Error() != slowErr.Error()) {
+			t.Fatalf("%q: parseOriginal = %+v, %q, %v; parseURI = %+v, %q, %v", uri, got, gotQuery, gotErr, slow, slowQuery, slowErr)
+		}
+		path, query, ok := plainOriginForm(uri)
+		if !ok {
+			return
+		}
+		if slowErr != nil {
+			t.Fatalf("%q: the fast path takes what parseURI refuses: %v", uri, slowErr)
+		}
+		want := Original{Method: "GET", Path: path, EscapedPath: path}
+		if slow != want || slowQuery != query {
+			t.Fatalf("%q: fast path %+v, %q; parseURI %+v, %q", uri, want, query, slow, slowQuery)
+		}
+		u, err := url.ParseRequestURI(uri)
+		if err != nil || u.Path != path || u.RawPath != "" || u.EscapedPath() != path || u.RawQuery != query || u.Host != "" || u.Scheme != "" {
+			t.Fatalf("%q: url.ParseRequestURI = %#v, %v; fast path %q, %q", uri, u, err, path, query)
+		}
+		if err := policy.ValidatePath(path, path); err != nil {
+			t.Fatalf("%q: the fast path takes a path Decide refuses: %v", uri, err)
 		}
 	})
 }
