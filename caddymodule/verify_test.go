@@ -208,6 +208,37 @@ func TestVerifyIdentityHeaders(t *testing.T) {
 	}
 }
 
+// TestVerifyIdentityHeadersPrefix: with a header_prefix in any case the
+// answer carries the identity under the canonical spelling of that prefix
+// (the names are canonicalised once, at provision, and assigned directly),
+// and none under the default prefix.
+func TestVerifyIdentityHeadersPrefix(t *testing.T) {
+	f := newSidecarFixture(t, VerifyConfig{}, func(h *Handler) { h.HeaderPrefix = "x-acme-id-" })
+	r := namers[0].make("POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments")
+	r.Header.Set("Authorization", "Bearer "+f.project.raw)
+	w := f.serveVerify(t, r)
+	want := map[string]string{
+		"X-Acme-Id-Auth":      "api_key",
+		"X-Acme-Id-Subject":   "tok_project",
+		"X-Acme-Id-Workspace": "ws_acme",
+		"X-Acme-Id-Project":   "weekly-report",
+		"X-Acme-Id-Scopes":    "deploy read",
+	}
+	for name, value := range want {
+		if got := w.Header()[name]; len(got) != 1 || got[0] != value {
+			t.Errorf("%s = %q, want %q (answer %v)", name, got, value, w.Header())
+		}
+	}
+	for name := range w.Header() {
+		if identityHeadersForTest.Matches(name) {
+			t.Errorf("answer carries %s under the default prefix", name)
+		}
+	}
+	if w.Code != 200 {
+		t.Errorf("status %d", w.Code)
+	}
+}
+
 // TestVerifyTrust: only trusted callers may name an original request; any
 // other caller, or a request naming none or half of one, gets 400 — never
 // 200 — and is counted.

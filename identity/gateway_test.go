@@ -3,6 +3,7 @@ package identity
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"strings"
 	"testing"
 )
@@ -67,6 +68,37 @@ func TestStripOverrideHeaders(t *testing.T) {
 	}
 	if got := r.Header["Connection"]; len(got) != 1 || got[0] != "keep-alive" {
 		t.Errorf("Connection = %q, want keep-alive", got)
+	}
+}
+
+// TestWriteCanonicalNames: Write assigns its header map directly, so the
+// names it uses must already be canonical, whatever the case of the
+// configured prefix — else Header.Get, and every Go proxy that copies the
+// answer with it, would miss them.
+func TestWriteCanonicalNames(t *testing.T) {
+	for _, tt := range []struct{ prefix, subject string }{
+		{"", "X-Deplo-Subject"},
+		{"X-Deplo-", "X-Deplo-Subject"},
+		{"x-acme-id-", "X-Acme-Id-Subject"},
+		{"X-ACME-", "X-Acme-Subject"},
+		{"x_acme_", "X_acme_subject"},
+	} {
+		h := mustHeaders(t, tt.prefix, mustSigner(t, tt.prefix, testKey1))
+		dst := http.Header{}
+		if err := h.Write(dst, &idProject, "GET", "/v1", testNow, new(HeaderValues)); err != nil {
+			t.Fatalf("prefix %q: %v", tt.prefix, err)
+		}
+		if len(dst) != numFields+1 {
+			t.Errorf("prefix %q: %d headers written: %v", tt.prefix, len(dst), dst)
+		}
+		for name := range dst {
+			if c := textproto.CanonicalMIMEHeaderKey(name); c != name {
+				t.Errorf("prefix %q: header %q written, canonical %q", tt.prefix, name, c)
+			}
+		}
+		if got := dst[tt.subject]; len(got) != 1 || got[0] != idProject.Subject {
+			t.Errorf("prefix %q: %s = %q in %v", tt.prefix, tt.subject, got, dst)
+		}
 	}
 }
 
