@@ -247,24 +247,33 @@ func validMethod(m string) bool {
 	return len(m) <= 32 && httptoken.Valid(m)
 }
 
-// plainPathByte marks the bytes plainOriginForm accepts in a path: those
-// url.URL's path escaping leaves as they are (unreserved, and "$&+,=:@/"),
+// The classes of a path byte to plainOriginForm. plainByte: the bytes
+// url.URL's path escaping leaves as they are (unreserved, and "$&+,=:@"),
 // less ';' (a path-parameter separator to some upstreams) and '%' (an
-// escape, which makes Path and RawPath differ). A path of these bytes is
-// its own unescaped and escaped form.
-var plainPathByte = func() (t [256]bool) {
+// escape, which makes Path and RawPath differ); a path of these and "/" is
+// its own unescaped and escaped form. Any other byte (class 0) leaves the
+// target to parseURI.
+const (
+	plainOther = iota
+	plainByte
+	plainSlash
+	plainQuery
+)
+
+var plainPathClass = func() (t [256]uint8) {
 	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
+		t[c] = plainByte
 	}
 	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
+		t[c] = plainByte
 	}
 	for c := '0'; c <= '9'; c++ {
-		t[c] = true
+		t[c] = plainByte
 	}
-	for _, c := range "-._~$&+,=:@/" {
-		t[c] = true
+	for _, c := range "-._~$&+,=:@" {
+		t[c] = plainByte
 	}
+	t['/'], t['?'] = plainSlash, plainQuery
 	return t
 }()
 
@@ -282,7 +291,7 @@ var plainQueryByte = func() (t [256]bool) {
 // plainOriginForm splits uri into path and raw query when it is a plain
 // origin-form request-target, the form proxies send nearly always
 // ("/v1/workspaces/ws_acme/projects?x=1"): a path that starts with "/",
-// holds only plainPathByte bytes, no empty segment ("//") and no "." or
+// holds only plainByte bytes and "/", no empty segment ("//") and no "." or
 // ".." segment, then optionally "?" and a query of plainQueryByte bytes.
 // For such a target url.ParseRequestURI gives that path as Path and as
 // EscapedPath, no RawPath, and that query as RawQuery (FuzzPlainOriginForm
@@ -296,20 +305,20 @@ func plainOriginForm(uri string) (path, query string, ok bool) {
 	}
 	end := len(uri)
 	segment := 1 // where the segment being read starts
+scan:
 	for i := 1; i < len(uri); i++ {
-		c := uri[i]
-		if c == '?' {
-			end = i
-			break
-		}
-		if !plainPathByte[c] {
-			return "", "", false
-		}
-		if c == '/' {
+		switch plainPathClass[uri[i]] {
+		case plainByte:
+		case plainSlash:
 			if dotSegment(uri[segment:i]) {
 				return "", "", false
 			}
 			segment = i + 1
+		case plainQuery:
+			end = i
+			break scan
+		default:
+			return "", "", false
 		}
 	}
 	if last := uri[segment:end]; last == "." || last == ".." {

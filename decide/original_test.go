@@ -303,3 +303,23 @@ func FuzzPlainOriginForm(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkOriginalOf is reading the original request from nginx
+// auth_request's headers: a plain target (the fast path) and one with an
+// escape (url.ParseRequestURI).
+func BenchmarkOriginalOf(b *testing.B) {
+	for _, bc := range []struct{ name, uri string }{
+		{"plain", "/v1/workspaces/ws_acme/projects/weekly-report/deployments?page=2"},
+		{"escaped", "/v1/workspaces/ws_acme/projects/weekly%20report/deployments?page=2"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := http.Header{HeaderOriginalMethod: {"POST"}, HeaderOriginalURI: {bc.uri}}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := OriginalOf(SourceOriginal, h, "GET", "/auth", ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
