@@ -109,6 +109,10 @@ type Cache struct {
 	// answer read before a change is neither cached nor shared with
 	// requests that arrived after it.
 	changes changeLog
+	// lookups counts the requests between deciding to ask the store and
+	// having their answer (and cached it, or not): a change matters to the
+	// change log only while one is (see Invalidate).
+	lookups atomic.Int64
 	// beforeCacheWrite, set by tests only, runs between a lookup's "did the
 	// hash change?" check and its cache write.
 	beforeCacheWrite func(h keystore.Hash)
@@ -219,9 +223,11 @@ func (c *Cache) Lookup(ctx context.Context, h keystore.Hash) (*Entry, Result, er
 	// store has not reloaded: one that arrives after a change starts its
 	// own lookup instead of joining one that may have read the row (or the
 	// key file) before the change.
+	c.lookups.Add(1)
 	v, err, _ := c.flight.Do(flightKey(h, c.changes.last(h), gen), func() (any, error) {
 		return c.fill(ctx, h)
 	})
+	c.lookups.Add(-1)
 	if err != nil {
 		if unchecked != nil {
 			c.unwatched.recheckFailed()
@@ -278,8 +284,20 @@ func flightKey(h keystore.Hash, change, gen uint64) string {
 // caching what it read before the change, and makes requests arriving from
 // now on look h up afresh. It costs the same however many changes are
 // remembered.
+//
+// The change is recorded in the change log only while some request is
+// between deciding to ask the store and having its answer (lookups): the
+// record is what keeps such a lookup from caching, or sharing with later
+// requests, what it read before the change. With none, no lookup began
+// before the change (a lookup's flight is registered only while its
+// leader is counted), and every later one reads the store after it
+// (the store reports a change once it is committed), so dropping a held
+// entry is all there is to do; a bulk revocation of thousands of tokens
+// this instance never saw then costs a look in each cache per hash.
 func (c *Cache) Invalidate(h keystore.Hash) {
-	c.changes.record(h)
+	if c.lookups.Load() != 0 {
+		c.changes.record(h)
+	}
 	c.drop(h)
 }
 
@@ -382,10 +400,10 @@ func (c *Cache) lookupClosed(ctx context.Context, h keystore.Hash) (*Entry, Resu
 // deletion costs a trip through ristretto's buffer and its policy
 // goroutine, and a bulk revocation tells every instance of thousands of
 // hashes it never cached. Looking first is safe because the one write to
-// the caches (cacheUnlessChanged) finishes (Wait) under the change-log lock
-// that Invalidate's record takes before calling drop: an entry written
-// before the change is visible here, and one written after it was read
-// after the change.
+// the caches (cacheUnlessChanged) finishes (Wait) within a counted lookup
+// and under the change-log lock that Invalidate's record then takes before
+// calling drop: an entry written before the change is visible here, and
+// one written after it was read after the change.
 func (c *Cache) drop(h keystore.Hash) {
 	if c.closed.Load() {
 		return

@@ -192,3 +192,47 @@ func TestChangeAtCacheWriteIsNotCached(t *testing.T) {
 		}
 	}
 }
+
+// TestInvalidateRecordsOnlyForLookupsInFlight: a change is recorded in the
+// change log only while a lookup is in flight (it is what keeps that lookup
+// from caching what it read before); with none, a held entry is dropped and
+// nothing is remembered, and the next lookup reads the store afresh.
+func TestInvalidateRecordsOnlyForLookupsInFlight(t *testing.T) {
+	held, other := hashOf(31), hashOf(32)
+	s := newGatedStore()
+	s.set(held, activeToken("tok_31"))
+	s.set(other, activeToken("tok_32"))
+	c := newCache(t, s, Config{TTL: time.Hour})
+	s.gated.Store(false)
+	if r := <-lookupAsync(c, held); !r.allowed() {
+		t.Fatalf("active token refused: %+v", r)
+	}
+
+	// Nothing in flight: the held entry is dropped, nothing recorded.
+	s.set(held, revokedToken("tok_31"))
+	c.Invalidate(held)
+	c.Invalidate(hashOf(33)) // never looked up
+	if n := c.changes.remembered(); n != 0 {
+		t.Errorf("%d changes remembered with no lookup in flight, want 0", n)
+	}
+	if r := <-lookupAsync(c, held); r.err != nil || r.allowed() {
+		t.Fatalf("revoked token allowed (%s): the held entry was not dropped", r.res)
+	}
+
+	// A lookup in flight: the change is recorded, and what it read before
+	// is not cached.
+	s.gated.Store(true)
+	done := lookupAsync(c, other)
+	lookup := <-s.started
+	s.set(other, revokedToken("tok_32"))
+	c.Invalidate(other)
+	if n := c.changes.remembered(); n != 1 {
+		t.Errorf("%d changes remembered with a lookup in flight, want 1", n)
+	}
+	close(lookup.release)
+	<-done
+	s.gated.Store(false)
+	if r := <-lookupAsync(c, other); r.err != nil || r.allowed() {
+		t.Fatalf("revoked token allowed (%s): the answer read before the change was cached", r.res)
+	}
+}

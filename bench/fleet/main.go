@@ -59,6 +59,7 @@ func main() {
 	bouncerBin := flag.String("pgbouncer", "/usr/sbin/pgbouncer", "pgbouncer binary")
 	flag.IntVar(&poolSize, "pool", 5, "pgbouncer default_pool_size")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile to this file")
+	flag.BoolVar(&rowOnly, "row-only", false, "print the table rows only (each fleet size runs so, in a process and cluster of its own)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -81,6 +82,27 @@ func main() {
 		}
 		ns = append(ns, n)
 	}
+	if len(ns) > 1 {
+		// Each size in a process and a cluster of its own: what one fleet
+		// leaves behind (closed caches releasing their memory, dead rows
+		// to vacuum) is not measured with the next.
+		printHeader(*runs, *bulk)
+		for _, n := range ns {
+			args := []string{"-n", strconv.Itoa(n), "-row-only"}
+			flag.Visit(func(f *flag.Flag) {
+				if f.Name != "n" && f.Name != "row-only" && f.Name != "cpuprofile" {
+					args = append(args, "-"+f.Name+"="+f.Value.String())
+				}
+			})
+			cmd := exec.Command(os.Args[0], args...)
+			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "fleet: N=%d: %v\n", n, err)
+				os.Exit(1)
+			}
+		}
+		return
+	}
 	if err := run(ns, *runs, *bulk, *pgBin, *bouncerBin); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "fleet:", err)
@@ -90,6 +112,16 @@ func main() {
 
 // poolSize is pgbouncer's default_pool_size (-pool).
 var poolSize = 5
+
+// rowOnly: print the table rows only (-row-only).
+var rowOnly bool
+
+func printHeader(runs, bulk int) {
+	fmt.Printf("throwaway PostgreSQL and pgbouncer (transaction mode, pool %d) for each N; %d single revocations per N, bulk %d\n\n",
+		poolSize, runs, bulk)
+	fmt.Println("| N | single revocation p50 / max | bulk (5,000) p50 / max | server conns at rest (listeners + pgbouncer) | PG CPU at rest | PG CPU per single revocation | PG CPU per bulk revocation | instances' CPU per bulk revocation (per instance) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+}
 
 // cluster is the throwaway PostgreSQL and its pgbouncer.
 type cluster struct {
@@ -385,7 +417,6 @@ func run(ns []int, runs, bulk int, pgBin, bouncerBin string) error {
 	if err := pgstore.Migrate(ctx, admin); err != nil {
 		return err
 	}
-	maxN := slices.Max(ns)
 	// Tokens: single-revocation targets, and the bulk set.
 	if _, err := admin.Exec(ctx, `INSERT INTO deplo_tokens (hash, id, workspace, scopes)
 SELECT sha256(('single' || i)::bytea), 'tok_single_' || i, 'ws_single', '{read}' FROM generate_series(0, $1) i`, len(ns)*runs); err != nil {
@@ -397,13 +428,11 @@ SELECT sha256(('single' || i)::bytea), 'tok_single_' || i, 'ws_single', '{read}'
 	}
 	defer cli.Close()
 
-	fmt.Printf("throwaway PostgreSQL on 127.0.0.1:%d, pgbouncer (transaction mode, pool %d) on 127.0.0.1:%d; %d single revocations per N, bulk %d\n\n",
-		c.pgPort, poolSize, c.pgbPort, runs, bulk)
-	fmt.Println("| N | single revocation p50 / max | bulk (5,000) p50 / max | server conns at rest (listeners + pgbouncer) | PG CPU at rest | PG CPU per single revocation | PG CPU per bulk revocation | instances' CPU per bulk revocation (per instance) |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	if !rowOnly {
+		printHeader(runs, bulk)
+	}
 	single := 0
 	for round, n := range ns {
-		_ = maxN
 		bulkWS := fmt.Sprintf("ws_bulk_%d", round)
 		if _, err := admin.Exec(ctx, `INSERT INTO deplo_tokens (hash, id, workspace, scopes)
 SELECT sha256(($1 || i)::bytea), $1 || '_' || i, $1, '{read}' FROM generate_series(0, $2 - 1) i`, bulkWS, bulk); err != nil {
@@ -538,13 +567,6 @@ FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name
 			(singleCPU / time.Duration(runs)).Round(time.Millisecond), bulkCPU.Round(time.Millisecond),
 			clientCPU.Round(time.Millisecond), (clientCPU / time.Duration(n)).Round(10*time.Microsecond))
 		closeAll()
-		if round < len(ns)-1 {
-			// A closed cache releases its ristretto memory (clearing
-			// megabytes of sketch) 15 s after Close (tokencache's grace
-			// plus its lookup timeout): let that pass before measuring the
-			// next fleet, or N closes are measured with it.
-			time.Sleep(17 * time.Second)
-		}
 	}
 	return nil
 }

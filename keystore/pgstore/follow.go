@@ -58,13 +58,16 @@ type changeFollower struct {
 	ranges atomic.Bool
 	// last is the sequence up to which every change is applied. Readers
 	// (the poll, the listener's read of an announced change, a write's own
-	// catch-up) query without holding mu, so that one stalled connection
-	// does not hold up the others (the poll is the bound); each covers the
-	// changes after the position it started from, and mu serializes
-	// applying and moving last, which only grows. A change applied twice
-	// costs a second invalidation, nothing else.
-	mu   sync.Mutex
-	last atomic.Int64
+	// catch-up) take turns (reading), so that a change is read once, not
+	// by the poll and the listener together; but a reader waits for its
+	// turn at most one poll interval, so that a stalled connection does
+	// not hold up the others (the poll is the bound). Each covers the
+	// changes after the position it started from; mu serializes applying
+	// and moving last, which only grows. A change applied twice costs a
+	// second invalidation, nothing else.
+	reading chan struct{}
+	mu      sync.Mutex
+	last    atomic.Int64
 	// polledAt is when a poll last succeeded (Unix ns; see Following).
 	polledAt atomic.Int64
 	// now (capacity 1) asks the follower to read the log at once.
@@ -79,6 +82,7 @@ type changeFollower struct {
 
 func (f *changeFollower) init() {
 	f.now = make(chan struct{}, 1)
+	f.reading = make(chan struct{}, 1)
 	f.retention.Store(int64(DefaultRetention))
 }
 
@@ -103,6 +107,26 @@ func (f *changeFollower) baseline(ctx context.Context, pool *pgxpool.Pool) error
 	f.last.Store(last)
 	f.polledAt.Store(time.Now().UnixNano())
 	return nil
+}
+
+// takeTurn waits for the turn to read the change log, at most wait, and
+// returns what ends it. Past wait (another reader stalled) the caller reads
+// anyway, out of turn.
+func (f *changeFollower) takeTurn(ctx context.Context, wait time.Duration) (done func()) {
+	select {
+	case f.reading <- struct{}{}:
+		return func() { <-f.reading }
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case f.reading <- struct{}{}:
+		return func() { <-f.reading }
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return func() {}
 }
 
 // wake asks the follower to read the log now.
@@ -203,6 +227,7 @@ func (s *Store) catchUp(ctx context.Context) error { return s.catchUpVia(ctx, s.
 // server connections shared by every instance).
 func (s *Store) catchUpVia(ctx context.Context, q querier) error {
 	f := &s.changes
+	defer f.takeTurn(ctx, s.poll)()
 	for {
 		last := f.last.Load()
 		var (
@@ -306,6 +331,10 @@ func (s *Store) applyRange(ctx context.Context, q querier, r changeRange) bool {
 		return true
 	case last < r.from-1:
 		return false // changes before the range are missing: read the log
+	}
+	defer f.takeTurn(ctx, s.poll)()
+	if f.last.Load() >= r.to {
+		return true // read while this one waited for its turn
 	}
 	// Everything up to from-1 is applied and last only grows: applying the
 	// range's rows, whatever was read meanwhile, leaves every change up to
