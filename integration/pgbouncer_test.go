@@ -208,31 +208,42 @@ func TestPgbouncerTransactionMode(t *testing.T) {
 		if _, err := runCommand(t, "", "token", "revoke", "--postgres", cliDSN, id); err != nil {
 			t.Fatalf("revoke through pgbouncer: %v", err)
 		}
-		revoked := time.Now()
-		refused := map[string]time.Duration{}
-		for len(refused) < 2 {
-			for _, path := range []string{"/a/ws_acme", "/b/ws_acme"} {
-				if _, done := refused[path]; done {
-					continue
-				}
-				resp, body := e.do("GET", path, bearer)
-				switch resp.StatusCode {
-				case 401:
-					refused[path] = time.Since(revoked)
-				case 200:
-				default:
-					t.Fatalf("%s after the revocation: %d %s", path, resp.StatusCode, body)
-				}
-			}
-			if d := time.Since(revoked); d > time.Second && len(refused) < 2 {
-				t.Fatalf("revocation %d: refused only by %v after %v (want both within 1s)", i, refused, d)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		t.Logf("revocation %d refused by A after %v (notification), by B after %v (poll 300ms)", i,
-			refused["/a/ws_acme"].Round(time.Millisecond), refused["/b/ws_acme"].Round(time.Millisecond))
+		ra, rb := untilBothRefuse(t, e, []string{"/a/ws_acme", "/b/ws_acme"}, bearer, fmt.Sprintf("revocation %d", i), time.Now())
+		t.Logf("revocation %d refused by A after %v (notification), by B after %v (poll 300ms)", i, ra, rb)
 		up.take()
 	}
+
+	// A bulk revocation (one UPDATE of 300 tokens: announced as a range,
+	// read by A as one row over its listener, by B's poll through
+	// pgbouncer as one aggregated row) is refused by both within 1 s too.
+	var bearers []string
+	for i := range 2 {
+		out, err := runCommand(t, "", "token", "create", "--postgres", cliDSN, "--name", fmt.Sprintf("bulk-%d", i), "--workspace", "ws_bulk", "--scopes", "read")
+		if err != nil {
+			t.Fatalf("create through pgbouncer: %v", err)
+		}
+		bearers = append(bearers, "Bearer "+strings.TrimSpace(out))
+	}
+	if _, err := pg.admin.Exec(context.Background(), "INSERT INTO "+pg.schema+`.deplo_tokens (hash, id, workspace, scopes)
+SELECT sha256(('bulk-fill-' || i)::bytea), 'tok_bulk_fill_' || i, 'ws_bulk', '{read}' FROM generate_series(1, 298) i`); err != nil {
+		t.Fatal(err)
+	}
+	for _, bearer := range bearers {
+		for _, path := range []string{"/a/ws_bulk", "/b/ws_bulk"} {
+			if resp, body := e.do("GET", path, bearer); resp.StatusCode != 200 {
+				t.Fatalf("%s before the bulk revocation: %d %s", path, resp.StatusCode, body)
+			}
+		}
+	}
+	if _, err := pg.admin.Exec(context.Background(), "UPDATE "+pg.schema+".deplo_tokens SET revoked_at = now() WHERE workspace = 'ws_bulk'"); err != nil {
+		t.Fatal(err)
+	}
+	committed := time.Now()
+	for i, bearer := range bearers {
+		ra, rb := untilBothRefuse(t, e, []string{"/a/ws_bulk", "/b/ws_bulk"}, bearer, fmt.Sprintf("bulk revocation, token %d", i), committed)
+		t.Logf("bulk revocation of 300, token %d refused by A after %v, by B after %v", i, ra, rb)
+	}
+	up.take()
 
 	// B's listener never hears its heartbeat: reported not listening,
 	// while both follow the change log. (The heartbeat is 10s.)
@@ -272,4 +283,33 @@ func TestPgbouncerTransactionMode(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// untilBothRefuse asks paths (gateway A's, then B's) with bearer until
+// both answer 401, failing the test if that takes more than a second from
+// revoked, or if either answers anything but 200 or 401 meanwhile. It
+// returns how long after revoked each refused.
+func untilBothRefuse(t *testing.T, e *env, paths []string, bearer, what string, revoked time.Time) (a, b time.Duration) {
+	t.Helper()
+	refused := map[string]time.Duration{}
+	for len(refused) < len(paths) {
+		for _, path := range paths {
+			if _, done := refused[path]; done {
+				continue
+			}
+			resp, body := e.do("GET", path, bearer)
+			switch resp.StatusCode {
+			case 401:
+				refused[path] = time.Since(revoked)
+			case 200:
+			default:
+				t.Fatalf("%s: %s: %d %s", what, path, resp.StatusCode, body)
+			}
+		}
+		if d := time.Since(revoked); d > time.Second && len(refused) < len(paths) {
+			t.Fatalf("%s: refused only by %v after %v (want both within 1s)", what, refused, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return refused[paths[0]].Round(time.Millisecond), refused[paths[1]].Round(time.Millisecond)
 }
