@@ -178,22 +178,16 @@ http://localhost:%d {
 `, httpPort, keysFile, guard, logDir, upstream)
 }
 
-// globalOptions is the global block of the test Caddy: caddytest's admin
-// endpoint, the test ports, and every logger at DEBUG into logDir/caddy.log.
-func globalOptions(logDir string) string {
-	return fmt.Sprintf(`{
-	skip_install_trust
-	admin localhost:2999
-	http_port %d
-	https_port 9443
-	grace_period 1ns
-	log {
-		output file %s/caddy.log
-		format json
-		level DEBUG
-	}
+// globalBlock is the global options block of the test Caddy: caddytest's
+// admin endpoint and the test ports, then extra (whole lines, indented).
+func globalBlock(extra string) string {
+	return fmt.Sprintf("{\n\tskip_install_trust\n\tadmin localhost:2999\n\thttp_port %d\n\thttps_port 9443\n\tgrace_period 1ns\n%s}\n", httpPort, extra)
 }
-`, httpPort, logDir)
+
+// globalOptions is globalBlock with every logger at DEBUG into
+// logDir/caddy.log.
+func globalOptions(logDir string) string {
+	return globalBlock(fmt.Sprintf("\tlog {\n\t\toutput file %s/caddy.log\n\t\tformat json\n\t\tlevel DEBUG\n\t}\n", logDir))
 }
 
 // env is one running Caddy with its upstream and key file.

@@ -129,14 +129,7 @@ pidfile = %s
 }
 
 func pgbouncerCaddyfile(upstream string) string {
-	return fmt.Sprintf(`{
-	skip_install_trust
-	admin localhost:2999
-	http_port %d
-	https_port 9443
-	grace_period 1ns
-}
-
+	return globalBlock("") + fmt.Sprintf(`
 http://localhost:%d {
 	# Gateway A: lookups and writes through pgbouncer (transaction mode),
 	# LISTEN on a direct connection.
@@ -162,7 +155,7 @@ http://localhost:%d {
 		reverse_proxy %s
 	}
 }
-`, httpPort, httpPort, upstream, upstream)
+`, httpPort, upstream, upstream)
 }
 
 // TestPgbouncerTransactionMode: two gateways (two stores, two caches) whose

@@ -107,14 +107,7 @@ func (p *pgEnv) count(t *testing.T, sql string, args ...any) int {
 }
 
 func pgCaddyfile(upstream string) string {
-	return fmt.Sprintf(`{
-	skip_install_trust
-	admin localhost:2999
-	http_port %d
-	https_port 9443
-	grace_period 1ns
-}
-
+	return globalBlock("") + fmt.Sprintf(`
 http://localhost:%d {
 	handle /slow/* {
 		deplo_auth {
@@ -152,7 +145,7 @@ http://localhost:%d {
 		reverse_proxy %s
 	}
 }
-`, httpPort, httpPort, upstream, upstream, upstream)
+`, httpPort, upstream, upstream, upstream)
 }
 
 func TestPostgresEndToEnd(t *testing.T) {

@@ -48,17 +48,9 @@ var sidecarGlobals = sidecarConfig("")
 // deplo_auth_sidecar block holding app (none when empty).
 func sidecarConfig(app string) string {
 	if app != "" {
-		app = "deplo_auth_sidecar {\n" + app + "\n}"
+		app = "\tdeplo_auth_sidecar {\n" + app + "\n}\n"
 	}
-	return fmt.Sprintf(`{
-	skip_install_trust
-	admin localhost:2999
-	http_port %d
-	https_port 9443
-	grace_period 1ns
-	%s
-}
-`, httpPort, app)
+	return globalBlock(app)
 }
 
 // rawTo sends a raw HTTP/1.1 request to addr and returns the answer's

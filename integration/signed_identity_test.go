@@ -35,14 +35,7 @@ func TestSignedIdentity(t *testing.T) {
 	t.Cleanup(upstream.Close)
 
 	t.Setenv("DEPLO_AUTH_IT_IDENTITY_KEY", identityKey)
-	config := fmt.Sprintf(`{
-	skip_install_trust
-	admin localhost:2999
-	http_port %d
-	https_port 9443
-	grace_period 1ns
-}
-
+	config := globalBlock("") + fmt.Sprintf(`
 http://localhost:%d {
 	deplo_auth {
 		keys file %s
@@ -53,7 +46,7 @@ http://localhost:%d {
 	}
 	reverse_proxy %s
 }
-`, httpPort, httpPort, e.keysFile, upstream.Listener.Addr())
+`, httpPort, e.keysFile, upstream.Listener.Addr())
 	e.tester = caddytest.NewTester(t)
 	e.tester.InitServer(config, "caddyfile")
 	if t.Failed() {
