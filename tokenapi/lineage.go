@@ -151,14 +151,8 @@ func (s *Service) rotate(ctx context.Context, req *Request, who *grant.Principal
 		op.TokenID = id
 	} else {
 		t.ID, op.TokenID = id, id
-		rec, a, ok := s.visible(ctx, who, t, op)
-		if !ok {
+		if a, ok := s.manageable(ctx, who, t, op, "rotate"); !ok {
 			return a
-		}
-		op.Scopes, _ = grant.ParseScopeNames(rec.Scopes)
-		if who.Scopes&grant.ScopeAdmin == 0 && !who.Scopes.Has(op.Scopes) {
-			return refuse(op, http.StatusForbidden, ResultForbidden, codeForbidden,
-				"a credential rotates only tokens whose scopes it holds ("+who.Scopes.String()+"); admin rotates any")
 		}
 	}
 	grace, bad := readRotate(req)

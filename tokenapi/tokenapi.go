@@ -289,17 +289,27 @@ func (s *Service) create(ctx context.Context, req *Request, who *grant.Principal
 	return a
 }
 
-func (s *Service) revoke(ctx context.Context, who *grant.Principal, t Target, op *Operation) Answer {
+// manageable reports whether who may revoke or rotate (verb) the token t
+// names: it is visible (see visible), and, the mirror of create's rule, it
+// holds no scope who lacks unless who is admin — a credential cannot cut
+// off or replace one stronger than itself (a deploy token revoking the
+// admin's). It records the token's scopes in op.
+func (s *Service) manageable(ctx context.Context, who *grant.Principal, t Target, op *Operation, verb string) (Answer, bool) {
 	rec, a, ok := s.visible(ctx, who, t, op)
 	if !ok {
-		return a
+		return a, false
 	}
 	op.Scopes, _ = grant.ParseScopeNames(rec.Scopes)
-	// The mirror of create's rule: a credential cannot cut off one
-	// stronger than itself (a deploy token revoking the admin's).
 	if who.Scopes&grant.ScopeAdmin == 0 && !who.Scopes.Has(op.Scopes) {
 		return refuse(op, http.StatusForbidden, ResultForbidden, codeForbidden,
-			"a credential revokes only tokens whose scopes it holds ("+who.Scopes.String()+"); admin revokes any")
+			"a credential "+verb+"s only tokens whose scopes it holds ("+who.Scopes.String()+"); admin "+verb+"s any"), false
+	}
+	return Answer{}, true
+}
+
+func (s *Service) revoke(ctx context.Context, who *grant.Principal, t Target, op *Operation) Answer {
+	if a, ok := s.manageable(ctx, who, t, op, "revoke"); !ok {
+		return a
 	}
 	// An earlier revocation stands (keystore.TokenManager), so a second DELETE
 	// is a 204 that changes nothing.
