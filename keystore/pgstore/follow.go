@@ -74,10 +74,9 @@ type changeFollower struct {
 	now chan struct{}
 	// retention: see KeepChangesFor.
 	retention atomic.Int64
-	// applied counts changes applied, polls the reads of the log, and
-	// listenerReads those made over the listener's connection (tests,
-	// status).
-	applied, polls, listenerReads atomic.Uint64
+	// polls counts the reads of the log, listenerReads the announced
+	// ranges read over the listener's connection (tests).
+	polls, listenerReads atomic.Uint64
 }
 
 func (f *changeFollower) init() {
@@ -252,7 +251,6 @@ func (s *Store) catchUpVia(ctx context.Context, q querier) error {
 		case read > 0:
 			s.applyChanges(read, hashed, packed)
 			f.advance(newest)
-			f.applied.Add(uint64(read))
 		}
 		f.mu.Unlock()
 		if read < changeBatch {
@@ -351,7 +349,6 @@ func (s *Store) applyRange(ctx context.Context, q querier, r changeRange) bool {
 	defer f.mu.Unlock()
 	s.applyChanges(n, n, packed)
 	f.advance(r.to)
-	f.applied.Add(uint64(n))
 	return true
 }
 
@@ -369,16 +366,17 @@ func (s *Store) announced(from, to int64, hashes []string) (read bool) {
 		return false // read already
 	}
 	complete := from == last+1 && int64(len(hashes)) == to-from+1
+	hs := make([]keystore.Hash, 0, len(hashes))
 	for _, x := range hashes {
 		if h, ok := parseHexHash(x); ok {
-			s.broadcast(h, false)
+			hs = append(hs, h)
 		} else {
 			complete = false
 		}
 	}
+	s.broadcastEach(hs)
 	if complete {
 		f.advance(to)
-		f.applied.Add(uint64(len(hashes)))
 	}
 	f.mu.Unlock()
 	return !complete
