@@ -214,10 +214,7 @@ func startWith(t *testing.T, extra []string, tokens ...token) *env {
 	writeKeys(t, e.keysFile, tokens...)
 	t.Setenv("DEPLO_AUTH_IT_JWT_SECRET", jwtSecret)
 	e.tester = caddytest.NewTester(t)
-	e.tester.InitServer(caddyfile(e.keysFile, e.up.addr(), e.logDir, extra...), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	load(t, e.tester, caddyfile(e.keysFile, e.up.addr(), e.logDir, extra...))
 	return e
 }
 

@@ -82,7 +82,7 @@ func TestMetricsExact(t *testing.T) {
 	}
 
 	// A config reload (same config, a comment changed) keeps the counts.
-	e.tester.InitServer(caddyfile(e.keysFile, e.up.addr(), e.logDir)+"\n# reloaded\n", "caddyfile")
+	load(t, e.tester, caddyfile(e.keysFile, e.up.addr(), e.logDir)+"\n# reloaded\n")
 	reloaded := snapshot()
 	for _, w := range watched {
 		if reloaded[w] != after[w] {

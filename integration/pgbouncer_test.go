@@ -176,10 +176,7 @@ func TestPgbouncerTransactionMode(t *testing.T) {
 	cliDSN := bouncerDSN("cli")
 
 	tester := caddytest.NewTester(t)
-	tester.InitServer(pgbouncerCaddyfile(up.addr()), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	load(t, tester, pgbouncerCaddyfile(up.addr()))
 	e := &env{t: t, tester: tester, up: up}
 
 	for i := range 5 {

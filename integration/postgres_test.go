@@ -178,10 +178,7 @@ func TestPostgresEndToEnd(t *testing.T) {
 	afterOutageRaw, afterOutageID := newPGToken("after-outage")
 
 	tester := caddytest.NewTester(t)
-	tester.InitServer(pgCaddyfile(up.addr()), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	load(t, tester, pgCaddyfile(up.addr()))
 	e := &env{t: t, tester: tester, up: up}
 	bearer := "Bearer " + raw
 
@@ -211,7 +208,7 @@ func TestPostgresEndToEnd(t *testing.T) {
 		before := pg.count(t, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", pg.app+"%")
 		t.Logf("%d connections of this test's stores before the reloads", before)
 		for i := 0; i < 3; i++ {
-			tester.InitServer(pgCaddyfile(up.addr())+fmt.Sprintf("\n# reload %d\n", i), "caddyfile")
+			load(t, tester, pgCaddyfile(up.addr())+fmt.Sprintf("\n# reload %d\n", i))
 		}
 		time.Sleep(300 * time.Millisecond)
 		if n := listeners(); n != 1 {

@@ -199,10 +199,7 @@ func TestPostgresCommandInForceOnReturn(t *testing.T) {
 	t.Setenv("DEPLO_AUTH_IT_PG_DSN", pg.dsn)
 	t.Setenv("DEPLO_AUTH_IT_PG_DSN_SLOW", pg.slowDSN)
 	tester := caddytest.NewTester(t)
-	tester.InitServer(pgCaddyfile(up.addr()), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	load(t, tester, pgCaddyfile(up.addr()))
 	e := &env{t: t, tester: tester, up: up}
 	createRevokeRounds(t, e, func(int) (string, string) {
 		return cliToken(t, "--postgres", pg.dsn, "--admin", testAdmin)

@@ -324,10 +324,7 @@ func TestNginxSidecar(t *testing.T) {
 		return fmt.Sprintf("listen unix/%s|0660\nfrom original\ntrusted_proxies %s\n%s", sock, proxies, sidecarPolicy(e.keysFile))
 	}
 	e.tester = caddytest.NewTester(t)
-	e.tester.InitServer(sidecarConfig(app("192.0.2.0/24")), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	load(t, e.tester, sidecarConfig(app("192.0.2.0/24")))
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
 		t.Fatalf("socket %v %v, want mode 0660", fi, err)
 	}
@@ -422,7 +419,7 @@ http {
 	// failures throttle that client, never another behind the same
 	// balancer address. A config reload, too.
 	t.Run("load balancer", func(t *testing.T) {
-		e.tester.InitServer(sidecarConfig(app("127.0.0.0/8")), "caddyfile")
+		load(t, e.tester, sidecarConfig(app("127.0.0.0/8")))
 		e.up.take()
 		attacker := http.Header{"X-Forwarded-For": {"203.0.113.66"}}
 		victim := http.Header{"X-Forwarded-For": {"203.0.113.77"}}
@@ -445,7 +442,7 @@ http {
 
 	// deplo-auth gone: refused with 503, never passed.
 	t.Run("sidecar down", func(t *testing.T) {
-		e.tester.InitServer(sidecarGlobals, "caddyfile")
+		load(t, e.tester, sidecarGlobals)
 		e.up.take()
 		c := proxyCases(tk)[0]
 		resp, body := c.send(t, base, nil)
@@ -481,10 +478,7 @@ func TestCaddyForwardAuthSidecar(t *testing.T) {
 	config := sidecarConfig(fmt.Sprintf("listen unix/%s|0660\nfrom forwarded\n%s", sock, sidecarPolicy(e.keysFile))) +
 		fmt.Sprintf("\nimport %s\n", example)
 	e.tester = caddytest.NewTester(t)
-	e.tester.InitServer(config, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	load(t, e.tester, config)
 	for _, c := range proxyCases(tk) {
 		t.Run(c.name, func(t *testing.T) {
 			e.up.take()
@@ -640,10 +634,7 @@ func TestTraefikAndEnvoyContract(t *testing.T) {
 		return resp, body, upstream
 	}
 	for proxy, ask := range map[string]func(proxyCase) (*http.Response, string, http.Header){"traefik": traefik, "envoy": envoy} {
-		e.tester.InitServer(configs[proxy], "caddyfile")
-		if t.Failed() {
-			t.FailNow()
-		}
+		load(t, e.tester, configs[proxy])
 		for _, c := range proxyCases(tk) {
 			t.Run(proxy+"/"+c.name, func(t *testing.T) {
 				resp, body, upstream := ask(c)
@@ -660,7 +651,7 @@ func TestTraefikAndEnvoyContract(t *testing.T) {
 	}
 
 	// Half a request, or none, is never allowed.
-	e.tester.InitServer(configs["traefik"], "caddyfile")
+	load(t, e.tester, configs["traefik"])
 	for name, h := range map[string]http.Header{
 		"no uri":    {"X-Forwarded-Method": {"GET"}},
 		"no method": {"X-Forwarded-Uri": {"/healthz"}},
@@ -670,7 +661,7 @@ func TestTraefikAndEnvoyContract(t *testing.T) {
 			t.Errorf("%s: %d, want 400", name, resp.StatusCode)
 		}
 	}
-	e.tester.InitServer(configs["envoy"], "caddyfile")
+	load(t, e.tester, configs["envoy"])
 	if resp, _ := verifyCall(t, verifyEnvoyPort, "GET", "/healthz", http.Header{}); resp.StatusCode != 400 {
 		t.Errorf("envoy path without the prefix: %d, want 400", resp.StatusCode)
 	}

@@ -48,10 +48,7 @@ http://localhost:%d {
 }
 `, httpPort, e.keysFile, upstream.Listener.Addr())
 	e.tester = caddytest.NewTester(t)
-	e.tester.InitServer(config, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	load(t, e.tester, config)
 
 	resp, body := e.do("POST", "/v1/workspaces/ws_acme/projects/weekly-report/deployments", "Bearer "+agent.Raw)
 	if resp.StatusCode != 200 {

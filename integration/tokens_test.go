@@ -154,10 +154,7 @@ func startTokens(t *testing.T, store, storeB string, admin keystore.TokenManager
 	t.Setenv("DEPLO_AUTH_IT_JWT_SECRET", jwtSecret)
 	s.tester = caddytest.NewTester(t)
 	writeGitHubKeys(t, s.logDir)
-	s.tester.InitServer(tokensCaddyfile(store, storeB, s.up.addr(), s.logDir), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	load(t, s.tester, tokensCaddyfile(store, storeB, s.up.addr(), s.logDir))
 	return s
 }
 
