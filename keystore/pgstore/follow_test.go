@@ -372,6 +372,49 @@ SELECT sha256(('prune' || i)::bytea), 'tok_prune_' || i, 'ws_prune', '{read}' FR
 	}
 }
 
+// TestPostgresRangeRowsPrunedByAnyRelease: a gateway older than schema 5
+// prunes the log and advances deplo_changes_pruned but never touches
+// deplo_change_ranges; the next bulk change deletes the range rows whose log
+// rows are gone, so a mixed-release fleet does not grow the table, and keeps
+// the ones still readable.
+func TestPostgresRangeRowsPrunedByAnyRelease(t *testing.T) {
+	e := newPGEnv(t, true)
+	bulk := func(name string) {
+		e.exec(t, `INSERT INTO deplo_tokens (hash, id, workspace, scopes)
+SELECT sha256(($1 || i)::bytea), $1 || i, 'ws_ranges', '{read}' FROM generate_series(1, 100) i`, name)
+	}
+	bulk("old_")
+	bulk("kept_")
+	ranges := func() (firsts []int64) {
+		t.Helper()
+		rows, err := e.admin.Query(context.Background(), `SELECT first_seq FROM deplo_change_ranges ORDER BY first_seq`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var first int64
+			if err := rows.Scan(&first); err != nil {
+				t.Fatal(err)
+			}
+			firsts = append(firsts, first)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return firsts
+	}
+	if got := ranges(); len(got) != 2 || got[0] != 1 || got[1] != 101 {
+		t.Fatalf("range rows after two bulk inserts: %v, want [1 101]", got)
+	}
+	// What an older gateway's prune does: the first bulk's log rows go.
+	e.exec(t, `WITH gone AS (DELETE FROM deplo_changes WHERE seq <= 100 RETURNING seq)
+UPDATE deplo_changes_pruned SET through = (SELECT max(seq) FROM gone)`)
+	bulk("new_")
+	if got := ranges(); len(got) != 2 || got[0] != 101 || got[1] != 201 {
+		t.Errorf("range rows after the log was pruned through 100 and another bulk insert: %v, want [101 201]", got)
+	}
+}
+
 // TestPostgresStartWithoutServer: a store whose server is unreachable opens
 // (with StartWithoutServer), answers ErrNotReady, and becomes ready when
 // the server answers; without the option, or with a DSN that does not

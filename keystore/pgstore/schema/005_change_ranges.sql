@@ -18,6 +18,12 @@
 -- no instance holds tens of megabytes at once. The hashes are random: the
 -- column is stored out of line without compression (STORAGE EXTERNAL), which
 -- pglz would try on every write and fail.
+--
+-- A range row is useless once the log rows it stands for are pruned (an
+-- instance reads it only from the position just before it). Each new range
+-- row first deletes those, so the table stays small whichever release of the
+-- gateway prunes the log: a gateway older than this schema prunes
+-- deplo_changes and advances deplo_changes_pruned, never this table.
 
 CREATE TABLE deplo_change_ranges (
 	first_seq  bigint      PRIMARY KEY,
@@ -51,6 +57,7 @@ BEGIN
 			'hashes', (SELECT json_agg(encode(h, 'hex')) FROM unnest(hashes) AS u(h)))::text);
 	ELSE
 		IF array_position(hashes, NULL) IS NULL AND last_seq - first_seq + 1 = n AND n <= 100000 THEN
+			DELETE FROM deplo_change_ranges r WHERE r.last_seq <= (SELECT through FROM deplo_changes_pruned);
 			INSERT INTO deplo_change_ranges (first_seq, last_seq, hashes) VALUES (first_seq, last_seq, packed);
 		END IF;
 		PERFORM pg_notify('deplo_auth', json_build_object('table', 'tokens', 'log', log_oid, 'from', first_seq, 'to', last_seq)::text);
