@@ -34,14 +34,16 @@ type pgEnv struct {
 	admin    *pgx.Conn
 }
 
-func newPG(t *testing.T) *pgEnv {
+// newSchema makes a schema of its own (prefix plus a random suffix) on the
+// DEPLO_AUTH_TEST_POSTGRES database, dropped at cleanup, and returns an
+// admin connection, the schema and the base DSN as a URL whose options put
+// the schema on the search path. It skips the test when the variable is
+// not set.
+func newSchema(t *testing.T, prefix string) (*pgx.Conn, string, *url.URL) {
 	t.Helper()
 	base := os.Getenv("DEPLO_AUTH_TEST_POSTGRES")
 	if base == "" {
 		t.Skip("DEPLO_AUTH_TEST_POSTGRES is not set; skipping the PostgreSQL end-to-end tests (.ci/run sets it)")
-	}
-	if testing.Short() {
-		t.Skip("starts Caddy; skipped with -short")
 	}
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, base)
@@ -50,19 +52,33 @@ func newPG(t *testing.T) *pgEnv {
 	}
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	suffix := hex.EncodeToString(b)
-	e := &pgEnv{schema: "deplo_it_" + suffix, app: "deplo-it-" + suffix, admin: admin}
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+e.schema); err != nil {
+	schema := prefix + hex.EncodeToString(b)
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP SCHEMA "+e.schema+" CASCADE")
+		_, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
 		admin.Close(context.Background())
 	})
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
 	}
+	q := u.Query()
+	q.Set("options", "-c search_path="+schema)
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
+	return admin, schema, u
+}
+
+// newPG is a migrated schema of its own for a test that starts Caddy.
+func newPG(t *testing.T) *pgEnv {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts Caddy; skipped with -short")
+	}
+	admin, schema, u := newSchema(t, "deplo_it_")
+	suffix := strings.TrimPrefix(schema, "deplo_it_")
+	e := &pgEnv{schema: schema, app: "deplo-it-" + suffix, admin: admin}
 	user, password := "postgres", ""
 	if u.User != nil {
 		user = u.User.Username()
@@ -74,13 +90,13 @@ func newPG(t *testing.T) *pgEnv {
 	e.password = password
 	u.User = url.UserPassword(user, password)
 	q := u.Query()
-	q.Set("options", "-c search_path="+e.schema)
 	q.Set("application_name", e.app)
 	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 	e.dsn = u.String()
 	q.Set("application_name", e.app+"-slow")
 	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 	e.slowDSN = u.String()
+	var err error
 	if e.proxy, err = tcpproxy.New(u.Host); err != nil {
 		t.Fatal(err)
 	}

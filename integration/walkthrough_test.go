@@ -34,6 +34,10 @@ type walkthrough struct {
 	// too). It stops what it starts with t.Cleanup, and skips the section
 	// (t.Skip, saying why) only when something it needs cannot be had.
 	setup func(t *testing.T, dir string)
+	// env is what the document asks the reader to have set (the blocks run
+	// in a fresh shell's environment, without this process's DEPLO_*
+	// variables, plus these "NAME=value" entries); nil: nothing.
+	env func(t *testing.T) []string
 }
 
 // walkthroughs are the sections TestWalkthroughs runs. A section that needs
@@ -46,6 +50,27 @@ var walkthroughs = []walkthrough{
 	{doc: "docs/tokens.md", heading: "Leak response (GitHub secret scanning)", setup: leakWalkthroughSetup},
 	{doc: "docs/reference.md", heading: "Admin API", setup: startQuickStart},
 	{doc: "examples/sidecar/README.md", heading: "Walk-through", setup: sidecarWalkthroughSetup},
+	{doc: "examples/postgres/README.md", heading: "Walk-through", setup: postgresWalkthroughSetup, env: postgresWalkthroughEnv},
+}
+
+// postgresWalkthroughSetup checks that the ports examples/postgres's
+// walk-through uses are free (its blocks start the gateways and the upstream
+// themselves).
+func postgresWalkthroughSetup(t *testing.T, _ string) {
+	for _, addr := range []string{"localhost:8081", "localhost:8082", "localhost:2019", "localhost:2022", "127.0.0.1:9081"} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Fatalf("%s already answers: the walk-through would talk to that process (run the test where the port is free, e.g. in a private network namespace: unshare -n)", addr)
+		}
+	}
+}
+
+// postgresWalkthroughEnv is the reader's DEPLO_AUTH_POSTGRES: a new, empty
+// schema of the test database (dropped at cleanup), so that the
+// walk-through's migrate creates the tables, as on the reader's database.
+func postgresWalkthroughEnv(t *testing.T) []string {
+	_, _, u := newSchema(t, "deplo_walk_")
+	return []string{"DEPLO_AUTH_POSTGRES=" + u.String()}
 }
 
 // leakWalkthroughSetup is the quick start's Caddy (Caddyfile.example serves
@@ -126,6 +151,10 @@ func runWalkthrough(t *testing.T, root string, w walkthrough) {
 		expects[i] = e
 	}
 
+	var env []string
+	if w.env != nil {
+		env = w.env(t)
+	}
 	dir := copyTracked(t, root)
 	if w.setup != nil {
 		w.setup(t, dir)
@@ -144,7 +173,7 @@ func runWalkthrough(t *testing.T, root string, w walkthrough) {
 	ctx, cancel := context.WithTimeout(context.Background(), walkthroughTimeout)
 	defer cancel()
 	logPath := filepath.Join(outDir, "script.log")
-	if err := runGroup(ctx, dir, logPath, "bash", scriptPath); err != nil {
+	if err := runGroup(ctx, dir, logPath, env, "bash", scriptPath); err != nil {
 		t.Errorf("%s, %q: the script: %v\n%s", w.doc, w.heading, err, tail(logPath))
 	}
 
@@ -217,7 +246,7 @@ func startQuickStart(t *testing.T, dir string) {
 	logPath := filepath.Join(t.TempDir(), "caddy.log")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runGroup(ctx, dir, logPath, "bash", "-c", command) }()
+	go func() { done <- runGroup(ctx, dir, logPath, nil, "bash", "-c", command) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
@@ -248,11 +277,12 @@ func startQuickStart(t *testing.T, dir string) {
 }
 
 // runGroup runs name with args in dir, in a process group of its own, with
-// the environment of a fresh shell (no DEPLO_* variable of this process),
+// the environment of a fresh shell (no DEPLO_* variable of this process)
+// plus env ("NAME=value" entries),
 // standard input empty and its output in logPath. When ctx ends it stops the
 // whole group (SIGTERM, then SIGKILL), and it stops what the command left
 // running in the background when the command returns.
-func runGroup(ctx context.Context, dir, logPath, name string, args ...string) error {
+func runGroup(ctx context.Context, dir, logPath string, env []string, name string, args ...string) error {
 	log, err := os.Create(logPath)
 	if err != nil {
 		return err
@@ -267,6 +297,7 @@ func runGroup(ctx context.Context, dir, logPath, name string, args ...string) er
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, env...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
