@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -443,10 +444,25 @@ func migrateCommand() *cobra.Command {
 			return err
 		}
 		defer pg.Close()
-		fmt.Fprintln(cmd.OutOrStdout(), "schema is up to date")
+		res, _ := pg.Migration()
+		fmt.Fprintln(cmd.OutOrStdout(), migrationSummary(res))
 		return nil
 	}
 	return cmd
+}
+
+// migrationSummary is migrate's one line: the schema's version, and what
+// this run applied ("none" when the schema was up to date).
+func migrationSummary(res pgstore.MigrateResult) string {
+	applied := "none"
+	if len(res.Applied) > 0 {
+		parts := make([]string, len(res.Applied))
+		for i, v := range res.Applied {
+			parts[i] = strconv.Itoa(v)
+		}
+		applied = strings.Join(parts, ", ")
+	}
+	return fmt.Sprintf("schema at version %d (applied now: %s)", res.Version, applied)
 }
 
 func sessionRevokeCommand() *cobra.Command {

@@ -7,6 +7,8 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/deplo-sh/deplo-auth/keystore/pgstore"
 )
 
 // runDeploAuth runs "caddy deplo-auth args…" in-process and returns its
@@ -70,5 +72,21 @@ func TestCommandStoreFromEnvironment(t *testing.T) {
 	}
 	if _, err := runDeploAuth(t, "token", "revoke", "tok_unknown"); err == nil || !strings.Contains(err.Error(), "no token") {
 		t.Errorf("revoking an unknown id: %v", err)
+	}
+}
+
+func TestMigrationSummary(t *testing.T) {
+	for _, tt := range []struct {
+		res  pgstore.MigrateResult
+		want string
+	}{
+		{pgstore.MigrateResult{Version: 5, Applied: []int{1, 2, 3, 4, 5}}, "schema at version 5 (applied now: 1, 2, 3, 4, 5)"},
+		{pgstore.MigrateResult{Version: 5, Applied: []int{5}}, "schema at version 5 (applied now: 5)"},
+		{pgstore.MigrateResult{Version: 5}, "schema at version 5 (applied now: none)"},
+		{pgstore.MigrateResult{Version: 7}, "schema at version 7 (applied now: none)"},
+	} {
+		if got := migrationSummary(tt.res); got != tt.want {
+			t.Errorf("migrationSummary(%+v) = %q, want %q", tt.res, got, tt.want)
+		}
 	}
 }

@@ -414,7 +414,7 @@ func run(ns []int, runs, bulk int, pgBin, bouncerBin string) error {
 		return err
 	}
 	defer admin.Close()
-	if err := pgstore.Migrate(ctx, admin); err != nil {
+	if _, err := pgstore.Migrate(ctx, admin); err != nil {
 		return err
 	}
 	// Tokens: single-revocation targets, and the bulk set.

@@ -80,7 +80,7 @@ func run(caddyBin, dsn string, bulk, cycles int, outage time.Duration) error {
 		return err
 	}
 	defer sdb.Close()
-	if err := pgstore.Migrate(ctx, sdb); err != nil {
+	if _, err := pgstore.Migrate(ctx, sdb); err != nil {
 		return err
 	}
 

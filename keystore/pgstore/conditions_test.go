@@ -28,7 +28,7 @@ func TestPostgresConditionsMigration(t *testing.T) {
 		t.Fatalf("before the migration: %+v, %v", tok, err)
 	}
 
-	if err := Migrate(context.Background(), e.admin); err != nil {
+	if _, err := Migrate(context.Background(), e.admin); err != nil {
 		t.Fatal(err)
 	}
 	s2 := e.open(t, Options{})

@@ -110,7 +110,7 @@ func newPGEnv(t *testing.T, migrate bool) *pgEnv {
 	}
 	t.Cleanup(e.admin.Close)
 	if migrate {
-		if err := Migrate(ctx, e.admin); err != nil {
+		if _, err := Migrate(ctx, e.admin); err != nil {
 			t.Fatal(err)
 		}
 	}

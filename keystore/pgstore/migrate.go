@@ -57,6 +57,17 @@ func migrations() ([]migration, error) {
 // migrateLockKey is the pg_advisory_xact_lock key Migrate holds ("deploaut").
 const migrateLockKey int64 = 0x6465706c6f617574
 
+// MigrateResult is what Migrate did.
+type MigrateResult struct {
+	// Version is the schema's version afterwards: the highest recorded in
+	// deplo_schema_migrations, which is above this release's own when a
+	// newer release migrated the database.
+	Version int
+	// Applied lists the versions this call applied, in order; empty when
+	// the schema was up to date.
+	Applied []int
+}
+
 // Migrate brings the schema in the first schema of the connection's
 // search_path up to date: it applies, in version order, each embedded
 // schema file (keystore/pgstore/schema/NNN_*.sql) not yet recorded in
@@ -64,46 +75,62 @@ const migrateLockKey int64 = 0x6465706c6f617574
 // transaction-level advisory lock, so concurrent migrators (several
 // instances starting at once) wait for each other and apply each file once;
 // a failure applies nothing. Running it again is a no-op.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
+	var res MigrateResult
 	ms, err := migrations()
 	if err != nil {
-		return fmt.Errorf("keystore: migrate: %w", err)
+		return res, fmt.Errorf("keystore: migrate: %w", err)
 	}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("keystore: migrate: %w", err)
+		return res, fmt.Errorf("keystore: migrate: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLockKey); err != nil {
-		return fmt.Errorf("keystore: migrate: taking the lock: %w", err)
+		return res, fmt.Errorf("keystore: migrate: taking the lock: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS deplo_schema_migrations (
 	version    integer     PRIMARY KEY,
 	applied_at timestamptz NOT NULL DEFAULT now()
 )`); err != nil {
-		return fmt.Errorf("keystore: migrate: %w", err)
+		return res, fmt.Errorf("keystore: migrate: %w", err)
 	}
 	rows, err := tx.Query(ctx, `SELECT version FROM deplo_schema_migrations`)
 	if err != nil {
-		return fmt.Errorf("keystore: migrate: %w", err)
+		return res, fmt.Errorf("keystore: migrate: %w", err)
 	}
-	applied, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	recorded, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 	if err != nil {
-		return fmt.Errorf("keystore: migrate: %w", err)
+		return res, fmt.Errorf("keystore: migrate: %w", err)
+	}
+	for _, v := range recorded {
+		res.Version = max(res.Version, int(v))
 	}
 	for _, m := range ms {
-		if slices.Contains(applied, int32(m.version)) {
+		if slices.Contains(recorded, int32(m.version)) {
 			continue
 		}
 		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return fmt.Errorf("keystore: migrate: %s: %w", m.name, err)
+			return MigrateResult{}, fmt.Errorf("keystore: migrate: %s: %w", m.name, err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO deplo_schema_migrations (version) VALUES ($1)`, m.version); err != nil {
-			return fmt.Errorf("keystore: migrate: %s: %w", m.name, err)
+			return MigrateResult{}, fmt.Errorf("keystore: migrate: %s: %w", m.name, err)
 		}
+		res.Applied = append(res.Applied, m.version)
+		res.Version = max(res.Version, m.version)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("keystore: migrate: %w", err)
+		return MigrateResult{}, fmt.Errorf("keystore: migrate: %w", err)
 	}
-	return nil
+	return res, nil
+}
+
+// Migration reports what Options.Migrate did when the store reached the
+// server, and false before that or without the option.
+func (s *Store) Migration() (MigrateResult, bool) {
+	res := s.migration.Load()
+	if res == nil {
+		return MigrateResult{}, false
+	}
+	return *res, true
 }

@@ -18,8 +18,13 @@ func (s *Store) prepare(ctx context.Context) (reachable bool, err error) {
 		return false, fmt.Errorf("keystore: postgres: connecting: %w", err)
 	}
 	if s.opts.Migrate {
-		if err := Migrate(ctx, s.pool); err != nil {
+		res, err := Migrate(ctx, s.pool)
+		if err != nil {
 			return true, err
+		}
+		s.migration.Store(&res)
+		if len(res.Applied) > 0 {
+			s.log.Info("postgres key store: schema migrated", zap.Int("version", res.Version), zap.Ints("applied", res.Applied))
 		}
 	}
 	if s.opts.AdminOnly {
