@@ -235,12 +235,14 @@ func (s *FileStore) check(tentative bool) {
 	}
 	s.seen = fileState{info: info, sum: sum, readAt: readAt, err: err}
 	if err != nil {
-		s.setErr(err)
+		// Reported before LastReload shows it, so that whoever sees the
+		// error there also finds it in the log and the metrics.
 		s.log.Error("key file reload failed; keeping the last good tokens",
 			zap.String("path", s.path), zap.Error(err), zap.Int("tokens", s.Len()))
 		if s.onReload != nil {
 			s.onReload(err)
 		}
+		s.setErr(err)
 		return
 	}
 	s.install(kf, tokens, sum)
@@ -321,7 +323,6 @@ func (s *FileStore) racy() bool {
 // the failure is logged once until its message changes.
 func (s *FileStore) readFailed(err error) {
 	s.failing = true
-	s.setErr(err)
 	if msg := err.Error(); msg != s.lastLogged {
 		s.lastLogged = msg
 		s.log.Error("key file unreadable; keeping the last good tokens",
@@ -330,6 +331,7 @@ func (s *FileStore) readFailed(err error) {
 			s.onReload(err)
 		}
 	}
+	s.setErr(err) // after the report, as in a failed parse
 }
 
 func (s *FileStore) setErr(err error) {
