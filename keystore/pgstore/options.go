@@ -19,8 +19,9 @@ const (
 	// instance whose notifications are lost.
 	DefaultPoll = time.Second
 	// DefaultHeartbeat bounds how long a listener that hears nothing goes
-	// unreported: after half of it in silence the listener notifies itself,
-	// and its own notification must arrive within the other half.
+	// unreported: after a quarter to a half of it in silence (drawn anew
+	// each time) the listener notifies itself, and its own notification
+	// must arrive within another half.
 	DefaultHeartbeat = 10 * time.Second
 	// DefaultApplicationName is the application_name of the pool's
 	// connections when the DSN sets none; the listener connection uses it
