@@ -439,12 +439,15 @@ func migrateCommand() *cobra.Command {
 		if dsn == "" {
 			return errors.New("--postgres is required (or set " + postgresEnv + ")")
 		}
-		pg, err := pgstore.Open(cmd.Context(), pgstore.Options{DSN: dsn, Migrate: true, AdminOnly: true})
+		pg, err := pgstore.Open(cmd.Context(), pgstore.Options{DSN: dsn, AdminOnly: true})
 		if err != nil {
 			return err
 		}
 		defer pg.Close()
-		res, _ := pg.Migration()
+		res, err := pgstore.Migrate(cmd.Context(), pg.Pool())
+		if err != nil {
+			return err
+		}
 		fmt.Fprintln(cmd.OutOrStdout(), migrationSummary(res))
 		return nil
 	}

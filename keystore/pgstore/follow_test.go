@@ -391,14 +391,8 @@ SELECT sha256(($1 || i)::bytea), $1 || i, 'ws_ranges', '{read}' FROM generate_se
 		if err != nil {
 			t.Fatal(err)
 		}
-		for rows.Next() {
-			var first int64
-			if err := rows.Scan(&first); err != nil {
-				t.Fatal(err)
-			}
-			firsts = append(firsts, first)
-		}
-		if err := rows.Err(); err != nil {
+		firsts, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
 			t.Fatal(err)
 		}
 		return firsts

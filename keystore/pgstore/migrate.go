@@ -76,33 +76,33 @@ type MigrateResult struct {
 // instances starting at once) wait for each other and apply each file once;
 // a failure applies nothing. Running it again is a no-op.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
-	var res MigrateResult
 	ms, err := migrations()
 	if err != nil {
-		return res, fmt.Errorf("keystore: migrate: %w", err)
+		return MigrateResult{}, fmt.Errorf("keystore: migrate: %w", err)
 	}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return res, fmt.Errorf("keystore: migrate: %w", err)
+		return MigrateResult{}, fmt.Errorf("keystore: migrate: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLockKey); err != nil {
-		return res, fmt.Errorf("keystore: migrate: taking the lock: %w", err)
+		return MigrateResult{}, fmt.Errorf("keystore: migrate: taking the lock: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS deplo_schema_migrations (
 	version    integer     PRIMARY KEY,
 	applied_at timestamptz NOT NULL DEFAULT now()
 )`); err != nil {
-		return res, fmt.Errorf("keystore: migrate: %w", err)
+		return MigrateResult{}, fmt.Errorf("keystore: migrate: %w", err)
 	}
 	rows, err := tx.Query(ctx, `SELECT version FROM deplo_schema_migrations`)
 	if err != nil {
-		return res, fmt.Errorf("keystore: migrate: %w", err)
+		return MigrateResult{}, fmt.Errorf("keystore: migrate: %w", err)
 	}
 	recorded, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 	if err != nil {
-		return res, fmt.Errorf("keystore: migrate: %w", err)
+		return MigrateResult{}, fmt.Errorf("keystore: migrate: %w", err)
 	}
+	var res MigrateResult
 	for _, v := range recorded {
 		res.Version = max(res.Version, int(v))
 	}
@@ -123,14 +123,4 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 		return MigrateResult{}, fmt.Errorf("keystore: migrate: %w", err)
 	}
 	return res, nil
-}
-
-// Migration reports what Options.Migrate did when the store reached the
-// server, and false before that or without the option.
-func (s *Store) Migration() (MigrateResult, bool) {
-	res := s.migration.Load()
-	if res == nil {
-		return MigrateResult{}, false
-	}
-	return *res, true
 }

@@ -12,14 +12,7 @@ import (
 func TestPostgresMigrate(t *testing.T) {
 	e := newPGEnv(t, false)
 	ctx := context.Background()
-	ms, err := migrations()
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("embedded migrations: %v, %d", err, len(ms))
-	}
-	var all []int
-	for _, m := range ms {
-		all = append(all, m.version)
-	}
+	all := embeddedVersions(t)
 	last := all[len(all)-1]
 	// The first call applies every version, the second none.
 	for i, want := range [][]int{all, nil} {
@@ -45,8 +38,8 @@ func TestPostgresMigrate(t *testing.T) {
 	if err := e.admin.QueryRow(ctx, `SELECT count(*) FROM deplo_schema_migrations`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if n != len(ms) {
-		t.Errorf("deplo_schema_migrations has %d rows, want %d", n, len(ms))
+	if n != len(all) {
+		t.Errorf("deplo_schema_migrations has %d rows, want %d", n, len(all))
 	}
 
 	// The table's constraints hold.
@@ -83,30 +76,19 @@ func TestPostgresMigrateConcurrent(t *testing.T) {
 		}
 		applied = append(applied, results[i].Applied...)
 	}
-	// Each version applied once, by one of them.
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all []int
-	for _, m := range ms {
-		all = append(all, m.version)
-	}
+	// Each version applied once, by one of them, and recorded once.
+	want := embeddedVersions(t)
 	slices.Sort(applied)
-	if !slices.Equal(applied, all) {
-		t.Errorf("the migrators applied %v between them, want each of %v once", applied, all)
+	if !slices.Equal(applied, want) {
+		t.Errorf("the migrators applied %v between them, want each of %v once", applied, want)
 	}
-	var versions []int32
 	rows, err := e.admin.Query(context.Background(), `SELECT version FROM deplo_schema_migrations ORDER BY version`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if versions, err = pgx.CollectRows(rows, pgx.RowTo[int32]); err != nil {
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
 		t.Fatal(err)
-	}
-	var want []int32
-	for _, m := range ms {
-		want = append(want, int32(m.version))
 	}
 	if !slices.Equal(versions, want) {
 		t.Errorf("versions applied: %v, want %v (each once)", versions, want)
@@ -114,21 +96,16 @@ func TestPostgresMigrateConcurrent(t *testing.T) {
 	e.insertToken(t, "tok_after_migrate")
 }
 
-// TestPostgresOpenMigrates: with Options.Migrate a store applies the schema
-// when it reaches the server and reports what it applied (the CLI's migrate
-// prints it); without the option it reports nothing.
-func TestPostgresOpenMigrates(t *testing.T) {
-	e := newPGEnv(t, false)
+// embeddedVersions lists the versions of the embedded schema files, in order.
+func embeddedVersions(t *testing.T) []int {
+	t.Helper()
 	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || len(ms) == 0 {
+		t.Fatalf("embedded migrations: %v, %d", err, len(ms))
 	}
-	s := e.open(t, Options{Migrate: true, AdminOnly: true})
-	res, ok := s.Migration()
-	if !ok || res.Version != ms[len(ms)-1].version || len(res.Applied) != len(ms) {
-		t.Errorf("Migration() = %+v, %v; want every version applied", res, ok)
+	vs := make([]int, len(ms))
+	for i, m := range ms {
+		vs[i] = m.version
 	}
-	if _, ok := e.open(t, Options{AdminOnly: true}).Migration(); ok {
-		t.Error("a store opened without Migrate reports a migration")
-	}
+	return vs
 }

@@ -22,7 +22,6 @@ func (s *Store) prepare(ctx context.Context) (reachable bool, err error) {
 		if err != nil {
 			return true, err
 		}
-		s.migration.Store(&res)
 		if len(res.Applied) > 0 {
 			s.log.Info("postgres key store: schema migrated", zap.Int("version", res.Version), zap.Ints("applied", res.Applied))
 		}

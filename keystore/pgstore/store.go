@@ -90,10 +90,6 @@ type Store struct {
 
 	gen atomic.Uint64
 
-	// migration is what Options.Migrate did when the store reached the
-	// server (see Migration); nil before that, or without the option.
-	migration atomic.Pointer[MigrateResult]
-
 	// ready is true once the server has answered and the store runs (see
 	// Ready); started is closed then.
 	ready   atomic.Bool
